@@ -1,0 +1,145 @@
+/**
+ * The Bus: holds devices and drivers, matches them, and runs the bind and unbind sequences.
+ *
+ * - Binding a driver opens a scope; the driver's probe Layer is built into it, with the
+ *   Bound and Core tokens in its context. Every fiber started inside the binding belongs to it.
+ * - Unbinding follows the contract (DESIGN.md section 4): hooks of step 1 (device links) and
+ *   step 2 (gates), the driver's `remove` with full access, then, uninterruptibly, every
+ *   binding fiber interrupted and awaited, resources released in reverse order (failures
+ *   collected, none stops the others), the token revoked, leak checks, an `Unbound` event.
+ * - Bind, unbind and remove of one device are serialised by a per-device lock; different
+ *   devices proceed concurrently.
+ * - A probe failing with `ProbeDefer` queues the device; it is retried after any bind succeeds.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { Device, Spec } from "./Device.js"
+import type {
+  AlreadyBound,
+  DeviceExists,
+  DeviceNotFound,
+  DeviceRemoved,
+  DriverAlreadyRegistered,
+  DriverNotFound,
+  NoMatchingDriver,
+  NotBound,
+  ProbeDeferred,
+  ProbeFailed
+} from "./DeviceError.js"
+import type * as Driver from "./Driver.js"
+import * as internal from "./internal/bus.js"
+import type { LeakReport } from "./Leak.js"
+import type { LifecycleEvent, UnbindReport } from "./Lifecycle.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Bus name, shown on its devices. Default `"bus"`. */
+  readonly name?: string | undefined
+  /** Bind matching drivers when a device or driver appears. Default `true`. */
+  readonly autoBind?: boolean | undefined
+  /**
+   * How long unbind waits for interrupted binding fibers (an uninterruptible region can
+   * delay them). Fibers still running then are reported as `FiberLeak`s and the unbind
+   * goes on, so it never hangs on them. Clock time (virtual under TestClock). Default 5 s.
+   */
+  readonly fiberStopTimeout?: Duration.DurationInput | undefined
+  /** Make unbind die with `LeaksDetected` (after completing) when it finds leaks. For tests. */
+  readonly strict?: boolean | undefined
+  /** Lifecycle events kept in `history`. Default 10,000. */
+  readonly historySize?: number | undefined
+}
+
+/**
+ * What `bind` can fail with.
+ * @since 0.1.0
+ * @category models
+ */
+export type BindError =
+  | DeviceNotFound
+  | DeviceRemoved
+  | AlreadyBound
+  | DriverNotFound
+  | NoMatchingDriver
+  | ProbeDeferred
+  | ProbeFailed
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly name: string
+  /** Adds a device; binds a matching driver if `autoBind`. A failed probe does not fail this. */
+  addDevice(spec: Spec): Effect.Effect<Device, DeviceExists>
+  /**
+   * Removes a device: unbinds it (cause `hot-unplug` unless told `surprise`), then forgets it.
+   * Returns the unbind report if it was bound.
+   */
+  removeDevice(
+    device: Device | string,
+    options?: { readonly cause?: "hot-unplug" | "surprise" | undefined }
+  ): Effect.Effect<UnbindReport | undefined, DeviceNotFound | DeviceRemoved>
+  /** Registers a driver, capturing the environment it needs; binds matching unbound devices. */
+  registerDriver<Drv extends Driver.Any>(
+    driver: Drv
+  ): Effect.Effect<void, DriverAlreadyRegistered, Driver.Requirements<Drv>>
+  /** Unregisters a driver and unbinds every device it is bound to (cause `unload`). */
+  unregisterDriver(
+    driver: string | Driver.Any
+  ): Effect.Effect<ReadonlyArray<UnbindReport>, DriverNotFound>
+  /** Binds the device to the named driver, or to the first registered driver that matches. */
+  bind(device: Device | string, driver?: string): Effect.Effect<void, BindError>
+  /** Unbinds the device (cause `manual`). */
+  unbind(device: Device | string): Effect.Effect<UnbindReport, DeviceNotFound | DeviceRemoved | NotBound>
+  device(name: string): Effect.Effect<Device, DeviceNotFound>
+  readonly devices: Effect.Effect<ReadonlyArray<Device>>
+  /** Names of the registered drivers, in registration order. */
+  readonly drivers: Effect.Effect<ReadonlyArray<string>>
+  /** Lifecycle events from the moment the stream is run. */
+  readonly events: Stream.Stream<LifecycleEvent>
+  /** A subscription that receives every event published after this effect runs. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<LifecycleEvent>, never, Scope.Scope>
+  /** The most recent events (see `historySize`). */
+  readonly history: Effect.Effect<ReadonlyArray<LifecycleEvent>>
+  /** Every leak found so far, at unbinds and later. */
+  readonly leaks: Effect.Effect<ReadonlyArray<LeakReport>>
+}
+
+/**
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Bus } from "@devscope/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bus = yield* Bus.Bus
+ *   yield* bus.addDevice({ name: "sensor0", ids: { compatible: ["acme,temp"] } })
+ * }).pipe(Effect.provide(Bus.layer({ name: "platform" })))
+ * ```
+ * @since 0.1.0
+ * @category tags
+ */
+export class Bus extends Context.Tag("@devscope/core/Bus")<Bus, Service>() {}
+
+/**
+ * Makes a bus in the current scope. Closing the scope unbinds every device (cause `unload`).
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options?: Options) => Effect.Effect<Service, never, Scope.Scope> = internal.make
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<Bus> => Layer.scoped(Bus, internal.make(options))

@@ -1,0 +1,130 @@
+/**
+ * Lifecycle events a bus publishes, and the report of an unbind.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import type { Device } from "./Device.js"
+import type { LeakReport } from "./Leak.js"
+
+/**
+ * Why a binding ended:
+ * - `unload`: the driver was unregistered (or the bus shut down);
+ * - `manual`: an explicit `unbind` (sysfs unbind);
+ * - `hot-unplug`: orderly removal of the device;
+ * - `surprise`: the device was already gone when software learned of it;
+ * - `probe-failure`: the probe failed, deferred or was interrupted.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type UnbindCause = "unload" | "manual" | "hot-unplug" | "surprise" | "probe-failure"
+
+/**
+ * A release that failed during unbind. The others still ran.
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReleaseFailure {
+  readonly resource: string
+  readonly cause: Cause.Cause<unknown>
+}
+
+/**
+ * What an unbind did.
+ * @since 0.1.0
+ * @category models
+ */
+export interface UnbindReport {
+  readonly device: string
+  readonly driver: string
+  readonly cause: UnbindCause
+  /** Where the unbind was requested. */
+  readonly site: string
+  /** Fibers of the binding interrupted (and awaited) in step 4. */
+  readonly fibersInterrupted: number
+  /** Devres resources released in step 4, in release order. */
+  readonly released: ReadonlyArray<string>
+  readonly releaseFailures: ReadonlyArray<ReleaseFailure>
+  /** The driver's `remove` hook failed; the unbind went on. */
+  readonly removeFailure: Cause.Cause<unknown> | undefined
+  readonly leaks: ReadonlyArray<LeakReport>
+  /** Clock time (virtual under TestClock) the unbind took, in milliseconds. */
+  readonly durationMillis: number
+}
+
+/**
+ * A lifecycle event. Every event carries a sequence number (per bus) and the Clock time.
+ * @since 0.1.0
+ * @category models
+ */
+export type LifecycleEvent = Data.TaggedEnum<{
+  DeviceAdded: { readonly seq: number; readonly at: number; readonly device: Device }
+  DriverRegistered: { readonly seq: number; readonly at: number; readonly driver: string }
+  DriverUnregistered: { readonly seq: number; readonly at: number; readonly driver: string }
+  Probing: { readonly seq: number; readonly at: number; readonly device: Device; readonly driver: string }
+  Bound: { readonly seq: number; readonly at: number; readonly device: Device; readonly driver: string }
+  ProbeDeferred: {
+    readonly seq: number
+    readonly at: number
+    readonly device: Device
+    readonly driver: string
+    readonly reason: string
+  }
+  ProbeFailed: {
+    readonly seq: number
+    readonly at: number
+    readonly device: Device
+    readonly driver: string
+    readonly cause: Cause.Cause<unknown>
+  }
+  Unbinding: {
+    readonly seq: number
+    readonly at: number
+    readonly device: Device
+    readonly driver: string
+    readonly cause: UnbindCause
+  }
+  Unbound: {
+    readonly seq: number
+    readonly at: number
+    readonly device: Device
+    readonly driver: string
+    readonly cause: UnbindCause
+    readonly report: UnbindReport
+  }
+  DeviceRemoved: {
+    readonly seq: number
+    readonly at: number
+    readonly device: Device
+    readonly cause: "hot-unplug" | "surprise"
+  }
+  LeakDetected: { readonly seq: number; readonly at: number; readonly leak: LeakReport }
+}>
+
+/**
+ * Constructors, guards (`$is`) and matchers (`$match`) for {@link LifecycleEvent}.
+ *
+ * @example
+ * ```ts
+ * import { Lifecycle } from "@devscope/core"
+ *
+ * const describe = Lifecycle.LifecycleEvent.$match({
+ *   Unbound: (e) => `${e.device.name} unbound (${e.cause})`,
+ *   DeviceAdded: (e) => `${e.device.name} added`,
+ *   DriverRegistered: (e) => `driver ${e.driver} registered`,
+ *   DriverUnregistered: (e) => `driver ${e.driver} unregistered`,
+ *   Probing: (e) => `probing ${e.device.name}`,
+ *   Bound: (e) => `${e.device.name} bound to ${e.driver}`,
+ *   ProbeDeferred: (e) => `${e.device.name} deferred: ${e.reason}`,
+ *   ProbeFailed: (e) => `${e.device.name} probe failed`,
+ *   Unbinding: (e) => `${e.device.name} unbinding`,
+ *   DeviceRemoved: (e) => `${e.device.name} removed`,
+ *   LeakDetected: () => "leak"
+ * })
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const LifecycleEvent = Data.taggedEnum<LifecycleEvent>()

@@ -1,0 +1,63 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * The Bound token: proof that code runs inside a live binding of a driver.
+ * @since 0.1.0
+ */
+export * as Bound from "./Bound.js"
+
+/**
+ * Devices, drivers and the bind/unbind sequences.
+ * @since 0.1.0
+ */
+export * as Bus from "./Bus.js"
+
+/**
+ * The Core token: proof that code runs inside probe/remove with the device lock held.
+ * @since 0.1.0
+ */
+export * as Core from "./Core.js"
+
+/**
+ * Device identity and state.
+ * @since 0.1.0
+ */
+export * as Device from "./Device.js"
+
+/**
+ * Typed errors and defects of the device model.
+ * @since 0.1.0
+ */
+export * as DeviceError from "./DeviceError.js"
+
+/**
+ * Resources whose lifetime is a binding.
+ * @since 0.1.0
+ */
+export * as Devres from "./Devres.js"
+
+/**
+ * Driver brands and definitions.
+ * @since 0.1.0
+ */
+export * as Driver from "./Driver.js"
+
+/**
+ * Leak reports and tracked driver-lifetime objects.
+ * @since 0.1.0
+ */
+export * as Leak from "./Leak.js"
+
+/**
+ * Lifecycle events and unbind reports.
+ * @since 0.1.0
+ */
+export * as Lifecycle from "./Lifecycle.js"
+
+/**
+ * Standalone revocable values.
+ * @since 0.1.0
+ */
+export * as Revocable from "./Revocable.js"

@@ -1,0 +1,329 @@
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Supervisor from "effect/Supervisor"
+import type * as Bound from "../Bound.js"
+import type * as Core from "../Core.js"
+import { CoreNotHeld, DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
+import type * as Leak from "../Leak.js"
+import type { ReleaseFailure, UnbindCause } from "../Lifecycle.js"
+import type { DeviceImpl } from "./device.js"
+import { callSite } from "./site.js"
+
+/** @internal */
+export const BoundTypeId: typeof Bound.TypeId = Symbol.for("@devscope/core/Bound") as any
+/** @internal */
+export const CoreTypeId: typeof Core.TypeId = Symbol.for("@devscope/core/Core") as any
+
+const variance = { _D: (_: any) => _ }
+
+/**
+ * A revoked token's key: it equals no binding, so the single identity compare on the
+ * access path also catches revocation.
+ * @internal
+ */
+export const REVOKED: object = Object.freeze({ revoked: true })
+
+/** @internal */
+export type Phase = "probe" | "binding" | "remove" | "unbind" | "after-unbind"
+
+/** @internal */
+export interface Revocation {
+  readonly cause: UnbindCause
+  readonly site: string
+}
+
+/** @internal */
+export class BoundImpl<D extends string> implements Bound.Bound<D> {
+  readonly [BoundTypeId] = variance
+  /** The live binding, or REVOKED. The only field the access path reads. */
+  key: object
+  constructor(readonly binding: Binding) {
+    this.key = binding
+  }
+  get device() {
+    return this.binding.device
+  }
+  get driver(): D {
+    return this.binding.driver as D
+  }
+  toString() {
+    return `Bound(${this.binding.driver}, ${this.binding.device.name}${this.key === REVOKED ? ", revoked" : ""})`
+  }
+}
+
+/** @internal */
+export class CoreImpl<D extends string> implements Core.Core<D> {
+  readonly [CoreTypeId] = variance
+  held = false
+  constructor(readonly binding: Binding) {}
+  get device() {
+    return this.binding.device
+  }
+  get driver(): D {
+    return this.binding.driver as D
+  }
+}
+
+interface FiberInfo {
+  readonly startedDuring: Phase
+  readonly startedBy: string
+}
+
+class BindingSupervisor extends Supervisor.AbstractSupervisor<void> {
+  constructor(readonly binding: Binding) {
+    super()
+  }
+  get value() {
+    return Effect.void
+  }
+  override onStart<A, E, R>(
+    _context: Context.Context<R>,
+    _effect: Effect.Effect<A, E, R>,
+    parent: Option.Option<Fiber.RuntimeFiber<any, any>>,
+    fiber: Fiber.RuntimeFiber<A, E>
+  ): void {
+    const binding = this.binding
+    const info: FiberInfo = {
+      startedDuring: binding.phase,
+      startedBy: Option.isSome(parent) ? `fiber ${FiberId.threadName(parent.value.id())}` : "a root fiber"
+    }
+    if (binding.phase === "after-unbind") {
+      // Started from a runtime captured inside the binding, after the binding ended.
+      binding.onLateLeak(fiberLeak(binding, fiber, info))
+      fiber.unsafeInterruptAsFork(FiberId.none)
+      return
+    }
+    binding.fibers.set(fiber, info)
+  }
+  override onEnd<A, E>(_value: Exit.Exit<A, E>, fiber: Fiber.RuntimeFiber<A, E>): void {
+    this.binding.fibers.delete(fiber)
+  }
+}
+
+const fiberLeak = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>, info: FiberInfo): Leak.LeakReport => ({
+  _tag: "FiberLeak",
+  device: binding.device.name,
+  driver: binding.driver,
+  fiber: FiberId.threadName(fiber.id()),
+  startedDuring: info.startedDuring,
+  startedBy: info.startedBy,
+  span: fiber.currentSpan?._tag === "Span" ? fiber.currentSpan.name : undefined
+})
+
+/** @internal */
+export class TrackedImpl implements Leak.Tracked {
+  constructor(
+    readonly binding: Binding,
+    readonly label: string,
+    readonly acquiredAt: string
+  ) {}
+  release(): void {
+    this.binding.tracked.delete(this)
+  }
+}
+
+/**
+ * A hook run at a fixed step of the unbind sequence (device links at step 1, gates at
+ * step 2). Later modules register them; the core only runs them in order.
+ * @internal
+ */
+export interface UnbindHook {
+  readonly step: 1 | 2
+  readonly name: string
+  readonly run: (binding: Binding) => Effect.Effect<void>
+}
+
+/** @internal */
+export interface BindingOptions {
+  readonly fiberStopTimeout: Duration.DurationInput
+  readonly onLateLeak: (leak: Leak.LeakReport) => void
+}
+
+/**
+ * The runtime side of one binding: its scope, tokens, fibers and bookkeeping.
+ * @internal
+ */
+export class Binding {
+  readonly bound: BoundImpl<string>
+  readonly core: CoreImpl<string>
+  readonly supervisor: BindingSupervisor
+  readonly fibers = new Map<Fiber.RuntimeFiber<any, any>, FiberInfo>()
+  readonly tracked = new Set<TrackedImpl>()
+  readonly hooks: Array<UnbindHook> = []
+  readonly released: Array<string> = []
+  readonly releaseFailures: Array<ReleaseFailure> = []
+  phase: Phase = "probe"
+  /** Everything the binding's code runs with: environment, tokens, probe layer output. */
+  context: Context.Context<any> | undefined = undefined
+  revocation: Revocation | undefined = undefined
+  /** The driver's `remove` hook, run at step 3. */
+  removeHook: ((device: DeviceImpl) => Effect.Effect<void, unknown, any>) | undefined = undefined
+
+  constructor(
+    readonly device: DeviceImpl,
+    readonly driver: string,
+    readonly scope: Scope.CloseableScope,
+    readonly options: BindingOptions
+  ) {
+    this.bound = new BoundImpl(this)
+    this.core = new CoreImpl(this)
+    this.supervisor = new BindingSupervisor(this)
+  }
+
+  get live(): boolean {
+    return this.bound.key === this
+  }
+
+  onLateLeak(leak: Leak.LeakReport) {
+    this.options.onLateLeak(leak)
+  }
+
+  useAfterUnbind(resource: string): UseAfterUnbind {
+    const revocation = this.revocation
+    return new UseAfterUnbind({
+      device: this.device.name,
+      driver: this.driver,
+      resource,
+      unbindCause: revocation?.cause ?? "manual",
+      revokedAt: revocation?.site ?? "unknown"
+    })
+  }
+
+  recordRelease(resource: string, exit: Exit.Exit<unknown, unknown>) {
+    if (Exit.isSuccess(exit)) this.released.push(resource)
+    else this.releaseFailures.push({ resource, cause: exit.cause })
+  }
+
+  /** Runs `effect` as binding code: supervised, so the fibers it starts belong to the binding. */
+  supervised<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return Effect.supervised(effect, this.supervisor)
+  }
+
+  /**
+   * Step 4a: interrupt every fiber of the binding and wait for it, up to the stop
+   * timeout. Returns how many were interrupted and the ones that did not stop.
+   */
+  stopFibers(): Effect.Effect<{ readonly interrupted: number; readonly survivors: Array<Leak.LeakReport> }> {
+    return Effect.withFiberRuntime((self) => {
+      const selfId = self.id()
+      let interrupted = 0
+      const round: Effect.Effect<void> = Effect.suspend(() => {
+        const fibers = Array.from(this.fibers.keys()).filter((f) => !Equal.equals(f.id(), selfId))
+        if (fibers.length === 0) return Effect.void
+        interrupted += fibers.length
+        for (const fiber of fibers) fiber.unsafeInterruptAsFork(selfId)
+        // Finalizers of interrupted fibers may start new ones: go again until none is left.
+        return Effect.zipRight(Effect.interruptible(Fiber.awaitAll(fibers)), round)
+      })
+      return round.pipe(
+        Effect.timeoutOption(this.options.fiberStopTimeout),
+        Effect.map(() => ({
+          interrupted,
+          survivors: Array.from(this.fibers)
+            .filter(([fiber]) => !Equal.equals(fiber.id(), selfId))
+            .map(([fiber, info]) => fiberLeak(this, fiber, info))
+        }))
+      )
+    })
+  }
+
+  /**
+   * Steps 4 to 6 of the unbind contract; must run uninterruptibly. Returns the leaks.
+   */
+  teardown(exit: Exit.Exit<unknown, unknown>, revocation: Revocation): Effect.Effect<{
+    readonly fibersInterrupted: number
+    readonly leaks: Array<Leak.LeakReport>
+  }> {
+    return Effect.gen(this, function*() {
+      this.phase = "unbind"
+      this.core.held = false
+      const stopped = yield* this.stopFibers()
+      const closed = yield* Effect.exit(Scope.close(this.scope, exit))
+      if (Exit.isFailure(closed)) {
+        // Devres releases never fail the scope; this is a layer finalizer that did.
+        this.releaseFailures.push({ resource: "layer finalizer", cause: closed.cause })
+      }
+      // Step 5: revoke.
+      this.revocation = revocation
+      this.bound.key = REVOKED
+      this.phase = "after-unbind"
+      // Step 6: leak checks.
+      const leaks: Array<Leak.LeakReport> = [...stopped.survivors]
+      for (const tracked of this.tracked) {
+        leaks.push({
+          _tag: "ObjectLeak",
+          device: this.device.name,
+          driver: this.driver,
+          label: tracked.label,
+          acquiredAt: tracked.acquiredAt
+        })
+      }
+      this.tracked.clear()
+      return { fibersInterrupted: stopped.interrupted, leaks }
+    })
+  }
+}
+
+/** @internal */
+export const bindingOf = (token: Bound.Bound<any>): Binding => (token as unknown as BoundImpl<any>).binding
+
+/** @internal */
+export const isLive = (token: Bound.Bound<any>): boolean => {
+  const impl = token as unknown as BoundImpl<any>
+  return impl.binding !== undefined && impl.key === impl.binding
+}
+
+/**
+ * The live binding of a token, or a defect saying why there is none.
+ * @internal
+ */
+export const liveBinding = (token: Bound.Bound<any>, resource: string): Binding => {
+  const impl = token as unknown as BoundImpl<any>
+  if (!(impl instanceof BoundImpl)) {
+    throw new DeviceMismatch({ resource, expected: "a token made by devscope", actual: String(token) })
+  }
+  if (impl.key !== impl.binding) throw impl.binding.useAfterUnbind(resource)
+  return impl.binding
+}
+
+/** @internal */
+export const forkIn = <A, E, R>(
+  token: Bound.Bound<any>,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R> =>
+  Effect.suspend(() => {
+    const binding = liveBinding(token, "Bound.fork")
+    return binding.supervised(Effect.forkIn(effect, binding.scope))
+  })
+
+/** @internal */
+export const track = (token: Bound.Bound<any>, label: string): Leak.Tracked => {
+  const binding = liveBinding(token, `tracked object "${label}"`)
+  const tracked = new TrackedImpl(binding, label, callSite())
+  binding.tracked.add(tracked)
+  return tracked
+}
+
+/** @internal */
+export const coreHeld = (token: Core.Core<any>): boolean => (token as unknown as CoreImpl<any>).held === true
+
+/** @internal */
+export const assertCoreHeld = (token: Core.Core<any>): void => {
+  if (!coreHeld(token)) throw new CoreNotHeld({ device: token.device.name, driver: token.driver })
+}
+
+/** @internal */
+export const now = Clock.currentTimeMillis
+
+/** @internal */
+export const causeOf = (exit: Exit.Exit<unknown, unknown>): Cause.Cause<unknown> =>
+  Exit.isFailure(exit) ? exit.cause : Cause.empty

@@ -1,0 +1,41 @@
+import { Context, Effect, Layer } from "effect"
+import { Bus, Devres, Driver, Lifecycle } from "@devscope/core"
+
+/** A log of acquisitions and releases shared by a test's resources. */
+export class Log {
+  readonly entries: Array<string> = []
+  push = (entry: string) => Effect.sync(() => void this.entries.push(entry))
+  count(entry: string) {
+    return this.entries.filter((e) => e === entry).length
+  }
+}
+
+/** A scoped test bus, strict about nothing, under TestClock. */
+export const withBus = <A, E, R>(
+  f: (bus: Bus.Service) => Effect.Effect<A, E, R>,
+  options?: Bus.Options
+) => Effect.scoped(Effect.flatMap(Bus.make(options), f))
+
+export const tags = (events: ReadonlyArray<Lifecycle.LifecycleEvent>) => events.map((e) => e._tag)
+
+/**
+ * A layer that acquires one named Devres for the brand and logs acquire/release.
+ */
+export const resource = <D extends string>(
+  brand: Driver.Brand<D>,
+  log: Log,
+  name: string,
+  options?: { readonly failRelease?: boolean; readonly failAcquire?: boolean }
+) =>
+  Layer.effectDiscard(
+    Devres.acquireRelease(
+      brand,
+      options?.failAcquire ? Effect.zipRight(log.push(`fail ${name}`), Effect.fail(`acquire ${name} failed`)) : Effect.as(log.push(`acquire ${name}`), name),
+      () => options?.failRelease
+        ? Effect.zipRight(log.push(`release ${name}`), Effect.fail(`release ${name} failed`))
+        : log.push(`release ${name}`),
+      { label: name }
+    )
+  )
+
+export class Held extends Context.Tag("test/Held")<Held, { readonly names: Array<string> }>() {}
