@@ -1,4 +1,4 @@
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Queue } from "effect"
 import { Bus, Devres, Driver, Lifecycle } from "@devscope/core"
 
 /** A log of acquisitions and releases shared by a test's resources. */
@@ -15,6 +15,16 @@ export const withBus = <A, E, R>(
   f: (bus: Bus.Service) => Effect.Effect<A, E, R>,
   options?: Bus.Options
 ) => Effect.scoped(Effect.flatMap(Bus.make(options), f))
+
+/** Takes events from a subscription until one with the tag arrives, and returns it. */
+export const waitFor = <T extends Lifecycle.LifecycleEvent["_tag"]>(
+  queue: Queue.Dequeue<Lifecycle.LifecycleEvent>,
+  tag: T
+): Effect.Effect<Extract<Lifecycle.LifecycleEvent, { readonly _tag: T }>> =>
+  Effect.flatMap(Queue.take(queue), (event) =>
+    event._tag === tag
+      ? Effect.succeed(event as Extract<Lifecycle.LifecycleEvent, { readonly _tag: T }>)
+      : waitFor(queue, tag))
 
 export const tags = (events: ReadonlyArray<Lifecycle.LifecycleEvent>) => events.map((e) => e._tag)
 

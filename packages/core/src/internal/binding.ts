@@ -7,6 +7,7 @@ import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Supervisor from "effect/Supervisor"
@@ -226,6 +227,9 @@ export class Binding {
       })
       return round.pipe(
         Effect.timeoutOption(this.options.fiberStopTimeout),
+        // The race's own fibers are machinery, not binding fibers (matters when a binding
+        // fiber unbinds its own device and so runs this under the binding's supervisor).
+        Effect.locally(FiberRef.currentSupervisor, Supervisor.none),
         Effect.map(() => ({
           interrupted,
           survivors: Array.from(this.fibers)
@@ -268,6 +272,12 @@ export class Binding {
         })
       }
       this.tracked.clear()
+      // A binding fiber that unbound its own device must not outlive it either: it is
+      // interrupted as soon as it leaves the (uninterruptible) unbind.
+      yield* Effect.withFiberRuntime<void>((self) => {
+        if (this.fibers.has(self)) self.unsafeInterruptAsFork(self.id())
+        return Effect.void
+      })
       return { fibersInterrupted: stopped.interrupted, leaks }
     })
   }
