@@ -65,8 +65,9 @@ export interface Tag<in out D extends string> extends Context.Tag<Bound<D>, Boun
 export const isLive = <D extends string>(token: Bound<D>): boolean => internal.isLive(token)
 
 /**
- * Forks `effect` as a fiber of the binding: it runs with the binding's context, and the
- * unbind interrupts and awaits it before any resource is released. Any fiber started
+ * Forks `effect` as a fiber of the binding: it runs in the binding's scope, under the
+ * binding's supervision (with the caller's context, which must provide what `effect` needs),
+ * and the unbind interrupts and awaits it before any resource is released. Any fiber started
  * inside a binding (by probe, by a binding fiber, with `Effect.forkScoped` in a probe layer,
  * even with `Effect.forkDaemon`) is a binding fiber; this is the explicit way to start one
  * from code that merely holds the token.

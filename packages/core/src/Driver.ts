@@ -68,8 +68,8 @@ export type Match = ReadonlyArray<MatchEntry> | ((device: Device) => boolean)
  * @category models
  */
 export type ProbeResult =
-  | Layer.Layer<any, any, any>
-  | Effect.Effect<Layer.Layer<any, any, any>, any, any>
+  | Layer.Layer.Any
+  | Effect.Effect<Layer.Layer.Any, any, any>
 
 type LayerOf<P> = P extends Layer.Layer<infer A, infer E, infer R> ? [A, E, R]
   : P extends Effect.Effect<Layer.Layer<infer A, infer E, infer R>, infer E2, infer R2> ? [A, E | E2, R | R2]

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, TestClock } from "effect"
-import { Bound, Bus, Devres, Driver } from "@devscope/core"
+import { Bound, Devres, Driver } from "@devscope/core"
 import { Log, resource, tags, waitFor, withBus } from "./utils.js"
 
 const Edu = Driver.brand("edu")

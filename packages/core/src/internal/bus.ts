@@ -124,7 +124,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const result = driver.probe(device)
         const layer: Effect.Effect<Layer.Layer<any, unknown, any>, unknown, any> = Layer.isLayer(result)
           ? Effect.succeed(result)
-          : result
+          : result as Effect.Effect<Layer.Layer<any, unknown, any>, unknown, any>
         return Effect.flatMap(layer, (l) => Layer.buildWithScope(l, scope))
       })
 
@@ -137,6 +137,9 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           const scope = yield* Scope.make()
           const binding = new Binding(device, driver.name, scope, { fiberStopTimeout, onLateLeak })
           binding.removeHook = driver.remove
+          // Set during the probe too (all readers hold the device lock, except driver
+          // unregister, which must see an in-flight probe to unbind it afterwards).
+          entry.binding = binding
           deferred.delete(entry)
           device.state = "probing"
           publish({ _tag: "Probing", device, driver: driver.name })
@@ -153,7 +156,6 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           if (Exit.isSuccess(exit)) {
             binding.context = Context.merge(context, exit.value)
             binding.phase = "binding"
-            entry.binding = binding
             device.state = "bound"
             device.driver = driver.name
             publish({ _tag: "Bound", device, driver: driver.name })
@@ -161,6 +163,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           }
           const revocation: Revocation = { cause: "probe-failure", site }
           const torn = yield* binding.teardown(exit, revocation)
+          entry.binding = undefined
           const report = makeReport(binding, revocation, torn, undefined, startedAt)
           recordLeaks(torn.leaks)
           const defer = Option.filter(Cause.failureOption(exit.cause), isProbeDefer)
@@ -303,7 +306,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           const bound = Array.from(entries.values()).filter((e) => e.binding?.driver === name)
           return Effect.forEach(bound, (entry) =>
             entry.lock.withPermits(1)(Effect.suspend(() => {
-              if (entry.binding?.driver !== name) return Effect.succeed(undefined)
+              if (entry.binding?.driver !== name || entry.device.state !== "bound") return Effect.succeed(undefined)
               return unbindLocked(entry, "unload", site)
             }))).pipe(
               Effect.map((reports) => reports.filter((r): r is UnbindReport => r !== undefined)),

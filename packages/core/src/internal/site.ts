@@ -12,7 +12,9 @@ export const setSiteCapture = (on: boolean): void => {
   enabled = on
 }
 
-const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:internal|<anonymous>|new Promise/
+// Frames of devscope itself, dependencies and the runtime. Anonymous *functions* are kept:
+// an \`Effect.gen(function*() {...})\` body shows up as \`at <anonymous> (file:line:col)\`.
+const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:internal|\(<anonymous>\)$|^at <anonymous>$|new Promise/
 
 /**
  * The first stack frame outside devscope and its dependencies, as `file:line:col`
