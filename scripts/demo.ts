@@ -6,7 +6,7 @@
  * resources and a worker fiber, a surprise removal, a stale token caught as a defect, and a
  * driver unload. It exits non-zero if a guarantee of DESIGN.md section 5 was broken.
  */
-import { Context, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Schedule } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Option, Queue, Schedule } from "effect"
 import { Bound, Bus, DeviceError, Devres, Driver, Leak, Lifecycle } from "@devscope/core"
 
 const Edu = Driver.brand("edu")

@@ -14,30 +14,52 @@ export const TypeId: typeof Devres.TypeId = Symbol.for("@devscope/core/Devres") 
 /** The owner of a released Devres: equals no token key, live or revoked. */
 const RELEASED: object = Object.freeze({ released: true })
 
-/** @internal */
+interface Meta<A> {
+  readonly binding: Binding
+  readonly label: string
+  readonly acquiredAt: string
+  readonly release: ((a: A) => Effect.Effect<void, unknown>) | undefined
+  releasedAt: string | undefined
+}
+
+/**
+ * Only the two fields the access path reads live in the object, so a Devres is as small as
+ * a plain holder and dense arrays of them stay cache-friendly; the rest is in `meta`.
+ * @internal
+ */
 export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
-  readonly [TypeId]: Devres.TypeId = TypeId
+  declare readonly [TypeId]: Devres.TypeId
   /**
-   * The live binding, or RELEASED. A live token's key is its binding, so one identity
-   * compare checks both "same binding" and "nothing revoked".
+   * The binding's token while live, RELEASED after. Every Devres of a binding is released
+   * (step 4) before its token is revoked (step 5), so comparing the presented token with the
+   * owner checks "same binding" and "not revoked" at once, with no load through the token.
    */
   owner: object
   value: A | undefined
-  releasedAt: string | undefined = undefined
+  readonly meta: Meta<A>
 
   constructor(
-    readonly binding: Binding,
+    binding: Binding,
     value: A,
-    readonly label: string,
-    readonly acquiredAt: string,
-    readonly release: ((a: A) => Effect.Effect<void, unknown>) | undefined
+    label: string,
+    acquiredAt: string,
+    release: ((a: A) => Effect.Effect<void, unknown>) | undefined
   ) {
-    this.owner = binding
+    this.owner = binding.bound
     this.value = value
+    this.meta = { binding, label, acquiredAt, release, releasedAt: undefined }
+  }
+
+  get label() {
+    return this.meta.label
+  }
+
+  get acquiredAt() {
+    return this.meta.acquiredAt
   }
 
   get device() {
-    return this.binding.device
+    return this.meta.binding.device
   }
 
   get isReleased(): boolean {
@@ -45,31 +67,32 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   }
 
   access(token: Bound.Bound<D>): A {
-    return (token as unknown as BoundImpl<D>).key === this.owner ? this.value as A : this.accessFailed(token)
+    return token === this.owner ? this.value as A : this.accessFailed(token)
   }
 
   tryAccess(): Option.Option<A> {
-    return this.owner === this.binding && this.binding.live ? Option.some(this.value as A) : Option.none()
+    return this.owner !== RELEASED && this.meta.binding.live ? Option.some(this.value as A) : Option.none()
   }
 
   /** Cold path, kept out of `access` so that stays small enough to inline. */
   accessFailed(token: Bound.Bound<D>): never {
-    const resource = `Devres "${this.label}"`
+    const { binding } = this.meta
+    const resource = `Devres "${this.meta.label}"`
     if (this.owner === RELEASED) {
-      if (this.binding.revocation !== undefined) throw this.binding.useAfterUnbind(resource)
+      if (binding.revocation !== undefined) throw binding.useAfterUnbind(resource)
       throw new UseAfterUnbind({
-        device: this.binding.device.name,
-        driver: this.binding.driver,
+        device: binding.device.name,
+        driver: binding.driver,
         resource,
         unbindCause: "released",
-        revokedAt: this.releasedAt ?? "unknown"
+        revokedAt: this.meta.releasedAt ?? "unknown"
       })
     }
     const impl = token as unknown as BoundImpl<D>
     if (impl instanceof BoundImpl && impl.key === REVOKED) throw impl.binding.useAfterUnbind(resource)
     throw new DeviceMismatch({
       resource,
-      expected: this.binding.device.name,
+      expected: binding.device.name,
       actual: impl instanceof BoundImpl ? impl.binding.device.name : String(token)
     })
   }
@@ -78,22 +101,25 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   releaseNow(site: string): Effect.Effect<Exit.Exit<void, unknown>> {
     return Effect.suspend(() => {
       if (this.owner === RELEASED) return Effect.succeed(Exit.void)
+      const { meta } = this
       this.owner = RELEASED
-      this.releasedAt = site
+      meta.releasedAt = site
       const value = this.value as A
       this.value = undefined
-      if (this.release === undefined) {
-        this.binding.recordRelease(this.label, Exit.void)
+      if (meta.release === undefined) {
+        meta.binding.recordRelease(meta.label, Exit.void)
         return Effect.succeed(Exit.void)
       }
-      return Effect.tap(Effect.exit(this.release(value)), (exit) => this.binding.recordRelease(this.label, exit))
+      return Effect.tap(Effect.exit(meta.release(value)), (exit) => meta.binding.recordRelease(meta.label, exit))
     })
   }
 
   toString() {
-    return `Devres(${this.label}, ${this.binding.device.name}${this.isReleased ? ", released" : ""})`
+    return `Devres(${this.meta.label}, ${this.device.name}${this.isReleased ? ", released" : ""})`
   }
 }
+
+Object.defineProperty(DevresImpl.prototype, TypeId, { value: TypeId })
 
 /** @internal */
 export const acquire = <A, E, R, D extends string>(

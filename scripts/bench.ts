@@ -1,0 +1,120 @@
+/**
+ * `pnpm bench`: hot-path costs measured against baselines in the same process, written to
+ * docs/benchmarks.md. Issue 6 extends this with lifecycle, gate, throughput and memory suites.
+ *
+ * B1a, bound access: each sample reads 1,024 distinct objects (so nothing is hoisted out of
+ * the loop) and sums their values; the figure is nanoseconds per read.
+ */
+import { Effect, Layer, Option, Scope } from "effect"
+import { type Bound, Bus, Devres, Driver } from "@devscope/core"
+import { Bench } from "tinybench"
+import * as fs from "node:fs"
+import * as os from "node:os"
+
+const N = 1024
+const Edu = Driver.brand("edu")
+
+// A real binding holding 1,024 Devres, built through the bus like any driver's. The scope
+// stays open for the whole run, so the binding is live.
+const scope = Effect.runSync(Scope.make())
+const { devres, token } = Effect.runSync(Effect.gen(function*() {
+  let out: { devres: Array<Devres.Devres<number, "edu">>; token: Bound.Bound<"edu"> } | undefined
+  const bus = yield* Bus.make()
+  yield* bus.registerDriver(Driver.make(Edu, {
+    match: [{ vendor: 1 }],
+    probe: () =>
+      Layer.effectDiscard(Effect.gen(function*() {
+        const devres: Array<Devres.Devres<number, "edu">> = []
+        for (let i = 0; i < N; i++) devres.push(yield* Devres.make(Edu, i, { label: `r${i}` }))
+        out = { devres, token: yield* Edu.Bound }
+      }))
+  }))
+  yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
+  return out!
+}).pipe(Scope.extend(scope)))
+
+// Baselines over the same values.
+const plain = Array.from({ length: N }, (_, i) => ({ value: i }))
+const flagged = Array.from({ length: N }, (_, i) => {
+  let revoked = false
+  return { get: () => (revoked ? undefined : i), revoke: () => (revoked = true) }
+})
+const proxies = Array.from({ length: N }, (_, i) => Proxy.revocable({ value: i }, {}).proxy)
+const weak = Array.from({ length: N }, (_, i) => new WeakRef(plain[i]!))
+
+let sink = 0
+const bench = new Bench({ time: 400, warmup: true, warmupTime: 100 })
+bench
+  .add("direct property read (baseline)", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += plain[i]!.value
+    sink += s
+  })
+  .add("devres.access(token)", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += devres[i]!.access(token)
+    sink += s
+  })
+  .add("devres.tryAccess() (Option)", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += Option.getOrElse(devres[i]!.tryAccess(), () => 0)
+    sink += s
+  })
+  .add("closure with a revoked flag", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += flagged[i]!.get() ?? 0
+    sink += s
+  })
+  .add("Proxy.revocable", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += proxies[i]!.value
+    sink += s
+  })
+  .add("WeakRef.deref", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += weak[i]!.deref()!.value
+    sink += s
+  })
+
+await bench.run()
+
+const nsPerRead = (name: string): number => {
+  const task = bench.tasks.find((t) => t.name === name)!
+  const result = task.result as unknown as { latency: { mean: number } }
+  return (result.latency.mean * 1e6) / N
+}
+const base = nsPerRead("direct property read (baseline)")
+const rows = bench.tasks.map((t) => {
+  const ns = nsPerRead(t.name)
+  return { name: t.name, ns, ratio: ns / base }
+})
+
+const cpu = os.cpus()[0]?.model ?? "unknown CPU"
+const header = "| B1a: bound access, 1,024 objects | ns/read | ratio to direct read |\n|---|---:|---:|"
+const table = rows.map((r) => `| ${r.name} | ${r.ns.toFixed(2)} | ${r.ratio.toFixed(2)}x |`).join("\n")
+console.log(`${header}\n${table}`)
+console.log(`(sink ${sink > 0 ? "ok" : "?"}; target for devres.access: <= 1.5x)`)
+
+const doc = `# Benchmarks
+
+Regenerate with \`pnpm bench\` (writes this file). Figures are ratios against baselines measured in
+the same process and run; absolute numbers vary with the machine.
+
+Machine: ${cpu}, ${os.cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.
+
+## B1a: bound access
+
+\`devres.access(token)\` checks that the token belongs to the same binding and that nothing was
+revoked with a single identity compare (a live token's key is its binding; revocation swaps
+the key for a sentinel, and a released Devres swaps its owner for another), so the live path has
+one branch and no allocation. Target: at most 1.5x a direct property read.
+
+${header}
+${table}
+
+Still to come (issue 6): B1b typed register reads, B2 bind/unbind against hand-written Effect
+scope code, B3 gates, B4 example-driver throughput, B5 memory and the 100,000-cycle soak.
+`
+fs.mkdirSync("docs", { recursive: true })
+fs.writeFileSync("docs/benchmarks.md", doc)
+await Effect.runPromise(Scope.close(scope, Effect.void as never))
