@@ -123,6 +123,39 @@ describe("bus", () => {
       })
     ))
 
+  it.effect("different devices probe concurrently; operations on one device are serialised", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        yield* bus.registerDriver(Driver.make(Edu, {
+          match: [{ vendor: 1 }],
+          probe: (device) =>
+            Layer.effectDiscard(
+              Effect.zipRight(log.push(`probe ${device.name} start`), Effect.sleep("1 second")).pipe(
+                Effect.zipRight(log.push(`probe ${device.name} end`))
+              )
+            )
+        }))
+        const adds = yield* Effect.fork(Effect.all([
+          bus.addDevice({ name: "e0", ids: { vendor: 1 } }),
+          bus.addDevice({ name: "e1", ids: { vendor: 1 } })
+        ], { concurrency: "unbounded" }))
+        yield* TestClock.adjust("1 second")
+        const [e0, e1] = yield* Fiber.join(adds)
+        // Both probes ran in the same virtual second: they overlapped.
+        expect(log.entries.slice(0, 2).sort()).toEqual(["probe e0 start", "probe e1 start"])
+        expect([e0.state, e1.state]).toEqual(["bound", "bound"])
+        // On one device, a second bind waits for the first to finish, then sees AlreadyBound.
+        yield* bus.unbind(e0)
+        const both = yield* Effect.fork(Effect.all([bus.bind(e0), bus.bind(e0)], { concurrency: "unbounded", mode: "either" }))
+        yield* TestClock.adjust("1 second")
+        const results = yield* Fiber.join(both)
+        expect(results.map((r) => r._tag).sort()).toEqual(["Left", "Right"])
+        expect(log.count("probe e0 start")).toBe(2)
+        expect(log.entries.slice(-2)).toEqual(["probe e0 start", "probe e0 end"])
+      })
+    ))
+
   it.effect("lifecycle events are published as a stream, with sequence numbers and Clock time", () =>
     withBus((bus) =>
       Effect.gen(function*() {
