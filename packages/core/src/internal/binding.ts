@@ -1,5 +1,3 @@
-import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -330,10 +328,3 @@ export const coreHeld = (token: Core.Core<any>): boolean => (token as unknown as
 export const assertCoreHeld = (token: Core.Core<any>): void => {
   if (!coreHeld(token)) throw new CoreNotHeld({ device: token.device.name, driver: token.driver })
 }
-
-/** @internal */
-export const now = Clock.currentTimeMillis
-
-/** @internal */
-export const causeOf = (exit: Exit.Exit<unknown, unknown>): Cause.Cause<unknown> =>
-  Exit.isFailure(exit) ? exit.cause : Cause.empty

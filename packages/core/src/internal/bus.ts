@@ -63,7 +63,10 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const publish = (event: DistributiveOmit<LifecycleEvent, "seq" | "at">): void => {
       const full = { ...event, seq: seq++, at: clock.unsafeCurrentTimeMillis() } as LifecycleEvent
       history.push(full)
-      if (history.length > historySize) history.splice(0, history.length - historySize)
+      // Trim in batches, so a long run does not pay a full array move per event.
+      if (history.length >= historySize + Math.max(16, historySize >> 3)) {
+        history.splice(0, history.length - historySize)
+      }
       pubsub.unsafeOffer(full)
     }
 
@@ -358,7 +361,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       drivers: Effect.sync(() => Array.from(drivers.keys())),
       events: Stream.fromPubSub(pubsub),
       subscribe: PubSub.subscribe(pubsub),
-      history: Effect.sync(() => history.slice()),
+      history: Effect.sync(() => history.slice(-historySize)),
       leaks: Effect.sync(() => leaks.slice())
     }
 
