@@ -61,3 +61,15 @@ export * as Lifecycle from "./Lifecycle.js"
  * @since 0.1.0
  */
 export * as Revocable from "./Revocable.js"
+
+/**
+ * Typed register access over a register window.
+ * @since 0.1.0
+ */
+export * as Mmio from "./Mmio.js"
+
+/**
+ * Register maps as data.
+ * @since 0.1.0
+ */
+export * as RegisterMap from "./RegisterMap.js"

@@ -1,0 +1,176 @@
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Bound from "../Bound.js"
+import * as Devres from "../Devres.js"
+import type * as Driver from "../Driver.js"
+import type { Mmio, Region } from "../Mmio.js"
+import type { Register, RegisterMap, Spec } from "../RegisterMap.js"
+import { type Binding, bindingOf } from "./binding.js"
+
+/** @internal */
+export class InvalidAccess extends Data.TaggedError("InvalidAccess")<{
+  readonly region: string
+  readonly offset: number
+  readonly width: 8 | 16 | 32
+  readonly reason: "out of range" | "misaligned"
+}> {
+  override get message() {
+    return `${this.width}-bit access at 0x${this.offset.toString(16)} of ${this.region}: ${this.reason}`
+  }
+}
+
+/** @internal */
+export class MemoryRegion implements Region {
+  private readonly view: DataView
+  constructor(readonly size: number) {
+    this.view = new DataView(new ArrayBuffer(size))
+  }
+  read8(offset: number) {
+    return this.view.getUint8(offset)
+  }
+  read16(offset: number) {
+    return this.view.getUint16(offset, true)
+  }
+  read32(offset: number) {
+    return this.view.getUint32(offset, true)
+  }
+  write8(offset: number, value: number) {
+    this.view.setUint8(offset, value)
+  }
+  write16(offset: number, value: number) {
+    this.view.setUint16(offset, value, true)
+  }
+  write32(offset: number, value: number) {
+    this.view.setUint32(offset, value, true)
+  }
+}
+
+/** What a released Mmio reads through: every access raises the binding's defect. */
+class RevokedRegion implements Region {
+  constructor(readonly binding: Binding, readonly label: string, readonly size: number) {}
+  fail(): never {
+    throw this.binding.useAfterUnbind(`Mmio "${this.label}"`)
+  }
+  read8() {
+    return this.fail()
+  }
+  read16() {
+    return this.fail()
+  }
+  read32() {
+    return this.fail()
+  }
+  write8() {
+    this.fail()
+  }
+  write16() {
+    this.fail()
+  }
+  write32() {
+    this.fail()
+  }
+}
+
+const unknownRegister = (map: string, name: string): never => {
+  throw new Error(`register map ${map} has no register "${name}"`)
+}
+
+/** @internal */
+export class MmioImpl<S extends Spec> implements Mmio<S> {
+  readonly registers: Readonly<Record<string, Register>>
+  constructor(readonly map: RegisterMap<S>, public io: Region, readonly label: string) {
+    this.registers = map.registers as Readonly<Record<string, Register>>
+  }
+
+  private reg(name: string): Register {
+    return this.registers[name] ?? unknownRegister(this.map.name, name)
+  }
+
+  read(name: string): number {
+    const r = this.reg(name)
+    return r.width === 32 ? this.io.read32(r.offset) : r.width === 16 ? this.io.read16(r.offset) : this.io.read8(r.offset)
+  }
+
+  write(name: string, value: number): void {
+    const r = this.reg(name)
+    if (r.width === 32) this.io.write32(r.offset, value >>> 0)
+    else if (r.width === 16) this.io.write16(r.offset, value & 0xffff)
+    else this.io.write8(r.offset, value & 0xff)
+  }
+
+  readField(name: string, field: string): number {
+    const f = fieldOf(this.reg(name), field)
+    return (this.read(name) & f.mask) >>> f.shift
+  }
+
+  modify(name: string, field: string, value: number): void {
+    const f = fieldOf(this.reg(name), field)
+    this.write(name, ((this.read(name) & ~f.mask) | ((value << f.shift) & f.mask)) >>> 0)
+  }
+
+  check(offset: number): InvalidAccess | undefined {
+    if (!Number.isInteger(offset) || offset < 0 || offset + 4 > this.io.size) {
+      return new InvalidAccess({ region: this.label, offset, width: 32, reason: "out of range" })
+    }
+    if ((offset & 3) !== 0) return new InvalidAccess({ region: this.label, offset, width: 32, reason: "misaligned" })
+    return undefined
+  }
+
+  read32(offset: number): number {
+    const invalid = this.check(offset)
+    if (invalid !== undefined) throw invalid
+    return this.io.read32(offset)
+  }
+
+  write32(offset: number, value: number): void {
+    const invalid = this.check(offset)
+    if (invalid !== undefined) throw invalid
+    this.io.write32(offset, value >>> 0)
+  }
+
+  tryRead32(offset: number): Either.Either<number, InvalidAccess> {
+    const invalid = this.check(offset)
+    return invalid === undefined ? Either.right(this.io.read32(offset)) : Either.left(invalid)
+  }
+
+  tryWrite32(offset: number, value: number): Either.Either<void, InvalidAccess> {
+    const invalid = this.check(offset)
+    if (invalid !== undefined) return Either.left(invalid)
+    this.io.write32(offset, value >>> 0)
+    return Either.right(undefined)
+  }
+}
+
+const fieldOf = (r: Register, name: string) => {
+  for (const f of r.fields) if (f.name === name) return f
+  throw new Error(`register ${r.name} has no field "${name}"`)
+}
+
+/** @internal */
+export const iomap = <D extends string, S extends Spec, E, R>(
+  driver: Driver.Brand<D>,
+  map: RegisterMap<S>,
+  region: Effect.Effect<Region, E, R>,
+  options?: {
+    readonly label?: string | undefined
+    readonly release?: ((region: Region) => Effect.Effect<void>) | undefined
+  }
+): Effect.Effect<Devres.Devres<Mmio<S>, D>, E, R | Bound.Bound<D>> => {
+  const label = options?.label ?? map.name
+  return Effect.flatMap(driver.Bound, (token: Bound.Bound<D>) =>
+    Devres.acquireRelease(
+      driver,
+      Effect.flatMap(region, (io) =>
+        io.size < map.size
+          ? Effect.dieMessage(`region for ${label} is ${io.size} bytes, the register map needs ${map.size}`)
+          : Effect.succeed(new MmioImpl(map, io, label))),
+      (mmio) =>
+        Effect.suspend(() => {
+          const io = mmio.io
+          mmio.io = new RevokedRegion(bindingOf(token), label, io.size)
+          return options?.release === undefined ? Effect.void : options.release(io)
+        }),
+      { label }
+    ) as Effect.Effect<Devres.Devres<Mmio<S>, D>, E, R | Bound.Bound<D>>)
+}
