@@ -73,3 +73,9 @@ export * as Mmio from "./Mmio.js"
  * @since 0.1.0
  */
 export * as RegisterMap from "./RegisterMap.js"
+
+/**
+ * The hardware service drivers run on.
+ * @since 0.1.0
+ */
+export * as Hardware from "./Hardware.js"
