@@ -57,6 +57,11 @@ export interface Options {
   readonly strict?: boolean | undefined
   /** Lifecycle events kept in `history`. Default 10,000. */
   readonly historySize?: number | undefined
+  /**
+   * Called synchronously with every event as it is published, in order with whatever else
+   * the caller records (the simulator's trace uses it). Must not throw.
+   */
+  readonly onEvent?: ((event: LifecycleEvent) => void) | undefined
 }
 
 /**

@@ -62,6 +62,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
 
     const publish = (event: DistributiveOmit<LifecycleEvent, "seq" | "at">): void => {
       const full = { ...event, seq: seq++, at: clock.unsafeCurrentTimeMillis() } as LifecycleEvent
+      options.onEvent?.(full)
       history.push(full)
       // Trim in batches, so a long run does not pay a full array move per event.
       if (history.length >= historySize + Math.max(16, historySize >> 3)) {

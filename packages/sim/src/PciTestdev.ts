@@ -1,0 +1,79 @@
+/**
+ * A QEMU-`pci-testdev`-like device: BAR0 describes tests (write TEST to select one; OFFSET
+ * and DATA say where to write what), and COUNT counts the writes of the selected test seen
+ * at its offset. Rust-for-Linux's `samples/rust/rust_driver_pci.rs` drives this device.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import { RegisterMap } from "@devscope/core"
+import * as Model from "./Model.js"
+
+/**
+ * PCI ids (Red Hat, pci-testdev).
+ * @since 0.1.0
+ * @category constants
+ */
+export const ids = { vendor: 0x1b36, device: 0x0005 } as const
+
+/**
+ * The tests the device offers: where the test's write goes, its width and data.
+ * @since 0.1.0
+ * @category constants
+ */
+export const tests: ReadonlyArray<{ readonly name: string; readonly offset: number; readonly data: number }> = [
+  { name: "no-eventfd", offset: 0x20, data: 0 },
+  { name: "wildcard-eventfd", offset: 0x24, data: 0 },
+  { name: "datamatch-eventfd", offset: 0x28, data: 0x5a }
+]
+
+/**
+ * The register map of BAR0.
+ * @since 0.1.0
+ * @category constants
+ */
+export const registers = RegisterMap.make("pci-testdev", 0x100, {
+  TEST: { offset: 0x00, access: "WO", width: 8, description: "selects a test" },
+  WIDTH_TYPE: { offset: 0x01, access: "RO", width: 8, description: "access width of the test, 0 if none" },
+  OFFSET: { offset: 0x04, access: "RO", description: "where to write for the selected test" },
+  DATA: { offset: 0x08, access: "RO", description: "what to write" },
+  COUNT: { offset: 0x0c, access: "RO", description: "writes seen for the selected test" },
+  TEST0: { offset: 0x20, access: "WO", width: 8 },
+  TEST1: { offset: 0x24, access: "WO", width: 8 },
+  TEST2: { offset: 0x28, access: "WO", width: 8 }
+})
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const model = () =>
+  Model.make({
+    kind: "pci-testdev",
+    regions: [registers],
+    irqs: 0,
+    start: (ctx) =>
+      Effect.sync(() => {
+        const [regs] = ctx.regions
+        const counts = tests.map(() => 0)
+        let selected = -1
+        const select = (index: number) => {
+          const test = tests[index]
+          selected = test === undefined ? -1 : index
+          regs.set("WIDTH_TYPE", test === undefined ? 0 : 1)
+          regs.set("OFFSET", test?.offset ?? 0)
+          regs.set("DATA", test?.data ?? 0)
+          regs.set("COUNT", test === undefined ? 0 : counts[index]!)
+        }
+        regs.onWrite("TEST", (index) => select(index))
+        const names = ["TEST0", "TEST1", "TEST2"] as const
+        names.forEach((name, index) =>
+          regs.onWrite(name, (value) => {
+            if (value !== tests[index]!.data) return
+            counts[index]!++
+            if (selected === index) regs.set("COUNT", counts[index]!)
+          })
+        )
+        select(-1)
+      })
+  })

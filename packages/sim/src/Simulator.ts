@@ -1,0 +1,137 @@
+/**
+ * The hardware simulation service: simulated PCI-like and platform buses whose devices are
+ * driven by device models, the `Hardware` service drivers run on, fault injection, virtual
+ * time (Effect's Clock, so `TestClock` in tests) and a structured trace.
+ *
+ * - `plug` adds a device (its model starts, then the bus binds a matching driver);
+ * - `unplug` is orderly removal: the driver unbinds while the device still works, then the
+ *   device's activity stops;
+ * - `surpriseRemove` marks the device disconnected first (reads return all-ones, writes are
+ *   dropped, DMA and interrupts stop, in-flight device activity is aborted), then the normal
+ *   unbind runs.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { type Bus, type Device, type DeviceError, Hardware, type Lifecycle } from "@devscope/core"
+import type * as Iommu from "./Iommu.js"
+import * as internal from "./internal/simulator.js"
+import type * as Model from "./Model.js"
+import * as Trace from "./Trace.js"
+
+/**
+ * A fault rule. `device` limits a rule to one device (all devices otherwise).
+ *
+ * - `fail-nth`: the n-th request of that kind (counted from 1, per device if `device` is
+ *   given, else across the simulator) is refused with `HardwareRefused`;
+ * - `delay-completions`: device completions take `by` longer (with `probability`, default 1);
+ * - `drop-completions`: device completions never happen (with `probability`, default 1);
+ * - `irq-storm`: at virtual time `at` (default 0 after plug), the device raises `line`
+ *   `count` times;
+ * - `all-ones-reads`: from `at` on, the device answers as if its link were down.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FaultRule =
+  | { readonly kind: "fail-nth"; readonly request: "dma-alloc" | "dma-map" | "irq"; readonly n: number; readonly device?: string | undefined }
+  | { readonly kind: "delay-completions"; readonly by: Duration.DurationInput; readonly probability?: number | undefined; readonly device?: string | undefined }
+  | { readonly kind: "drop-completions"; readonly probability?: number | undefined; readonly device?: string | undefined }
+  | { readonly kind: "irq-storm"; readonly device: string; readonly line: number; readonly count: number; readonly at?: Duration.DurationInput | undefined }
+  | { readonly kind: "all-ones-reads"; readonly device: string; readonly at?: Duration.DurationInput | undefined }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Seed of the simulator's random numbers (probabilistic faults, models). Default 1. */
+  readonly seed?: number | undefined
+  readonly faults?: ReadonlyArray<FaultRule> | undefined
+  /** Options of both buses. */
+  readonly bus?: Omit<Bus.Options, "name"> | undefined
+  /** Record a trace. Default `true`. */
+  readonly trace?: boolean | undefined
+}
+
+/**
+ * A plugged device, seen from the simulator.
+ * @since 0.1.0
+ * @category models
+ */
+export interface SimDevice<M extends Model.Maps = Model.Maps> {
+  readonly name: string
+  readonly bus: "pci" | "platform"
+  readonly device: Device.Device
+  readonly model: Model.Model<M>
+  /** The device side: register files, interrupts, DMA. */
+  readonly ctx: Model.Context<M>
+  readonly state: "present" | "disconnected" | "removed"
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly pci: Bus.Service
+  readonly platform: Bus.Service
+  readonly trace: Trace.Service
+  readonly hardware: Hardware.Service
+  plug<M extends Model.Maps>(spec: {
+    readonly bus: "pci" | "platform"
+    readonly name: string
+    readonly ids?: Device.Ids | undefined
+    readonly model: Model.Model<M>
+  }): Effect.Effect<SimDevice<M>, DeviceError.DeviceExists>
+  /** Orderly removal. Returns the unbind report if a driver was bound. */
+  unplug(name: string): Effect.Effect<Lifecycle.UnbindReport | undefined, DeviceError.DeviceNotFound>
+  /** Surprise removal. Returns the unbind report if a driver was bound. */
+  surpriseRemove(name: string): Effect.Effect<Lifecycle.UnbindReport | undefined, DeviceError.DeviceNotFound>
+  device(name: string): Option.Option<SimDevice>
+  /** Every IOMMU fault so far, in order. */
+  readonly iommuFaults: () => ReadonlyArray<Iommu.Fault>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Simulator extends Context.Tag("@devscope/sim/Simulator")<Simulator, Service>() {}
+
+/**
+ * Makes a simulator in the current scope.
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options?: Options) => Effect.Effect<Service, never, Scope.Scope> = internal.make
+
+/**
+ * The simulator, as the `Hardware` drivers run on, with its trace.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Simulator } from "@devscope/sim"
+ *
+ * const program = Effect.gen(function*() {
+ *   const sim = yield* Simulator.Simulator
+ *   // sim.pci.registerDriver(...), sim.plug({ bus: "pci", name: "edu0", ids, model })
+ * }).pipe(Effect.provide(Simulator.layer({ seed: 42 })))
+ * ```
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<Simulator | Hardware.Hardware | Trace.Trace> =>
+  Layer.scopedContext(
+    Effect.map(internal.make(options), (sim) =>
+      Context.make(Simulator, sim).pipe(
+        Context.add(Hardware.Hardware, sim.hardware),
+        Context.add(Trace.Trace, sim.trace)
+      ))
+  )
