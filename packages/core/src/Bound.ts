@@ -70,7 +70,8 @@ export const isLive = <D extends string>(token: Bound<D>): boolean => internal.i
  * and the unbind interrupts and awaits it before any resource is released. Any fiber started
  * inside a binding (by probe, by a binding fiber, with `Effect.forkScoped` in a probe layer,
  * even with `Effect.forkDaemon`) is a binding fiber; this is the explicit way to start one
- * from code that merely holds the token.
+ * from code that merely holds the token. The fiber starts interruptible even when forked from
+ * an uninterruptible region such as a Devres acquisition.
  *
  * @example
  * ```ts

@@ -53,6 +53,17 @@ export interface Devres<out A, in out D extends string> {
 }
 
 /**
+ * How a Devres is being released: by the end of its binding (`atUnbind`), or early by the
+ * driver (`Devres.release`), with the site of that call.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Release {
+  readonly atUnbind: boolean
+  readonly site: string
+}
+
+/**
  * Acquires a resource into the binding of the Bound token found in the context. The
  * acquisition is uninterruptible; `release` runs at unbind (after every binding fiber has
  * stopped), or on probe failure, exactly once.
@@ -81,7 +92,7 @@ export interface Devres<out A, in out D extends string> {
 export const acquireRelease = <D extends string, A, E, R>(
   driver: Driver.Brand<D> | Driver.Driver<D, any, any, any>,
   acquire: Effect.Effect<A, E, R>,
-  release: (a: A) => Effect.Effect<void, unknown>,
+  release: (a: A, how: Release) => Effect.Effect<void, unknown>,
   options?: { readonly label?: string | undefined }
 ): Effect.Effect<Devres<A, D>, E, R | Bound.Bound<D>> =>
   internal.acquire(tagOf(driver), acquire, release, options?.label)
@@ -118,7 +129,7 @@ export const make = <D extends string, A>(
  */
 export const release = <A, D extends string>(self: Devres<A, D>): Effect.Effect<void> => {
   const site = callSite()
-  return Effect.flatMap((self as unknown as internal.DevresImpl<A, D>).releaseNow(site), Effect.orDie)
+  return Effect.flatMap((self as unknown as internal.DevresImpl<A, D>).releaseNow(site, false), Effect.orDie)
 }
 
 const tagOf = <D extends string>(driver: Driver.Brand<D> | Driver.Driver<D, any, any, any>): Bound.Tag<D> =>

@@ -39,10 +39,22 @@ export * as DeviceError from "./DeviceError.js"
 export * as Devres from "./Devres.js"
 
 /**
+ * DMA: coherent allocations with typed layouts, streaming mappings, masks.
+ * @since 0.1.0
+ */
+export * as Dma from "./Dma.js"
+
+/**
  * Driver brands and definitions.
  * @since 0.1.0
  */
 export * as Driver from "./Driver.js"
+
+/**
+ * Interrupt handlers as binding fibers.
+ * @since 0.1.0
+ */
+export * as Irq from "./Irq.js"
 
 /**
  * Leak reports and tracked driver-lifetime objects.

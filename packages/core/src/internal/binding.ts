@@ -310,7 +310,9 @@ export const forkIn = <A, E, R>(
 ): Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R> =>
   Effect.suspend(() => {
     const binding = liveBinding(token, "Bound.fork")
-    return binding.supervised(Effect.forkIn(effect, binding.scope))
+    // Interruptible even when forked from an uninterruptible region (a Devres acquire):
+    // the unbind must be able to stop it.
+    return binding.supervised(Effect.forkIn(Effect.interruptible(effect), binding.scope))
   })
 
 /** @internal */

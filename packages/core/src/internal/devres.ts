@@ -18,7 +18,7 @@ interface Meta<A> {
   readonly binding: Binding
   readonly label: string
   readonly acquiredAt: string
-  readonly release: ((a: A) => Effect.Effect<void, unknown>) | undefined
+  readonly release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined
   releasedAt: string | undefined
 }
 
@@ -43,7 +43,7 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     value: A,
     label: string,
     acquiredAt: string,
-    release: ((a: A) => Effect.Effect<void, unknown>) | undefined
+    release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined
   ) {
     this.owner = binding.bound
     this.value = value
@@ -98,7 +98,7 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   }
 
   /** Releases now if not yet released. Never fails: failures are recorded on the binding. */
-  releaseNow(site: string): Effect.Effect<Exit.Exit<void, unknown>> {
+  releaseNow(site: string, atUnbind: boolean): Effect.Effect<Exit.Exit<void, unknown>> {
     return Effect.suspend(() => {
       if (this.owner === RELEASED) return Effect.succeed(Exit.void)
       const { meta } = this
@@ -110,7 +110,10 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
         meta.binding.recordRelease(meta.label, Exit.void)
         return Effect.succeed(Exit.void)
       }
-      return Effect.tap(Effect.exit(meta.release(value)), (exit) => meta.binding.recordRelease(meta.label, exit))
+      return Effect.tap(
+        Effect.exit(meta.release(value, { atUnbind, site })),
+        (exit) => meta.binding.recordRelease(meta.label, exit)
+      )
     })
   }
 
@@ -125,7 +128,7 @@ Object.defineProperty(DevresImpl.prototype, TypeId, { value: TypeId })
 export const acquire = <A, E, R, D extends string>(
   tag: Bound.Tag<D>,
   acquire: Effect.Effect<A, E, R>,
-  release: ((a: A) => Effect.Effect<void, unknown>) | undefined,
+  release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined,
   label: string | undefined
 ): Effect.Effect<Devres.Devres<A, D>, E, R | Bound.Bound<D>> => {
   const site = callSite()
@@ -135,7 +138,7 @@ export const acquire = <A, E, R, D extends string>(
       const binding = liveBinding(token, `Devres "${name}"`)
       return Effect.flatMap(acquire, (value) => {
         const devres = new DevresImpl<A, D>(binding, value, name, site, release)
-        return Effect.as(Scope.addFinalizer(binding.scope, devres.releaseNow("unbind")), devres)
+        return Effect.as(Scope.addFinalizer(binding.scope, devres.releaseNow("unbind", true)), devres)
       })
     })))
 }
