@@ -31,8 +31,8 @@ import * as Trace from "./Trace.js"
  *   given, else across the simulator) is refused with `HardwareRefused`;
  * - `delay-completions`: device completions take `by` longer (with `probability`, default 1);
  * - `drop-completions`: device completions never happen (with `probability`, default 1);
- * - `irq-storm`: at virtual time `at` (default 0 after plug), the device raises `line`
- *   `count` times;
+ * - `irq-storm`: from virtual time `at` (default 0 after plug), the device raises `line`
+ *   `count` times, one every `interval` (default 1 µs);
  * - `all-ones-reads`: from `at` on, the device answers as if its link were down.
  *
  * @since 0.1.0
@@ -42,7 +42,14 @@ export type FaultRule =
   | { readonly kind: "fail-nth"; readonly request: "dma-alloc" | "dma-map" | "irq"; readonly n: number; readonly device?: string | undefined }
   | { readonly kind: "delay-completions"; readonly by: Duration.DurationInput; readonly probability?: number | undefined; readonly device?: string | undefined }
   | { readonly kind: "drop-completions"; readonly probability?: number | undefined; readonly device?: string | undefined }
-  | { readonly kind: "irq-storm"; readonly device: string; readonly line: number; readonly count: number; readonly at?: Duration.DurationInput | undefined }
+  | {
+    readonly kind: "irq-storm"
+    readonly device: string
+    readonly line: number
+    readonly count: number
+    readonly at?: Duration.DurationInput | undefined
+    readonly interval?: Duration.DurationInput | undefined
+  }
   | { readonly kind: "all-ones-reads"; readonly device: string; readonly at?: Duration.DurationInput | undefined }
 
 /**

@@ -193,10 +193,13 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
         if (rule.kind === "irq-storm" && rule.device === entry.sim.name) {
           return Effect.forkIn(
             Effect.sleep(rule.at ?? 0).pipe(
-              Effect.zipRight(Effect.sync(() => {
+              Effect.zipRight(Effect.sync(() =>
                 trace.record({ _tag: "Lifecycle", device: rule.device, event: "fault-injected", detail: `irq storm x${rule.count}` })
-                for (let i = 0; i < rule.count; i++) entry.lines[rule.line]?.raise()
-              }))
+              )),
+              Effect.zipRight(Effect.repeatN(
+                Effect.zipRight(Effect.sync(() => entry.lines[rule.line]?.raise()), Effect.sleep(rule.interval ?? "1 micros")),
+                rule.count - 1
+              ))
             ),
             entry.scope
           )
