@@ -6,7 +6,8 @@
  * the loop) and sums their values; the figure is nanoseconds per read.
  */
 import { Effect, Layer, Option, Scope } from "effect"
-import { type Bound, Bus, Devres, Driver } from "@devscope/core"
+import { type Bound, Bus, Devres, Driver, Mmio, RegisterMap } from "@devscope/core"
+import { RegisterFile } from "@devscope/sim"
 import { Bench } from "tinybench"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -78,8 +79,50 @@ bench
 
 await bench.run()
 
-const nsPerRead = (name: string): number => {
-  const task = bench.tasks.find((t) => t.name === name)!
+// B1b: typed register reads, the way driver code does them: a literal register name at the
+// call site, here polled on 16 devices in turn (so no read can be hoisted out of the loop).
+const Regs = RegisterMap.make("bench", 0x10, {
+  ID: { offset: 0x0, access: "RO" },
+  STATUS: { offset: 0x4, access: "RW" },
+  CTRL: { offset: 0x8, access: "RW" }
+})
+const raws = Array.from({ length: 16 }, (_, i) => Uint32Array.of(0, i, 0, 0))
+const memoryMmios = Array.from({ length: 16 }, (_, i) => {
+  const mmio = Mmio.unsafeMake(Regs, Mmio.memoryRegion(0x10))
+  mmio.write("STATUS", i)
+  return mmio
+})
+const simMmios = Array.from({ length: 16 }, (_, i) => {
+  const mmio = Mmio.unsafeMake(Regs, RegisterFile.make(Regs, { device: `bench${i}` }))
+  mmio.write("STATUS", i)
+  return mmio
+})
+const registers = new Bench({ time: 400, warmup: true, warmupTime: 100 })
+registers
+  .add("raw Uint32Array read (baseline)", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += raws[i & 15]![1]!
+    sink += s
+  })
+  .add("mmio.read(\"STATUS\"), plain memory region", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += memoryMmios[i & 15]!.read("STATUS")
+    sink += s
+  })
+  .add("mmio.read32(4), plain memory region", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += memoryMmios[i & 15]!.read32(4)
+    sink += s
+  })
+  .add("mmio.read(\"STATUS\"), simulated register file", () => {
+    let s = 0
+    for (let i = 0; i < N; i++) s += simMmios[i & 15]!.read("STATUS")
+    sink += s
+  })
+await registers.run()
+
+const nsPerRead = (name: string, suite: Bench = bench): number => {
+  const task = suite.tasks.find((t) => t.name === name)!
   const result = task.result as unknown as { latency: { mean: number } }
   return (result.latency.mean * 1e6) / N
 }
@@ -88,6 +131,15 @@ const rows = bench.tasks.map((t) => {
   const ns = nsPerRead(t.name)
   return { name: t.name, ns, ratio: ns / base }
 })
+
+const registerBase = nsPerRead("raw Uint32Array read (baseline)", registers)
+const registerRows = registers.tasks.map((t) => {
+  const ns = nsPerRead(t.name, registers)
+  return { name: t.name, ns, ratio: ns / registerBase }
+})
+const registerHeader = "| B1b: register reads | ns/read | ratio to raw Uint32Array |\n|---|---:|---:|"
+const registerTable = registerRows.map((r) => `| ${r.name} | ${r.ns.toFixed(2)} | ${r.ratio.toFixed(2)}x |`).join("\n")
+console.log(`\n${registerHeader}\n${registerTable}`)
 
 const cpu = os.cpus()[0]?.model ?? "unknown CPU"
 const header = "| B1a: bound access, 1,024 objects | ns/read | ratio to direct read |\n|---|---:|---:|"
@@ -112,7 +164,16 @@ one branch and no allocation. Target: at most 1.5x a direct property read.
 ${header}
 ${table}
 
-Still to come (issue 6): B1b typed register reads, B2 bind/unbind against hand-written Effect
+## B1b: register reads (first measurement)
+
+A typed read by register name through \`Mmio\`, over plain memory and over the simulator's
+register file (which applies access semantics and tracing checks), against a raw
+\`Uint32Array\` read. Target for the plain-memory case: at most 1.2x (issue 6 works on it).
+
+${registerHeader}
+${registerTable}
+
+Still to come (issue 6): B2 bind/unbind against hand-written Effect
 scope code, B3 gates, B4 example-driver throughput, B5 memory and the 100,000-cycle soak.
 `
 fs.mkdirSync("docs", { recursive: true })

@@ -128,6 +128,28 @@ describe("Simulator", () => {
       })
     ))
 
+  it.effect("the platform bus matches compatible strings; devices on the two buses are independent", () =>
+    withSim((sim) =>
+      Effect.gen(function*() {
+        const Sensor = Driver.brand("temp")
+        const bound: Array<string> = []
+        yield* sim.platform.registerDriver(Driver.make(Sensor, {
+          match: [{ compatible: "acme,temp" }],
+          probe: (device) => Layer.effectDiscard(Effect.sync(() => bound.push(device.name)))
+        }))
+        const a = yield* sim.plug({
+          bus: "platform",
+          name: "sensor@48",
+          ids: { compatible: ["acme,temp-v2", "acme,temp"] },
+          model: PciTestdev.model()
+        })
+        const b = yield* sim.plug({ bus: "pci", name: "other", ids: { compatible: ["acme,temp"] }, model: PciTestdev.model() })
+        expect(a.device.bus).toBe("platform")
+        expect([a.device.state, b.device.state]).toEqual(["bound", "unbound"])
+        expect(bound).toEqual(["sensor@48"])
+      })
+    ))
+
   it.effect("device latencies run on virtual time: edu's factorial completes after 1 ms of TestClock", () =>
     withSim((sim) =>
       Effect.gen(function*() {

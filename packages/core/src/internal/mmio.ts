@@ -20,29 +20,39 @@ export class InvalidAccess extends Data.TaggedError("InvalidAccess")<{
   }
 }
 
-/** @internal */
+/**
+ * Plain memory as a register window. Register accesses are aligned (maps are validated, and
+ * dynamic accesses are checked), so typed-array views serve them directly; like device
+ * registers they are little-endian, which is also every platform Node runs on.
+ * @internal
+ */
 export class MemoryRegion implements Region {
-  private readonly view: DataView
+  private readonly u8: Uint8Array
+  private readonly u16: Uint16Array
+  private readonly u32: Uint32Array
   constructor(readonly size: number) {
-    this.view = new DataView(new ArrayBuffer(size))
+    const buffer = new ArrayBuffer(Math.ceil(size / 4) * 4)
+    this.u8 = new Uint8Array(buffer)
+    this.u16 = new Uint16Array(buffer)
+    this.u32 = new Uint32Array(buffer)
   }
   read8(offset: number) {
-    return this.view.getUint8(offset)
+    return this.u8[offset]!
   }
   read16(offset: number) {
-    return this.view.getUint16(offset, true)
+    return this.u16[offset >>> 1]!
   }
   read32(offset: number) {
-    return this.view.getUint32(offset, true)
+    return this.u32[offset >>> 2]!
   }
   write8(offset: number, value: number) {
-    this.view.setUint8(offset, value)
+    this.u8[offset] = value
   }
   write16(offset: number, value: number) {
-    this.view.setUint16(offset, value, true)
+    this.u16[offset >>> 1] = value
   }
   write32(offset: number, value: number) {
-    this.view.setUint32(offset, value, true)
+    this.u32[offset >>> 2] = value
   }
 }
 
