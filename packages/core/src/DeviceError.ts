@@ -167,6 +167,22 @@ export class ProbeFailed extends Data.TaggedError("ProbeFailed")<{
 }
 
 /**
+ * A user-facing entry point (a Gate) of a device whose binding is ending or has ended: the
+ * call did not start. Every call into a gone device gets this, never a hang.
+ * @since 0.1.0
+ * @category errors
+ */
+export class DeviceGone extends Data.TaggedError("DeviceGone")<{
+  readonly device: string
+  readonly driver: string
+  readonly gate: string
+}> {
+  override get message() {
+    return `Device "${this.device}" (driver "${this.driver}") is gone: ${this.gate} is closed`
+  }
+}
+
+/**
  * Defect: a resource or token of a binding was used after that binding ended. Names the
  * device, the driver, why the binding ended and where the unbind was requested.
  * @since 0.1.0

@@ -32,6 +32,22 @@ export interface ReleaseFailure {
 }
 
 /**
+ * What closing a Gate did (unbind step 2, or an explicit close).
+ * @since 0.1.0
+ * @category models
+ */
+export interface GateReport {
+  readonly gate: string
+  /** Sections in flight when the close began, which it waited for. */
+  readonly awaited: number
+  /** Fibers whose sections were still running at the deadline, and were interrupted. */
+  readonly interrupted: ReadonlyArray<string>
+  /** Sections that had not ended even after being interrupted (left running; reported). */
+  readonly stuck: number
+  readonly durationMillis: number
+}
+
+/**
  * What an unbind did.
  * @since 0.1.0
  * @category models
@@ -42,6 +58,8 @@ export interface UnbindReport {
   readonly cause: UnbindCause
   /** Where the unbind was requested. */
   readonly site: string
+  /** Gates closed in step 2. */
+  readonly gates: ReadonlyArray<GateReport>
   /** Fibers of the binding interrupted (and awaited) in step 4. */
   readonly fibersInterrupted: number
   /** Devres resources released in step 4, in release order. */

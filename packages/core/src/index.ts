@@ -63,6 +63,12 @@ export * as Irq from "./Irq.js"
 export * as Leak from "./Leak.js"
 
 /**
+ * Data reachable only with proof that an outer lock is held.
+ * @since 0.1.0
+ */
+export * as LockedBy from "./LockedBy.js"
+
+/**
  * Lifecycle events and unbind reports.
  * @since 0.1.0
  */
@@ -91,3 +97,9 @@ export * as RegisterMap from "./RegisterMap.js"
  * @since 0.1.0
  */
 export * as Hardware from "./Hardware.js"
+
+/**
+ * Gates: SRCU-like entry gates for user-facing calls, closed at unbind.
+ * @since 0.1.0
+ */
+export * as Gate from "./Gate.js"

@@ -13,7 +13,7 @@ import type * as Bound from "../Bound.js"
 import type * as Core from "../Core.js"
 import { CoreNotHeld, DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
 import type * as Leak from "../Leak.js"
-import type { ReleaseFailure, UnbindCause } from "../Lifecycle.js"
+import type { GateReport, ReleaseFailure, UnbindCause } from "../Lifecycle.js"
 import type { DeviceImpl } from "./device.js"
 import { callSite } from "./site.js"
 
@@ -158,6 +158,7 @@ export class Binding {
   readonly fibers = new Map<Fiber.RuntimeFiber<any, any>, FiberInfo>()
   readonly tracked = new Set<TrackedImpl>()
   readonly hooks: Array<UnbindHook> = []
+  readonly gateReports: Array<GateReport> = []
   readonly released: Array<string> = []
   readonly releaseFailures: Array<ReleaseFailure> = []
   phase: Phase = "probe"
@@ -180,6 +181,17 @@ export class Binding {
 
   get live(): boolean {
     return this.bound.key === this
+  }
+
+  private readonly hooksRun = new Set<UnbindHook>()
+
+  /** Runs the hooks of one unbind step that have not run yet, in registration order. */
+  runHooks(step: 1 | 2): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const pending = this.hooks.filter((hook) => hook.step === step && !this.hooksRun.has(hook))
+      for (const hook of pending) this.hooksRun.add(hook)
+      return Effect.forEach(pending, (hook) => hook.run(this), { discard: true })
+    })
   }
 
   onLateLeak(leak: Leak.LeakReport) {
@@ -246,6 +258,9 @@ export class Binding {
     readonly leaks: Array<Leak.LeakReport>
   }> {
     return Effect.gen(this, function*() {
+      // A failed probe may have opened gates: close them before anything is released.
+      yield* this.runHooks(1)
+      yield* this.runHooks(2)
       this.phase = "unbind"
       this.core.held = false
       const stopped = yield* this.stopFibers()

@@ -111,6 +111,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       driver: binding.driver,
       cause: revocation.cause,
       site: revocation.site,
+      gates: binding.gateReports.slice(),
       fibersInterrupted: torn.fibersInterrupted,
       released: binding.released.slice(),
       releaseFailures: binding.releaseFailures.slice(),
@@ -196,11 +197,8 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const startedAt = clock.unsafeCurrentTimeMillis()
         device.state = "unbinding"
         publish({ _tag: "Unbinding", device, driver: binding.driver, cause })
-        for (const step of [1, 2] as const) {
-          for (const hook of binding.hooks) {
-            if (hook.step === step) yield* hook.run(binding)
-          }
-        }
+        yield* binding.runHooks(1)
+        yield* binding.runHooks(2)
         let removeFailure: Cause.Cause<unknown> | undefined
         const remove = binding.removeHook
         if (remove !== undefined) {

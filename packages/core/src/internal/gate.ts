@@ -1,0 +1,161 @@
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as Supervisor from "effect/Supervisor"
+import type * as Bound from "../Bound.js"
+import { DeviceGone } from "../DeviceError.js"
+import type * as Driver from "../Driver.js"
+import type * as Gate from "../Gate.js"
+import type { GateReport } from "../Lifecycle.js"
+import { type Binding, liveBinding } from "./binding.js"
+
+/** @internal */
+export const TypeId: typeof Gate.TypeId = Symbol.for("@devscope/core/Gate") as any
+
+/** @internal */
+export class GateImpl<D extends string> implements Gate.Gate<D> {
+  readonly [TypeId]: Gate.TypeId = TypeId
+  open = true
+  active = 0
+  /** Fibers inside a section, with their nesting depth. */
+  readonly sections = new Map<Fiber.RuntimeFiber<any, any>, number>()
+  drained: Deferred.Deferred<void> | undefined = undefined
+  report: Deferred.Deferred<GateReport> | undefined = undefined
+  private readonly gone: DeviceGone
+
+  constructor(
+    readonly binding: Binding,
+    readonly tag: Bound.Tag<D>,
+    readonly token: Bound.Bound<D>,
+    readonly name: string,
+    readonly deadline: Duration.Duration
+  ) {
+    this.gone = new DeviceGone({ device: binding.device.name, driver: binding.driver, gate: name })
+  }
+
+  get device() {
+    return this.binding.device
+  }
+
+  get isOpen() {
+    return this.open
+  }
+
+  get inFlight() {
+    return this.active
+  }
+
+  enter<A, E, R>(f: (token: Bound.Bound<D>) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DeviceGone, R> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.withFiberRuntime<A, E | DeviceGone, R>((fiber) => {
+        const depth = this.sections.get(fiber)
+        if (depth === undefined) {
+          if (!this.open) return Effect.fail(this.gone)
+          this.active++
+          this.sections.set(fiber, 1)
+        } else {
+          // Nested in this fiber's own section, which already holds the gate.
+          this.sections.set(fiber, depth + 1)
+        }
+        return Effect.ensuring(restore(f(this.token)), Effect.sync(() => this.leave(fiber)))
+      })
+    )
+  }
+
+  leave(fiber: Fiber.RuntimeFiber<any, any>) {
+    const depth = this.sections.get(fiber)
+    if (depth === undefined) return
+    if (depth > 1) {
+      this.sections.set(fiber, depth - 1)
+      return
+    }
+    this.sections.delete(fiber)
+    if (--this.active === 0 && this.drained !== undefined) Deferred.unsafeDone(this.drained, Exit.void)
+  }
+
+  close(): Effect.Effect<GateReport> {
+    return Effect.uninterruptible(Effect.suspend(() => {
+      if (this.report !== undefined) return Deferred.await(this.report)
+      const report = this.report = Deferred.unsafeMake<GateReport>(FiberId.none)
+      this.open = false
+      return Effect.flatMap(Effect.clock, (clock) => Effect.withFiberRuntime<GateReport>((self) => {
+        const started = clock.unsafeCurrentTimeMillis()
+        const awaited = this.active
+        const drain = Effect.suspend(() =>
+          this.active === 0 ? Effect.void : Deferred.await(this.drained ??= Deferred.unsafeMake<void>(FiberId.none))
+        )
+        // Waiting is machinery, not binding work, even when a binding fiber closes the gate.
+        const waitUpTo = (effect: Effect.Effect<void>) =>
+          Effect.interruptible(effect).pipe(
+            Effect.timeoutOption(this.deadline),
+            Effect.map((o) => o._tag === "Some"),
+            Effect.locally(FiberRef.currentSupervisor, Supervisor.none)
+          )
+        return Effect.gen(this, function*() {
+          const interrupted: Array<string> = []
+          let stuck = 0
+          if (!(yield* waitUpTo(drain))) {
+            for (const fiber of this.sections.keys()) {
+              if (fiber === self) continue
+              interrupted.push(FiberId.threadName(fiber.id()))
+              fiber.unsafeInterruptAsFork(self.id())
+            }
+            if (!(yield* waitUpTo(drain))) stuck = this.active
+          }
+          const result: GateReport = {
+            gate: this.name,
+            awaited,
+            interrupted,
+            stuck,
+            durationMillis: clock.unsafeCurrentTimeMillis() - started
+          }
+          if (interrupted.length > 0 || stuck > 0) {
+            yield* Effect.logWarning(
+              `gate "${this.name}" of "${this.binding.device.name}": ${interrupted.length} section(s) interrupted ` +
+                `at the ${Duration.format(this.deadline)} deadline${stuck > 0 ? `, ${stuck} still running` : ""}`
+            )
+          }
+          Deferred.unsafeDone(report, Exit.succeed(result))
+          return result
+        })
+      }))
+    }))
+  }
+
+  toString() {
+    return `Gate(${this.name}, ${this.binding.device.name}, ${this.open ? "open" : "closed"})`
+  }
+}
+
+/** @internal */
+export const make = <D extends string>(
+  driver: Driver.Brand<D>,
+  options?: Gate.Options
+): Effect.Effect<Gate.Gate<D>, never, Bound.Bound<D>> =>
+  Effect.map(driver.Bound, (token) => {
+    const name = options?.name ?? "gate"
+    const binding = liveBinding(token, `Gate "${name}"`)
+    const gate = new GateImpl(binding, driver.Bound, token, name, Duration.decode(options?.deadline ?? "5 seconds"))
+    binding.hooks.push({
+      step: 2,
+      name,
+      run: (b) => Effect.map(gate.close(), (report) => void b.gateReports.push(report))
+    })
+    return gate
+  })
+
+/** @internal */
+export const enterWith = <D extends string, A, E, R>(
+  gate: Gate.Gate<D>,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | DeviceGone, Exclude<R, Bound.Bound<D>>> => {
+  const impl = gate as GateImpl<D>
+  return impl.enter((token) => Effect.provideService(effect, impl.tag, token)) as never
+}
+
+/** @internal */
+export const close = <D extends string>(gate: Gate.Gate<D>): Effect.Effect<GateReport> => (gate as GateImpl<D>).close()

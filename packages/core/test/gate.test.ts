@@ -1,0 +1,189 @@
+import { describe, expect, it } from "@effect/vitest"
+import { type Duration, Effect, Either, Exit, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
+import { DeviceError, Devres, Driver, Gate } from "@devscope/core"
+import { Log, withBus } from "./utils.js"
+
+const Blk = Driver.brand("blk")
+
+/** A driver whose probe opens a gate over a Devres and hands the gate out. */
+const gated = (
+  log: Log,
+  onProbe: (gate: Gate.Gate<"blk">, data: Devres.Devres<{ n: number }, "blk">) => void,
+  deadline?: Duration.DurationInput
+) =>
+  Driver.make(Blk, {
+    match: [{ vendor: 3 }],
+    probe: () =>
+      Layer.effectDiscard(Effect.gen(function*() {
+        const data = yield* Devres.acquireRelease(Blk, Effect.succeed({ n: 0 }), () => log.push("release data"), {
+          label: "data"
+        })
+        const gate = yield* Gate.make(Blk, { name: "blk ioctl", deadline })
+        onProbe(gate, data)
+      })),
+    remove: () => Effect.suspend(() => log.push("remove"))
+  })
+
+describe("Gate", () => {
+  it.effect("close waits exactly for the sections that started before it; new entries fail at once", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        let gate: Gate.Gate<"blk"> | undefined
+        yield* bus.registerDriver(gated(log, (g) => (gate = g)))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        const section = (name: string, ms: number) =>
+          gate!.enter(() => Effect.zipRight(Effect.sleep(`${ms} millis`), log.push(`${name} done`)))
+        const a = yield* Effect.fork(section("a", 10))
+        const b = yield* Effect.fork(section("b", 100))
+        yield* TestClock.adjust("1 millis")
+        expect(gate!.inFlight).toBe(2)
+        const unbinding = yield* Effect.fork(bus.unbind("blk0"))
+        yield* TestClock.adjust("1 millis")
+        expect(gate!.isOpen).toBe(false)
+        // A new entry fails at once, without running its body.
+        const late = yield* Effect.either(section("late", 1))
+        expect(late).toEqual(Either.left(new DeviceError.DeviceGone({ device: "blk0", driver: "blk", gate: "blk ioctl" })))
+        yield* TestClock.adjust("20 millis")
+        expect(log.entries).toEqual(["a done"])
+        expect(unbinding.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("100 millis")
+        const report = yield* Fiber.join(unbinding)
+        // remove and the releases ran only after the last section had left.
+        expect(log.entries).toEqual(["a done", "b done", "remove", "release data"])
+        expect(report.gates).toEqual([{ gate: "blk ioctl", awaited: 2, interrupted: [], stuck: 0, durationMillis: 99 }])
+        yield* Fiber.join(a)
+        yield* Fiber.join(b)
+      })
+    ))
+
+  it.effect("sections get the Bound token, may span yields and may nest, even while the gate closes", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        let gate: Gate.Gate<"blk"> | undefined
+        let data: Devres.Devres<{ n: number }, "blk"> | undefined
+        yield* bus.registerDriver(gated(log, (g, d) => ((gate = g), (data = d))))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        const outer = yield* Effect.fork(gate!.enter((token) =>
+          Effect.gen(function*() {
+            data!.access(token).n++
+            yield* Effect.sleep("10 millis")
+            // The gate is closing now; this nested entry still belongs to the outer section.
+            const inner = yield* Gate.enterWith(gate!, Effect.map(Blk.Bound, (t) => ++data!.access(t).n))
+            return inner
+          })
+        ))
+        yield* TestClock.adjust("1 millis")
+        const unbinding = yield* Effect.fork(bus.unbind("blk0"))
+        yield* TestClock.adjust("20 millis")
+        expect(yield* Fiber.join(outer)).toBe(2)
+        const report = yield* Fiber.join(unbinding)
+        expect(report.gates[0]?.awaited).toBe(1)
+        expect(log.entries).toEqual(["remove", "release data"])
+      })
+    ))
+
+  it.effect("a section that never ends is interrupted at the deadline and reported; the unbind completes", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        let gate: Gate.Gate<"blk"> | undefined
+        yield* bus.registerDriver(gated(log, (g) => (gate = g), "50 millis"))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        const stuck = yield* Effect.fork(gate!.enter(() => Effect.never))
+        yield* TestClock.adjust("1 millis")
+        const unbinding = yield* Effect.fork(bus.unbind("blk0"))
+        yield* TestClock.adjust("100 millis")
+        const report = yield* Fiber.join(unbinding)
+        expect(report.gates).toHaveLength(1)
+        expect(report.gates[0]!.interrupted).toHaveLength(1)
+        expect(report.gates[0]!.stuck).toBe(0)
+        expect(report.gates[0]!.durationMillis).toBe(50)
+        expect(Exit.isInterrupted(yield* Fiber.await(stuck))).toBe(true)
+        expect(log.entries).toEqual(["remove", "release data"])
+        expect(gate!.inFlight).toBe(0)
+      })
+    ))
+
+  it.effect("a gate opened by a probe that then fails is closed before anything is released", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        let gate: Gate.Gate<"blk"> | undefined
+        yield* bus.registerDriver(Driver.make(Blk, {
+          match: [{ vendor: 3 }],
+          probe: () =>
+            Layer.effectDiscard(Effect.gen(function*() {
+              gate = yield* Gate.make(Blk)
+              return yield* Effect.fail("probe broke")
+            }))
+        }))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        expect(gate!.isOpen).toBe(false)
+        expect((yield* Effect.either(gate!.enter(() => Effect.void)))._tag).toBe("Left")
+        const unbound = (yield* bus.history).find((e) => e._tag === "Unbound")
+        expect(unbound?._tag === "Unbound" && unbound.report.gates.map((g) => g.gate)).toEqual(["gate"])
+      })
+    ))
+
+  it.effect("Gate.close closes early; closing twice returns the same report", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        let gate: Gate.Gate<"blk"> | undefined
+        yield* bus.registerDriver(gated(new Log(), (g) => (gate = g)))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        const first = yield* Gate.close(gate!)
+        expect(first.awaited).toBe(0)
+        expect(yield* Gate.close(gate!)).toBe(first)
+        const report = yield* bus.unbind("blk0")
+        expect(report.gates).toEqual([first])
+      })
+    ))
+
+  it.effect.prop(
+    "1,000 concurrent calls racing an unbind: each resolves once (completed or DeviceGone), none after the scope closes, none hangs",
+    [fc.integer({ min: 0, max: 40 }), fc.array(fc.integer({ min: 0, max: 30 }), { minLength: 1000, maxLength: 1000 })],
+    ([unbindAt, starts]) =>
+      withBus((bus) =>
+        Effect.gen(function*() {
+          const log = new Log()
+          let gate: Gate.Gate<"blk"> | undefined
+          let data: Devres.Devres<{ n: number }, "blk"> | undefined
+          yield* bus.registerDriver(gated(log, (g, d) => ((gate = g), (data = d))))
+          yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+          let completed = 0
+          let afterRelease = 0
+          // Interleavings come from yields (the scheduler is deterministic), not virtual time:
+          // TestClock walks every fiber for every sleep, which 1,000 fibers make quadratic.
+          const yields = (n: number) => Effect.repeatN(Effect.yieldNow(), n)
+          const call = (start: number, i: number) =>
+            yields(start).pipe(
+              Effect.zipRight(gate!.enter((token) =>
+                Effect.gen(function*() {
+                  data!.access(token).n++
+                  yield* yields(i % 7)
+                  // Still inside the section: the resources must still be there.
+                  if (log.count("release data") > 0) afterRelease++
+                  data!.access(token).n++
+                  completed++
+                  return "done" as const
+                })
+              )),
+              Effect.either
+            )
+          const calls = yield* Effect.fork(Effect.forEach(starts, call, { concurrency: "unbounded" }))
+          const unbinding = yield* Effect.fork(Effect.zipRight(yields(unbindAt), bus.unbind("blk0")))
+          const results = yield* Fiber.join(calls)
+          yield* Fiber.join(unbinding)
+          expect(results).toHaveLength(1000)
+          const gone = results.filter((r) => Either.isLeft(r) && r.left._tag === "DeviceGone").length
+          const done = results.filter((r) => Either.isRight(r)).length
+          expect(done + gone).toBe(1000)
+          expect(done).toBe(completed)
+          expect(afterRelease).toBe(0)
+          expect(log.count("release data")).toBe(1)
+        })
+      ),
+    { fastCheck: { numRuns: 25 } }
+  )
+})
