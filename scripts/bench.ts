@@ -5,8 +5,8 @@
  * B1a, bound access: each sample reads 1,024 distinct objects (so nothing is hoisted out of
  * the loop) and sums their values; the figure is nanoseconds per read.
  */
-import { Effect, Layer, Option, Scope } from "effect"
-import { type Bound, Bus, Devres, Driver, Mmio, RegisterMap } from "@devscope/core"
+import { Effect, Layer, Option, Scope, STM, TReentrantLock } from "effect"
+import { type Bound, Bus, Devres, Driver, Gate, Mmio, RegisterMap } from "@devscope/core"
 import { RegisterFile } from "@devscope/sim"
 import { Bench } from "tinybench"
 import * as fs from "node:fs"
@@ -18,8 +18,8 @@ const Edu = Driver.brand("edu")
 // A real binding holding 1,024 Devres, built through the bus like any driver's. The scope
 // stays open for the whole run, so the binding is live.
 const scope = Effect.runSync(Scope.make())
-const { devres, token } = Effect.runSync(Effect.gen(function*() {
-  let out: { devres: Array<Devres.Devres<number, "edu">>; token: Bound.Bound<"edu"> } | undefined
+const { devres, token, gate } = Effect.runSync(Effect.gen(function*() {
+  let out: { devres: Array<Devres.Devres<number, "edu">>; token: Bound.Bound<"edu">; gate: Gate.Gate<"edu"> } | undefined
   const bus = yield* Bus.make()
   yield* bus.registerDriver(Driver.make(Edu, {
     match: [{ vendor: 1 }],
@@ -27,7 +27,7 @@ const { devres, token } = Effect.runSync(Effect.gen(function*() {
       Layer.effectDiscard(Effect.gen(function*() {
         const devres: Array<Devres.Devres<number, "edu">> = []
         for (let i = 0; i < N; i++) devres.push(yield* Devres.make(Edu, i, { label: `r${i}` }))
-        out = { devres, token: yield* Edu.Bound }
+        out = { devres, token: yield* Edu.Bound, gate: yield* Gate.make(Edu) }
       }))
   }))
   yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
@@ -132,6 +132,37 @@ const rows = bench.tasks.map((t) => {
   return { name: t.name, ns, ratio: ns / base }
 })
 
+// Gates: 1,000 sections per sample, run back to back in one fiber; the figure is µs/section.
+const SECTIONS = 1000
+const semaphore = Effect.runSync(Effect.makeSemaphore(1))
+const rwLock = Effect.runSync(STM.commit(TReentrantLock.make))
+const body = Effect.sync(() => sink++)
+const sections = (label: string, section: Effect.Effect<unknown, unknown>) =>
+  [label, () => Effect.runSync(Effect.repeatN(section, SECTIONS - 1))] as const
+const gates = new Bench({ time: 400, warmup: true, warmupTime: 100 })
+for (
+  const [label, run] of [
+    sections("Semaphore.withPermits(1) (baseline)", semaphore.withPermits(1)(body)),
+    sections("gate.enter", gate.enter(() => body)),
+    sections("Gate.enterWith (token in context)", Gate.enterWith(gate, body)),
+    sections("TReentrantLock.withReadLock", TReentrantLock.withReadLock(rwLock)(body)),
+    sections("no section (the body alone)", body)
+  ] as const
+) gates.add(label, run)
+await gates.run()
+
+const usPerSection = (suite: Bench, name: string) => {
+  const task = suite.tasks.find((t) => t.name === name)!
+  return ((task.result as unknown as { latency: { mean: number } }).latency.mean * 1000) / SECTIONS
+}
+const gateBase = usPerSection(gates, "Semaphore.withPermits(1) (baseline)")
+const gateHeader = "| B3 (first cut): read sections, body is one Effect.sync | µs/section | speed-up over the semaphore |\n|---|---:|---:|"
+const gateTable = gates.tasks.map((t) => {
+  const us = usPerSection(gates, t.name)
+  return `| ${t.name} | ${us.toFixed(3)} | ${(gateBase / us).toFixed(2)}x |`
+}).join("\n")
+console.log(`\n${gateHeader}\n${gateTable}`)
+
 const registerBase = nsPerRead("raw Uint32Array read (baseline)", registers)
 const registerRows = registers.tasks.map((t) => {
   const ns = nsPerRead(t.name, registers)
@@ -172,6 +203,16 @@ register file (which applies access semantics and tracing checks), against a raw
 
 ${registerHeader}
 ${registerTable}
+
+## B3 (first cut): gate sections
+
+\`gate.enter(f)\` costs a counter change and a map entry per section (for nesting and for
+interrupting stragglers at the deadline), against \`Semaphore.withPermits(1)\` and a
+\`TReentrantLock\` read lock, each running 1,000 sections back to back in one fiber.
+Target (issue 6): at least 3x faster than the semaphore.
+
+${gateHeader}
+${gateTable}
 
 Still to come (issue 6): B2 bind/unbind against hand-written Effect
 scope code, B3 gates, B4 example-driver throughput, B5 memory and the 100,000-cycle soak.

@@ -5,7 +5,8 @@
  * Bound token: being inside an open gate of a live binding proves the device is bound.
  *
  * - `enter` costs a counter change, not a semaphore. Sections may span yields (they are
- *   sleepable) and may nest.
+ *   sleepable) and may nest: a nested entry is a section of its own, which (like
+ *   `drm_dev_enter`) succeeds while the gate is open and fails once it has closed.
  * - Closing stops new entries at once (they fail with `DeviceGone`) and waits for the sections
  *   in flight, and only those. After the deadline, the sections still running are interrupted
  *   and reported; the close always completes.

@@ -57,7 +57,7 @@ describe("Gate", () => {
       })
     ))
 
-  it.effect("sections get the Bound token, may span yields and may nest, even while the gate closes", () =>
+  it.effect("sections get the Bound token, may span yields and may nest; a nested entry after the close is DeviceGone", () =>
     withBus((bus) =>
       Effect.gen(function*() {
         const log = new Log()
@@ -68,16 +68,17 @@ describe("Gate", () => {
         const outer = yield* Effect.fork(gate!.enter((token) =>
           Effect.gen(function*() {
             data!.access(token).n++
+            const nested = yield* Gate.enterWith(gate!, Effect.map(Blk.Bound, (t) => ++data!.access(t).n))
             yield* Effect.sleep("10 millis")
-            // The gate is closing now; this nested entry still belongs to the outer section.
-            const inner = yield* Gate.enterWith(gate!, Effect.map(Blk.Bound, (t) => ++data!.access(t).n))
-            return inner
+            // The gate is closing now (it waits for this section): a new nested entry fails at once.
+            const late = yield* Effect.either(Gate.enterWith(gate!, Effect.map(Blk.Bound, (t) => ++data!.access(t).n)))
+            return [nested, late._tag, data!.access(token).n] as const
           })
         ))
         yield* TestClock.adjust("1 millis")
         const unbinding = yield* Effect.fork(bus.unbind("blk0"))
         yield* TestClock.adjust("20 millis")
-        expect(yield* Fiber.join(outer)).toBe(2)
+        expect(yield* Fiber.join(outer)).toEqual([2, "Left", 2])
         const report = yield* Fiber.join(unbinding)
         expect(report.gates[0]?.awaited).toBe(1)
         expect(log.entries).toEqual(["remove", "release data"])

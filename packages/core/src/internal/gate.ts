@@ -21,8 +21,12 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   readonly [TypeId]: Gate.TypeId = TypeId
   open = true
   active = 0
-  /** Fibers inside a section, with their nesting depth. */
-  readonly sections = new Map<Fiber.RuntimeFiber<any, any>, number>()
+  /**
+   * The fiber of each section in flight, by slot; freed slots are reused. An array rather than
+   * a map keyed by fiber: hashing fibers would cost more than the rest of the section.
+   */
+  readonly slots: Array<Fiber.RuntimeFiber<any, any> | undefined> = []
+  readonly free: Array<number> = []
   drained: Deferred.Deferred<void> | undefined = undefined
   report: Deferred.Deferred<GateReport> | undefined = undefined
   private readonly gone: DeviceGone
@@ -50,30 +54,34 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   }
 
   enter<A, E, R>(f: (token: Bound.Bound<D>) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DeviceGone, R> {
+    // One mask for the whole section: entering and installing the exit are atomic, and the
+    // exit continuation runs uninterruptibly (a plain match, not `ensuring`, which would mask
+    // a second time: this path is measured against a semaphore).
     return Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<A, E | DeviceGone, R>((fiber) => {
-        const depth = this.sections.get(fiber)
-        if (depth === undefined) {
-          if (!this.open) return Effect.fail(this.gone)
-          this.active++
-          this.sections.set(fiber, 1)
-        } else {
-          // Nested in this fiber's own section, which already holds the gate.
-          this.sections.set(fiber, depth + 1)
-        }
-        return Effect.ensuring(restore(f(this.token)), Effect.sync(() => this.leave(fiber)))
+        // A nested entry is a section of its own: it succeeds while the gate is open and
+        // fails after it closed (as `drm_dev_enter` does), so it never holds a close up.
+        if (!this.open) return Effect.fail(this.gone)
+        const slot = this.free.length > 0 ? this.free.pop()! : this.slots.length
+        this.slots[slot] = fiber
+        this.active++
+        return Effect.matchCauseEffect(restore(f(this.token)), {
+          onFailure: (cause) => {
+            this.leave(slot)
+            return Effect.failCause(cause)
+          },
+          onSuccess: (value) => {
+            this.leave(slot)
+            return Effect.succeed(value)
+          }
+        })
       })
     )
   }
 
-  leave(fiber: Fiber.RuntimeFiber<any, any>) {
-    const depth = this.sections.get(fiber)
-    if (depth === undefined) return
-    if (depth > 1) {
-      this.sections.set(fiber, depth - 1)
-      return
-    }
-    this.sections.delete(fiber)
+  leave(slot: number) {
+    this.slots[slot] = undefined
+    this.free.push(slot)
     if (--this.active === 0 && this.drained !== undefined) Deferred.unsafeDone(this.drained, Exit.void)
   }
 
@@ -99,8 +107,8 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
           const interrupted: Array<string> = []
           let stuck = 0
           if (!(yield* waitUpTo(drain))) {
-            for (const fiber of this.sections.keys()) {
-              if (fiber === self) continue
+            for (const fiber of new Set(this.slots)) {
+              if (fiber === undefined || fiber === self) continue
               interrupted.push(FiberId.threadName(fiber.id()))
               fiber.unsafeInterruptAsFork(self.id())
             }
