@@ -75,6 +75,12 @@ export * as LockedBy from "./LockedBy.js"
 export * as Lifecycle from "./Lifecycle.js"
 
 /**
+ * User-facing handle tables (character-device-like) behind a Gate; zombie handles at unbind.
+ * @since 0.1.0
+ */
+export * as Registration from "./Registration.js"
+
+/**
  * Standalone revocable values.
  * @since 0.1.0
  */
