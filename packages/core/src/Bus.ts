@@ -10,6 +10,11 @@
  * - Bind, unbind and remove of one device are serialised by a per-device lock; different
  *   devices proceed concurrently.
  * - A probe failing with `ProbeDefer` queues the device; it is retried after any bind succeeds.
+ * - Device links (the kernel's `device_link_add`): a consumer does not probe while one of its
+ *   suppliers is not bound (it is deferred, and retried once they are), and unbinding a
+ *   supplier, for any reason, first unbinds its bound consumers, recursively, with the same
+ *   cause (step 1 of the unbind contract). A consumer is never bound while a supplier is not.
+ *   Locks are taken supplier first, then consumer; a bind reads its suppliers' state only.
  *
  * @since 0.1.0
  */
@@ -28,6 +33,7 @@ import type {
   DeviceRemoved,
   DriverAlreadyRegistered,
   DriverNotFound,
+  LinkCycle,
   NoMatchingDriver,
   NotBound,
   ProbeDeferred,
@@ -79,6 +85,30 @@ export type BindError =
   | ProbeFailed
 
 /**
+ * A device link: `consumer` needs `supplier` bound (the kernel's managed device link).
+ * @since 0.1.0
+ * @category models
+ */
+export interface Link {
+  readonly consumer: Device
+  readonly supplier: Device
+}
+
+
+/**
+ * Options of `addDevice`.
+ * @since 0.1.0
+ * @category models
+ */
+export interface AddOptions {
+  /**
+   * Devices the new one consumes: linked before it is offered to drivers (as the kernel's
+   * fw_devlink does from firmware), so it does not probe before they are bound.
+   */
+  readonly suppliers?: ReadonlyArray<Device | string> | undefined
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -87,7 +117,13 @@ export interface Service {
   /** Adds a device; binds a matching driver if `autoBind`. A failed probe does not fail this. */
   addDevice(spec: Spec): Effect.Effect<Device, DeviceExists>
   /**
-   * Removes a device: unbinds it (cause `hot-unplug` unless told `surprise`), then forgets it.
+   * Adds a device linked to its suppliers (all must be on this bus), then binds a matching
+   * driver if `autoBind`: it is deferred until every supplier is bound.
+   */
+  addDevice(spec: Spec, options: AddOptions): Effect.Effect<Device, DeviceExists | DeviceNotFound | DeviceRemoved>
+  /**
+   * Removes a device: unbinds it (cause `hot-unplug` unless told `surprise`; its linked
+   * consumers first, with the same cause), drops its links, then forgets it.
    * Returns the unbind report if it was bound.
    */
   removeDevice(
@@ -98,14 +134,52 @@ export interface Service {
   registerDriver<Drv extends Driver.Any>(
     driver: Drv
   ): Effect.Effect<void, DriverAlreadyRegistered, Driver.Requirements<Drv>>
-  /** Unregisters a driver and unbinds every device it is bound to (cause `unload`). */
+  /**
+   * Unregisters a driver and unbinds every device it is bound to (cause `unload`). A device
+   * unbound as the consumer of another is reported inside that one's report.
+   */
   unregisterDriver(
     driver: string | Driver.Any
   ): Effect.Effect<ReadonlyArray<UnbindReport>, DriverNotFound>
-  /** Binds the device to the named driver, or to the first registered driver that matches. */
+  /**
+   * Binds the device to the named driver, or to the first registered driver that matches.
+   * Fails with `ProbeDeferred` (and queues the device) while one of its suppliers is not bound.
+   */
   bind(device: Device | string, driver?: string): Effect.Effect<void, BindError>
-  /** Unbinds the device (cause `manual`). */
+  /** Unbinds the device (cause `manual`), its linked consumers first. */
   unbind(device: Device | string): Effect.Effect<UnbindReport, DeviceNotFound | DeviceRemoved | NotBound>
+  /**
+   * Links `consumer` to `supplier` (both on this bus): from now on the consumer probes only
+   * while the supplier is bound, and is unbound before the supplier is. Linking twice is a
+   * no-op; a link that would close a cycle (a self-link included) fails with `LinkCycle`.
+   * If the consumer is bound and the supplier is not, the consumer is unbound first (cause
+   * `manual`) and deferred: it binds again once the supplier is bound.
+   *
+   * @example
+   * ```ts
+   * import { Effect } from "effect"
+   * import { Bus } from "@devscope/core"
+   *
+   * const program = Effect.gen(function*() {
+   *   const bus = yield* Bus.Bus
+   *   const clk = yield* bus.addDevice({ name: "clk0", ids: { compatible: ["acme,clk"] } })
+   *   const uart = yield* bus.addDevice({ name: "uart0", ids: { compatible: ["acme,uart"] } })
+   *   yield* bus.link(uart, clk)
+   *   console.log(yield* bus.suppliersOf(uart)) // [clk]
+   * }).pipe(Effect.provide(Bus.layer()))
+   * ```
+   */
+  link(consumer: Device | string, supplier: Device | string): Effect.Effect<void, DeviceNotFound | DeviceRemoved | LinkCycle>
+  /**
+   * Removes the link, if there is one. A consumer deferred only because of it is retried.
+   */
+  unlink(consumer: Device | string, supplier: Device | string): Effect.Effect<void>
+  /** Every link on the bus. */
+  readonly links: Effect.Effect<ReadonlyArray<Link>>
+  /** The devices this one consumes, in link order. */
+  suppliersOf(device: Device | string): Effect.Effect<ReadonlyArray<Device>, DeviceNotFound | DeviceRemoved>
+  /** The devices consuming this one, in link order. */
+  consumersOf(device: Device | string): Effect.Effect<ReadonlyArray<Device>, DeviceNotFound | DeviceRemoved>
   device(name: string): Effect.Effect<Device, DeviceNotFound>
   readonly devices: Effect.Effect<ReadonlyArray<Device>>
   /** Names of the registered drivers, in registration order. */

@@ -232,3 +232,37 @@ export class CoreNotHeld extends Data.TaggedError("CoreNotHeld")<{
     return `Core token of "${this.device}" (driver "${this.driver}") used outside probe/remove`
   }
 }
+
+/**
+ * A device link that would close a cycle: the supplier already consumes the consumer,
+ * directly or through other links, or both are the same device. `path` is the cycle the
+ * link would make, each device consuming the next: `["a", "b", "a"]`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Bus } from "@devscope/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bus = yield* Bus.Bus
+ *   yield* bus.addDevice({ name: "clk0" })
+ *   yield* bus.addDevice({ name: "uart0" })
+ *   yield* bus.link("uart0", "clk0")
+ *   const error = yield* Effect.flip(bus.link("clk0", "uart0"))
+ *   if (error._tag === "LinkCycle") console.log(error.path) // ["clk0", "uart0", "clk0"]
+ * }).pipe(Effect.provide(Bus.layer()))
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class LinkCycle extends Data.TaggedError("LinkCycle")<{
+  readonly consumer: string
+  readonly supplier: string
+  readonly path: ReadonlyArray<string>
+}> {
+  override get message() {
+    return `Linking "${this.consumer}" as a consumer of "${this.supplier}" would make a cycle: ${
+      this.path.join(" consumes ")
+    }`
+  }
+}

@@ -58,6 +58,21 @@ export interface UnbindReport {
   readonly cause: UnbindCause
   /** Where the unbind was requested. */
   readonly site: string
+  /**
+   * Consumers linked to this device, unbound first (step 1), each with its own report.
+   *
+   * @example
+   * ```ts
+   * import type { Lifecycle } from "@devscope/core"
+   *
+   * // Every device an unbind took down, consumers first.
+   * const order = (report: Lifecycle.UnbindReport): Array<string> => [
+   *   ...report.consumers.flatMap(order),
+   *   report.device
+   * ]
+   * ```
+   */
+  readonly consumers: ReadonlyArray<UnbindReport>
   /** Gates closed in step 2. */
   readonly gates: ReadonlyArray<GateReport>
   /** Fibers of the binding interrupted (and awaited) in step 4. */

@@ -18,8 +18,10 @@ import {
   DeviceRemoved,
   DriverAlreadyRegistered,
   DriverNotFound,
+  LinkCycle,
   NoMatchingDriver,
   NotBound,
+  ProbeDefer,
   ProbeDeferred,
   ProbeFailed
 } from "../DeviceError.js"
@@ -34,7 +36,55 @@ interface Entry {
   readonly device: DeviceImpl
   readonly lock: Effect.Semaphore
   binding: Binding | undefined
+  /** Device links: the devices this one consumes, and the devices consuming it. */
+  readonly suppliers: Set<Entry>
+  readonly consumers: Set<Entry>
 }
+
+// A consumer in one of these states may hold resources that depend on its suppliers.
+const isBusy = (entry: Entry): boolean => {
+  const { state } = entry.device
+  return state === "bound" || state === "probing" || state === "unbinding"
+}
+
+// The first supplier that is not bound, if any. Read without the suppliers' locks.
+const unboundSupplier = (entry: Entry): Entry | undefined => {
+  for (const supplier of entry.suppliers) {
+    if (supplier.device.state !== "bound") return supplier
+  }
+  return undefined
+}
+
+// The chain of links from `from` down to `to` (each consuming the next), if there is one.
+const supplierPath = (from: Entry, to: Entry): Array<Entry> | undefined => {
+  const seen = new Set<Entry>()
+  const visit = (entry: Entry): Array<Entry> | undefined => {
+    if (entry === to) return [entry]
+    if (seen.has(entry)) return undefined
+    seen.add(entry)
+    for (const supplier of entry.suppliers) {
+      const path = visit(supplier)
+      if (path !== undefined) return [entry, ...path]
+    }
+    return undefined
+  }
+  return visit(from)
+}
+
+const addLink = (consumer: Entry, supplier: Entry): void => {
+  consumer.suppliers.add(supplier)
+  supplier.consumers.add(consumer)
+}
+
+const dropLink = (consumer: Entry, supplier: Entry): void => {
+  consumer.suppliers.delete(supplier)
+  supplier.consumers.delete(consumer)
+}
+
+const collectLeaks = (report: UnbindReport): Array<LeakReport> => [
+  ...report.consumers.flatMap(collectLeaks),
+  ...report.leaks
+]
 
 interface Registered {
   readonly driver: Driver.Any
@@ -81,13 +131,21 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     }
 
     // Resolves a device reference to its entry; a stale Device object is "removed".
+    const lookup = (ref: Device.Device | string): Entry | DeviceNotFound | DeviceRemoved => {
+      const name = typeof ref === "string" ? ref : ref.name
+      const entry = entries.get(name)
+      if (entry !== undefined && (typeof ref === "string" || (entry.device as Device.Device) === ref)) return entry
+      if (typeof ref !== "string" && ref.state === "removed") return new DeviceRemoved({ device: name })
+      return new DeviceNotFound({ device: name })
+    }
+
+    const isEntry = (found: Entry | DeviceNotFound | DeviceRemoved): found is Entry =>
+      !(found instanceof DeviceNotFound || found instanceof DeviceRemoved)
+
     const resolve = (ref: Device.Device | string): Effect.Effect<Entry, DeviceNotFound | DeviceRemoved> =>
-      Effect.suspend((): Effect.Effect<Entry, DeviceNotFound | DeviceRemoved> => {
-        const name = typeof ref === "string" ? ref : ref.name
-        const entry = entries.get(name)
-        if (entry !== undefined && (typeof ref === "string" || (entry.device as Device.Device) === ref)) return Effect.succeed(entry)
-        if (typeof ref !== "string" && ref.state === "removed") return Effect.fail(new DeviceRemoved({ device: name }))
-        return Effect.fail(new DeviceNotFound({ device: name }))
+      Effect.suspend(() => {
+        const found = lookup(ref)
+        return isEntry(found) ? Effect.succeed(found) : Effect.fail(found)
       })
 
     const checkPresent = (entry: Entry): Effect.Effect<void, DeviceRemoved> =>
@@ -105,7 +163,8 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       revocation: Revocation,
       torn: { readonly fibersInterrupted: number; readonly leaks: Array<LeakReport> },
       removeFailure: Cause.Cause<unknown> | undefined,
-      startedAt: number
+      startedAt: number,
+      consumers: ReadonlyArray<UnbindReport>
     ): UnbindReport => ({
       device: binding.device.name,
       driver: binding.driver,
@@ -117,7 +176,8 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       releaseFailures: binding.releaseFailures.slice(),
       removeFailure,
       leaks: torn.leaks,
-      durationMillis: clock.unsafeCurrentTimeMillis() - startedAt
+      durationMillis: clock.unsafeCurrentTimeMillis() - startedAt,
+      consumers
     })
 
     const buildProbe = (
@@ -140,6 +200,20 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           const { device } = entry
           const { driver } = registered
           const scope = yield* Scope.make()
+          // Device links: no probe while a supplier is not bound. This check and the state
+          // change below happen in one synchronous step, so a supplier's unbind, which
+          // waits for every consumer that is probing, cannot miss this one.
+          const blocking = unboundSupplier(entry)
+          if (blocking !== undefined) {
+            const reason = `supplier "${blocking.device.name}" is not bound`
+            device.state = "deferred"
+            deferred.add(entry)
+            publish({ _tag: "ProbeDeferred", device, driver: driver.name, reason })
+            yield* Scope.close(scope, Exit.void)
+            return yield* new ProbeDeferred({ device: device.name, driver: driver.name, reason })
+          }
+          // The supplier bindings the probe starts with; each must still be there when it ends.
+          const suppliedBy = new Map(Array.from(entry.suppliers, (s) => [s, s.binding] as const))
           const binding = new Binding(device, driver.name, scope, { fiberStopTimeout, onLateLeak })
           binding.removeHook = driver.remove
           // Set during the probe too (all readers hold the device lock, except driver
@@ -154,10 +228,27 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           )
           const startedAt = clock.unsafeCurrentTimeMillis()
           binding.core.held = true
-          const exit = yield* Effect.exit(
+          let exit: Exit.Exit<Context.Context<never>, unknown> = yield* Effect.exit(
             restore(binding.supervised(provideAll(buildProbe(driver, device, scope), context)))
           )
           binding.core.held = false
+          if (Exit.isSuccess(exit)) {
+            // A supplier may have started to unbind during the probe: then its unbind is
+            // waiting for this lock and unbinds this device next. A supplier that is gone or
+            // rebound (or was linked during the probe and is not bound) defers the probe.
+            for (const supplier of entry.suppliers) {
+              const before = suppliedBy.get(supplier)
+              const ok = supplier.binding !== undefined &&
+                (suppliedBy.has(supplier) ? before === supplier.binding : supplier.device.state === "bound") &&
+                (supplier.device.state === "bound" || supplier.device.state === "unbinding")
+              if (!ok) {
+                exit = Exit.fail(
+                  new ProbeDefer({ reason: `supplier "${supplier.device.name}" was unbound during the probe` })
+                )
+                break
+              }
+            }
+          }
           if (Exit.isSuccess(exit)) {
             binding.context = Context.merge(context, exit.value)
             binding.phase = "binding"
@@ -169,7 +260,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           const revocation: Revocation = { cause: "probe-failure", site }
           const torn = yield* binding.teardown(exit, revocation)
           entry.binding = undefined
-          const report = makeReport(binding, revocation, torn, undefined, startedAt)
+          const report = makeReport(binding, revocation, torn, undefined, startedAt, [])
           recordLeaks(torn.leaks)
           const defer = Option.filter(Cause.failureOption(exit.cause), isProbeDefer)
           device.state = Option.isSome(defer) ? "deferred" : "unbound"
@@ -189,6 +280,34 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         })
       )
 
+    // Step 1: with the supplier's lock held and its state "unbinding" (so no consumer can
+    // start a probe), unbind every linked consumer that is bound, waiting for those that are
+    // probing or unbinding (their lock), until none is. Lock order: supplier, then consumer.
+    const unbindConsumers = (
+      entry: Entry,
+      cause: UnbindCause,
+      site: string
+    ): Effect.Effect<Array<UnbindReport>> => {
+      const reports: Array<UnbindReport> = []
+      const loop: Effect.Effect<Array<UnbindReport>> = Effect.suspend(() => {
+        let next: Entry | undefined
+        for (const consumer of entry.consumers) {
+          if (isBusy(consumer)) {
+            next = consumer
+            break
+          }
+        }
+        if (next === undefined) return Effect.succeed(reports)
+        const consumer = next
+        return consumer.lock.withPermits(1)(Effect.suspend(() =>
+          consumer.binding !== undefined && consumer.device.state === "bound" && entry.consumers.has(consumer)
+            ? Effect.map(unbindLocked(consumer, cause, site), (report) => void reports.push(report))
+            : Effect.void
+        )).pipe(Effect.zipRight(loop))
+      })
+      return loop
+    }
+
     // The unbind contract, steps 1-7, with the device lock held. Never interrupted.
     const unbindLocked = (entry: Entry, cause: UnbindCause, site: string): Effect.Effect<UnbindReport> =>
       Effect.uninterruptible(Effect.gen(function*() {
@@ -197,6 +316,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const startedAt = clock.unsafeCurrentTimeMillis()
         device.state = "unbinding"
         publish({ _tag: "Unbinding", device, driver: binding.driver, cause })
+        const consumers = yield* unbindConsumers(entry, cause, site)
         yield* binding.runHooks(1)
         yield* binding.runHooks(2)
         let removeFailure: Cause.Cause<unknown> | undefined
@@ -215,14 +335,17 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         entry.binding = undefined
         device.state = "unbound"
         device.driver = undefined
-        const report = makeReport(binding, revocation, torn, removeFailure, startedAt)
+        const report = makeReport(binding, revocation, torn, removeFailure, startedAt, consumers)
         recordLeaks(torn.leaks)
         publish({ _tag: "Unbound", device, driver: binding.driver, cause, report })
         return report
       }))
 
-    const failIfStrict = (report: UnbindReport): Effect.Effect<UnbindReport> =>
-      strict && report.leaks.length > 0 ? Effect.die(new LeaksDetected({ leaks: report.leaks })) : Effect.succeed(report)
+    const failIfStrict = (report: UnbindReport): Effect.Effect<UnbindReport> => {
+      if (!strict) return Effect.succeed(report)
+      const found = collectLeaks(report)
+      return found.length > 0 ? Effect.die(new LeaksDetected({ leaks: found })) : Effect.succeed(report)
+    }
 
     // Binds an unbound entry to `registered` (or the first matching driver). True if bound.
     const tryBind = (entry: Entry, registered: Registered | undefined, site: string): Effect.Effect<boolean> =>
@@ -255,19 +378,97 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
 
     const afterBind = (bound: boolean) => bound ? retryDeferred : Effect.void
 
+    // Queues an unbound consumer until its suppliers are bound; binds it now if they already are.
+    const deferConsumer = (entry: Entry, driver: string, site: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (entry.device.state !== "unbound") return Effect.void
+        const blocking = unboundSupplier(entry)
+        if (blocking === undefined) return Effect.flatMap(tryBind(entry, undefined, site), afterBind)
+        entry.device.state = "deferred"
+        deferred.add(entry)
+        publish({
+          _tag: "ProbeDeferred",
+          device: entry.device,
+          driver,
+          reason: `supplier "${blocking.device.name}" is not bound`
+        })
+        return Effect.void
+      })
+
+    // `link`: a bound consumer of a supplier that is not bound is unbound (and later deferred)
+    // before the link exists, so there is no moment where a link joins a bound consumer to a
+    // supplier that is not bound. Only a bound consumer's lock is taken, so a probe may link
+    // its own device; a link made during a probe is checked when the probe ends.
+    const linkEntries = (
+      consumerRef: Device.Device | string,
+      supplierRef: Device.Device | string,
+      site: string
+    ): Effect.Effect<void, DeviceNotFound | DeviceRemoved | LinkCycle> => {
+      let unbound: string | undefined
+      const attempt: Effect.Effect<void, DeviceNotFound | DeviceRemoved | LinkCycle> = Effect.suspend(() => {
+        const consumer = lookup(consumerRef)
+        if (!isEntry(consumer)) return Effect.fail(consumer)
+        const supplier = lookup(supplierRef)
+        if (!isEntry(supplier)) return Effect.fail(supplier)
+        if (consumer.suppliers.has(supplier)) return Effect.void
+        const path = supplierPath(supplier, consumer)
+        if (path !== undefined || consumer === supplier) {
+          return Effect.fail(
+            new LinkCycle({
+              consumer: consumer.device.name,
+              supplier: supplier.device.name,
+              path: [consumer, ...(path ?? [supplier])].map((e) => e.device.name)
+            })
+          )
+        }
+        if (consumer.device.state === "bound" && supplier.device.state !== "bound") {
+          return consumer.lock.withPermits(1)(Effect.suspend(() => {
+            const binding = consumer.binding
+            if (binding === undefined || consumer.device.state !== "bound" || supplier.device.state === "bound") {
+              return Effect.void
+            }
+            unbound = binding.driver
+            return Effect.flatMap(unbindLocked(consumer, "manual", site), failIfStrict)
+          })).pipe(Effect.zipRight(attempt))
+        }
+        addLink(consumer, supplier)
+        return unbound === undefined ? Effect.void : deferConsumer(consumer, unbound, site)
+      })
+      return attempt
+    }
+
+    const addDevice = (
+      spec: Device.Spec,
+      addOptions?: Bus.AddOptions
+    ): Effect.Effect<Device.Device, DeviceExists | DeviceNotFound | DeviceRemoved> =>
+      Effect.suspend((): Effect.Effect<Device.Device, DeviceExists | DeviceNotFound | DeviceRemoved> => {
+        if (entries.has(spec.name)) return Effect.fail(new DeviceExists({ device: spec.name }))
+        const suppliers: Array<Entry> = []
+        for (const ref of addOptions?.suppliers ?? []) {
+          const found = lookup(ref)
+          if (!isEntry(found)) return Effect.fail(found)
+          suppliers.push(found)
+        }
+        const device = new DeviceImpl(spec.name, busName, spec.ids ?? {})
+        const entry: Entry = {
+          device,
+          lock: Effect.unsafeMakeSemaphore(1),
+          binding: undefined,
+          suppliers: new Set(),
+          consumers: new Set()
+        }
+        entries.set(spec.name, entry)
+        // Linked before the device is offered to drivers; a new device cannot close a cycle.
+        for (const supplier of suppliers) addLink(entry, supplier)
+        publish({ _tag: "DeviceAdded", device })
+        if (!autoBind) return Effect.succeed(device)
+        return tryBind(entry, undefined, "device add").pipe(Effect.flatMap(afterBind), Effect.as(device))
+      })
+
     const service: Bus.Service = {
       name: busName,
 
-      addDevice: (spec) =>
-        Effect.suspend(() => {
-          if (entries.has(spec.name)) return Effect.fail(new DeviceExists({ device: spec.name }))
-          const device = new DeviceImpl(spec.name, busName, spec.ids ?? {})
-          const entry: Entry = { device, lock: Effect.unsafeMakeSemaphore(1), binding: undefined }
-          entries.set(spec.name, entry)
-          publish({ _tag: "DeviceAdded", device })
-          if (!autoBind) return Effect.succeed(device)
-          return tryBind(entry, undefined, "device add").pipe(Effect.flatMap(afterBind), Effect.as(device))
-        }),
+      addDevice: addDevice as Bus.Service["addDevice"],
 
       removeDevice: (ref, removeOptions) => {
         const site = callSite()
@@ -279,6 +480,8 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
             entry.device.state = "removed"
             entries.delete(entry.device.name)
             deferred.delete(entry)
+            for (const supplier of Array.from(entry.suppliers)) dropLink(entry, supplier)
+            for (const consumer of Array.from(entry.consumers)) dropLink(consumer, entry)
             publish({ _tag: "DeviceRemoved", device: entry.device, cause })
             return report === undefined ? undefined : yield* failIfStrict(report)
           })))
@@ -350,6 +553,29 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
             return yield* unbindLocked(entry, "manual", site)
           }))).pipe(Effect.flatMap(failIfStrict))
       },
+
+      link: (consumer, supplier) => linkEntries(consumer, supplier, callSite()),
+
+      unlink: (consumerRef, supplierRef) => {
+        const site = callSite()
+        return Effect.suspend(() => {
+          const consumer = lookup(consumerRef)
+          const supplier = lookup(supplierRef)
+          if (!isEntry(consumer) || !isEntry(supplier) || !consumer.suppliers.has(supplier)) return Effect.void
+          dropLink(consumer, supplier)
+          return consumer.device.state === "deferred" && unboundSupplier(consumer) === undefined
+            ? Effect.flatMap(tryBind(consumer, undefined, site), afterBind)
+            : Effect.void
+        })
+      },
+
+      links: Effect.sync(() =>
+        Array.from(entries.values()).flatMap((consumer) =>
+          Array.from(consumer.suppliers, (supplier): Bus.Link => ({ consumer: consumer.device, supplier: supplier.device }))
+        )
+      ),
+      suppliersOf: (ref) => Effect.map(resolve(ref), (entry) => Array.from(entry.suppliers, (e) => e.device)),
+      consumersOf: (ref) => Effect.map(resolve(ref), (entry) => Array.from(entry.consumers, (e) => e.device)),
 
       device: (name) =>
         Effect.suspend(() => {
