@@ -150,6 +150,38 @@ describe("Simulator", () => {
       })
     ))
 
+  it.effect("an interrupted plug takes the device off the bus as well; the name can be plugged again", () =>
+    withSim((sim) =>
+      Effect.gen(function*() {
+        const Slow = Driver.brand("slow")
+        yield* sim.pci.registerDriver(Driver.make(Slow, {
+          match: [PciTestdev.ids],
+          probe: () => Layer.effectDiscard(Effect.sleep("1 second"))
+        }))
+        const plugging = yield* Effect.fork(sim.plug({ bus: "pci", name: "t0", ids: PciTestdev.ids, model: PciTestdev.model() }))
+        yield* TestClock.adjust("10 millis")
+        yield* Fiber.interrupt(plugging)
+        expect(yield* sim.pci.devices).toEqual([])
+        expect(Option.isNone(sim.device("t0"))).toBe(true)
+        const again = yield* Effect.fork(sim.plug({ bus: "pci", name: "t0", ids: PciTestdev.ids, model: PciTestdev.model() }))
+        yield* TestClock.adjust("2 seconds")
+        expect((yield* Fiber.join(again)).device.state).toBe("bound")
+      })
+    ))
+
+  it.effect("a device removed through its bus directly is retired by the simulator too", () =>
+    withSim((sim) =>
+      Effect.gen(function*() {
+        const first = yield* sim.plug({ bus: "pci", name: "t0", ids: PciTestdev.ids, model: PciTestdev.model() })
+        yield* sim.pci.removeDevice("t0")
+        expect(first.state).toBe("removed")
+        expect(first.ctx.regions[0].isDisconnected).toBe(true)
+        expect(Option.isNone(sim.device("t0"))).toBe(true)
+        const again = yield* sim.plug({ bus: "pci", name: "t0", ids: PciTestdev.ids, model: PciTestdev.model() })
+        expect(again.device).not.toBe(first.device)
+      })
+    ))
+
   it.effect("device latencies run on virtual time: edu's factorial completes after 1 ms of TestClock", () =>
     withSim((sim) =>
       Effect.gen(function*() {

@@ -235,11 +235,7 @@ export class Binding {
         // Finalizers of interrupted fibers may start new ones: go again until none is left.
         return Effect.zipRight(Effect.interruptible(Fiber.awaitAll(fibers)), round)
       })
-      return round.pipe(
-        Effect.timeoutOption(this.options.fiberStopTimeout),
-        // The race's own fibers are machinery, not binding fibers (matters when a binding
-        // fiber unbinds its own device and so runs this under the binding's supervisor).
-        Effect.locally(FiberRef.currentSupervisor, Supervisor.none),
+      return waitAtMost(round, this.options.fiberStopTimeout).pipe(
         Effect.map(() => ({
           interrupted,
           survivors: Array.from(this.fibers)
@@ -295,6 +291,18 @@ export class Binding {
     })
   }
 }
+
+/**
+ * Waits for `effect` for at most `deadline`, without ever becoming interruptible: the wait
+ * runs (interruptibly, so the deadline can cut it) in an unsupervised daemon fiber, and the
+ * caller joins it uninterruptibly. Teardown code uses it for every bounded wait, so that an
+ * interrupt of the fiber running an unbind cannot stop the unbind halfway.
+ * @internal
+ */
+export const waitAtMost = <A>(effect: Effect.Effect<A>, deadline: Duration.DurationInput): Effect.Effect<Option.Option<A>> =>
+  Effect.uninterruptible(
+    Effect.flatMap(Effect.forkDaemon(Effect.timeoutOption(Effect.interruptible(effect), deadline)), Fiber.join)
+  ).pipe(Effect.locally(FiberRef.currentSupervisor, Supervisor.none))
 
 /** @internal */
 export const bindingOf = (token: Bound.Bound<any>): Binding => (token as unknown as BoundImpl<any>).binding

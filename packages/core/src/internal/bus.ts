@@ -341,6 +341,26 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         return report
       }))
 
+    // Unbinds (if bound) and removes a device, with its lock held; uninterruptible.
+    const forget = (
+      entry: Entry,
+      cause: "hot-unplug" | "surprise",
+      site: string,
+      unbindCause: UnbindCause = cause
+    ): Effect.Effect<UnbindReport | undefined> =>
+      Effect.gen(function*() {
+        const report = entry.binding !== undefined && entry.device.state === "bound"
+          ? yield* unbindLocked(entry, unbindCause, site)
+          : undefined
+        entry.device.state = "removed"
+        entries.delete(entry.device.name)
+        deferred.delete(entry)
+        for (const supplier of Array.from(entry.suppliers)) dropLink(entry, supplier)
+        for (const consumer of Array.from(entry.consumers)) dropLink(consumer, entry)
+        publish({ _tag: "DeviceRemoved", device: entry.device, cause })
+        return report
+      })
+
     const failIfStrict = (report: UnbindReport): Effect.Effect<UnbindReport> => {
       if (!strict) return Effect.succeed(report)
       const found = collectLeaks(report)
@@ -476,13 +496,8 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         return Effect.flatMap(resolve(ref), (entry) =>
           entry.lock.withPermits(1)(Effect.gen(function*() {
             yield* checkPresent(entry)
-            const report = entry.binding === undefined ? undefined : yield* unbindLocked(entry, cause, site)
-            entry.device.state = "removed"
-            entries.delete(entry.device.name)
-            deferred.delete(entry)
-            for (const supplier of Array.from(entry.suppliers)) dropLink(entry, supplier)
-            for (const consumer of Array.from(entry.consumers)) dropLink(consumer, entry)
-            publish({ _tag: "DeviceRemoved", device: entry.device, cause })
+            // Uninterruptible from here: an unbound device must not stay half-removed.
+            const report = yield* Effect.uninterruptible(forget(entry, cause, site))
             return report === undefined ? undefined : yield* failIfStrict(report)
           })))
       },
@@ -590,12 +605,14 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       leaks: Effect.sync(() => leaks.slice())
     }
 
-    // Bus shutdown unloads every driver, so no binding outlives the bus.
+    // Bus shutdown unbinds every device (cause unload) and removes it, so no binding outlives
+    // the bus and nothing binds during or after the shutdown. Each device is checked under its
+    // lock (a probe may be in flight), and one failure does not stop the others.
     yield* Effect.addFinalizer(() =>
       Effect.forEach(Array.from(entries.values()), (entry) =>
-        entry.lock.withPermits(1)(
-          entry.binding === undefined ? Effect.void : Effect.asVoid(unbindLocked(entry, "unload", "bus shutdown"))
-        ), { discard: true })
+        Effect.exit(entry.lock.withPermits(1)(Effect.suspend(() =>
+          entry.device.state === "removed" ? Effect.void : Effect.asVoid(forget(entry, "hot-unplug", "bus shutdown", "unload"))
+        ))), { discard: true })
     )
     return service
   })

@@ -99,7 +99,8 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
 
   /** Releases now if not yet released. Never fails: failures are recorded on the binding. */
   releaseNow(site: string, atUnbind: boolean): Effect.Effect<Exit.Exit<void, unknown>> {
-    return Effect.suspend(() => {
+    // Uninterruptible: once marked released, the release must run to its end, or it is lost.
+    return Effect.uninterruptible(Effect.suspend(() => {
       if (this.owner === RELEASED) return Effect.succeed(Exit.void)
       const { meta } = this
       this.owner = RELEASED
@@ -114,7 +115,7 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
         Effect.exit(meta.release(value, { atUnbind, site })),
         (exit) => meta.binding.recordRelease(meta.label, exit)
       )
-    })
+    }))
   }
 
   toString() {

@@ -4,14 +4,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
-import * as FiberRef from "effect/FiberRef"
-import * as Supervisor from "effect/Supervisor"
+import * as Option from "effect/Option"
 import type * as Bound from "../Bound.js"
 import { DeviceGone } from "../DeviceError.js"
 import type * as Driver from "../Driver.js"
 import type * as Gate from "../Gate.js"
 import type { GateReport } from "../Lifecycle.js"
-import { type Binding, liveBinding } from "./binding.js"
+import { type Binding, liveBinding, waitAtMost } from "./binding.js"
 
 /** @internal */
 export const TypeId: typeof Gate.TypeId = Symbol.for("@devscope/core/Gate") as any
@@ -54,7 +53,8 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   }
 
   enter<A, E, R>(f: (token: Bound.Bound<D>) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DeviceGone, R> {
-    // One mask for the whole section: entering and installing the exit are atomic, and the
+    // One mask for the whole section: entering and installing the exit are atomic (the body
+    // is only built inside the protected region, so even a throwing `f` leaves), and the
     // exit continuation runs uninterruptibly (a plain match, not `ensuring`, which would mask
     // a second time: this path is measured against a semaphore).
     return Effect.uninterruptibleMask((restore) =>
@@ -65,7 +65,7 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
         const slot = this.free.length > 0 ? this.free.pop()! : this.slots.length
         this.slots[slot] = fiber
         this.active++
-        return Effect.matchCauseEffect(restore(f(this.token)), {
+        return Effect.matchCauseEffect(restore(Effect.suspend(() => f(this.token))), {
           onFailure: (cause) => {
             this.leave(slot)
             return Effect.failCause(cause)
@@ -96,13 +96,7 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
         const drain = Effect.suspend(() =>
           this.active === 0 ? Effect.void : Deferred.await(this.drained ??= Deferred.unsafeMake<void>(FiberId.none))
         )
-        // Waiting is machinery, not binding work, even when a binding fiber closes the gate.
-        const waitUpTo = (effect: Effect.Effect<void>) =>
-          Effect.interruptible(effect).pipe(
-            Effect.timeoutOption(this.deadline),
-            Effect.map((o) => o._tag === "Some"),
-            Effect.locally(FiberRef.currentSupervisor, Supervisor.none)
-          )
+        const waitUpTo = (effect: Effect.Effect<void>) => Effect.map(waitAtMost(effect, this.deadline), Option.isSome)
         return Effect.gen(this, function*() {
           const interrupted: Array<string> = []
           let stuck = 0
@@ -127,10 +121,12 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
                 `at the ${Duration.format(this.deadline)} deadline${stuck > 0 ? `, ${stuck} still running` : ""}`
             )
           }
-          Deferred.unsafeDone(report, Exit.succeed(result))
           return result
         })
-      }))
+      })).pipe(
+        // Whatever happens, later closes (and the unbind) must not wait for this one forever.
+        Effect.onExit((exit) => Effect.sync(() => Deferred.unsafeDone(report, exit)))
+      )
     }))
   }
 

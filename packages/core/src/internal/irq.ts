@@ -1,14 +1,12 @@
 import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as FiberRef from "effect/FiberRef"
-import * as Supervisor from "effect/Supervisor"
 import type * as Bound from "../Bound.js"
 import * as Devres from "../Devres.js"
 import type * as Driver from "../Driver.js"
 import * as Hardware from "../Hardware.js"
 import type * as Irq from "../Irq.js"
-import { type Binding, bindingOf, forkIn } from "./binding.js"
+import { type Binding, bindingOf, forkIn, waitAtMost } from "./binding.js"
 
 /** @internal */
 export const TypeId: typeof Irq.TypeId = Symbol.for("@devscope/core/Irq") as any
@@ -150,11 +148,7 @@ export class RegistrationImpl implements Irq.Registration {
       // At unbind, step 4 already interrupted and awaited every binding fiber; one that is
       // still running was reported as a leak, and waiting for it again would hang the unbind.
       if (this.binding.phase === "unbind" || fibers.length === 0) return done
-      return Effect.interruptible(Fiber.awaitAll(fibers)).pipe(
-        Effect.timeoutOption(this.binding.options.fiberStopTimeout),
-        Effect.locally(FiberRef.currentSupervisor, Supervisor.none),
-        Effect.zipRight(done)
-      )
+      return Effect.zipRight(waitAtMost(Fiber.awaitAll(fibers), this.binding.options.fiberStopTimeout), done)
     }))
   }
 

@@ -5,14 +5,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
-import * as FiberRef from "effect/FiberRef"
-import * as Supervisor from "effect/Supervisor"
 import type * as Bound from "../Bound.js"
 import { DeviceGone, DeviceMismatch } from "../DeviceError.js"
 import type * as Driver from "../Driver.js"
 import type * as Gate from "../Gate.js"
 import type * as Registration from "../Registration.js"
-import { type Binding, liveBinding } from "./binding.js"
+import { type Binding, liveBinding, waitAtMost } from "./binding.js"
 import * as gate_ from "./gate.js"
 
 /** @internal */
@@ -227,17 +225,14 @@ export class RegistrationImpl<D extends string> implements Registration.Registra
       const destroy = this.binding.supervised(this.provide(Effect.suspend(() => this.spec.destroy(handle.state, token))))
       const run: Effect.Effect<Exit.Exit<void, unknown>> = deadline === undefined
         ? Effect.exit(Effect.uninterruptible(destroy))
-        : Effect.interruptible(Effect.exit(destroy)).pipe(
-          Effect.timeoutOption(deadline),
+        : waitAtMost(Effect.exit(destroy), deadline).pipe(
           Effect.map((exit) =>
             exit._tag === "Some"
               ? exit.value
               : Exit.die(
                 new Error(`destroy did not finish within ${Duration.format(deadline)}; interrupted`)
               )
-          ),
-          // The race's fibers are machinery, not binding work.
-          Effect.locally(FiberRef.currentSupervisor, Supervisor.none)
+          )
         )
       return Effect.flatMap(run, (exit) => {
         if (Exit.isSuccess(exit)) return Effect.void

@@ -50,7 +50,7 @@ export class RevocableImpl<A> implements Revocable.Revocable<A> {
       Effect.suspend((): Effect.Effect<B, E | Revoked, R> => {
         if (this.revoked) return Effect.fail(new Revoked({ label: this.label }))
         this.active++
-        return Effect.ensuring(restore(f(this.value as A)), Effect.sync(() => this.exitSection()))
+        return Effect.ensuring(restore(Effect.suspend(() => f(this.value as A))), Effect.sync(() => this.exitSection()))
       })
     )
   }

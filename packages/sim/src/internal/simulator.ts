@@ -39,7 +39,8 @@ class SimIrqLine implements Hardware.IrqLine {
   }
   unmask() {
     this.masked = false
-    if (this.pending) {
+    // A device that is gone delivers nothing, not even what was pending before it went.
+    if (this.pending && !this.disconnected) {
       this.pending = false
       this.deliver()
     }
@@ -69,6 +70,8 @@ interface Entry {
   readonly files: ReadonlyArray<RegisterFile.RegisterFile<any>>
   readonly domain: Iommu.Domain
   state: "present" | "disconnected" | "removed"
+  /** Set while the simulator itself removes the device. */
+  removing: boolean
 }
 
 const matches = (rule: { readonly device?: string | undefined }, device: string) =>
@@ -82,6 +85,18 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
     const trace = yield* Trace.fromClock({ enabled: options.trace ?? true })
     const runtime = yield* Effect.runtime<never>()
     const simScope = yield* Effect.scope
+    // A device removed through its bus directly (not through unplug/surpriseRemove) is gone
+    // from the simulator too: it stops, and its name can be plugged again.
+    const retire = (device: Device.Device) => {
+      const entry = entries.get(device.name)
+      if (entry === undefined || entry.removing || entry.sim === undefined || entry.sim.device !== device) return
+      disconnect(entry)
+      entry.state = "removed"
+      entries.delete(device.name)
+      trace.record({ _tag: "Lifecycle", device: device.name, event: "removed", detail: "removed through its bus" })
+      Runtime.runFork(runtime)(Scope.close(entry.scope, Exit.void))
+    }
+
     // Bus lifecycle events go into the trace synchronously, in order with device activity.
     const onEvent = (event: Lifecycle.LifecycleEvent) => {
       const device = "device" in event ? event.device.name : "leak" in event ? event.leak.device : "-"
@@ -95,6 +110,7 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
         ? event.driver
         : undefined
       trace.record({ _tag: "Lifecycle", device, event: event._tag, detail })
+      if (event._tag === "DeviceRemoved") retire(event.device)
     }
     const pci = yield* Bus.make({ ...options.bus, name: "pci", onEvent })
     const platform = yield* Bus.make({ ...options.bus, name: "platform", onEvent })
@@ -224,6 +240,7 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
         if (entry === undefined || entry.state === "removed") {
           return yield* new DeviceError.DeviceNotFound({ device: name })
         }
+        entry.removing = true
         trace.record({ _tag: "Lifecycle", device: name, event: cause === "surprise" ? "surprise-removal" : "unplug", detail: undefined })
         if (cause === "surprise") {
           // The device is gone before software learns of it.
@@ -269,7 +286,8 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
               lines,
               files,
               domain,
-              state: "present"
+              state: "present",
+              removing: false
             }
             const ctx: Model.Context<any> = {
               device: spec.name,
@@ -290,7 +308,15 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
             entries.set(spec.name, entry)
             const device = yield* restore(busOf(spec.bus).addDevice({ name: spec.name, ids: spec.ids ?? {} })).pipe(
               Effect.onError(() =>
-                Effect.zipRight(Effect.sync(() => entries.delete(spec.name)), Scope.close(scope, Exit.void))
+                // Interrupted during the probe: take the device off the bus too, or the bus and
+                // the simulator would disagree about it for good.
+                Effect.sync(() => {
+                  entry.state = "removed"
+                  entries.delete(spec.name)
+                }).pipe(
+                  Effect.zipRight(Effect.ignore(busOf(spec.bus).removeDevice(spec.name))),
+                  Effect.zipRight(Scope.close(scope, Exit.void))
+                )
               )
             )
             const sim: Simulator.SimDevice<any> = {
