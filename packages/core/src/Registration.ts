@@ -285,8 +285,8 @@ export const register = <
  * Unregisters before the unbind (a subsystem going away): closes the registration's gate
  * (waiting for the calls in flight, up to its deadline) and disassociates every open handle
  * now. The unbind then has nothing left to do for it. Idempotent. With a shared gate, this
- * closes it for every registration using it. Call it from outside the registration's calls: from
- * inside one, the gate would wait for that very call until its deadline.
+ * closes it for every registration using it. Called from inside one of the registration's own
+ * calls, the close does not wait for that call (it waits for the others).
  *
  * @example
  * ```ts

@@ -144,4 +144,20 @@ describe("regressions found in review", () => {
         expect(log.entries).toEqual(["released"])
       })
     ))
+
+  it.effect("a section that closes its own gate does not wait for itself", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        let gate: Gate.Gate<"edu"> | undefined
+        yield* bus.registerDriver(Driver.make(Edu, {
+          match: [{ vendor: 1 }],
+          probe: () => Layer.effectDiscard(Effect.map(Gate.make(Edu, { name: "g" }), (g) => void (gate = g)))
+        }))
+        yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
+        const report = yield* gate!.enter(() => Gate.close(gate!))
+        expect(report).toMatchObject({ awaited: 1, interrupted: [], stuck: 0, durationMillis: 0 })
+        expect(gate!.isOpen).toBe(false)
+        expect(gate!.inFlight).toBe(0)
+      })
+    ))
 })

@@ -27,6 +27,8 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   readonly slots: Array<Fiber.RuntimeFiber<any, any> | undefined> = []
   readonly free: Array<number> = []
   drained: Deferred.Deferred<void> | undefined = undefined
+  /** Sections of the fiber that closes the gate: the close cannot wait for those. */
+  closerSections = 0
   report: Deferred.Deferred<GateReport> | undefined = undefined
   private readonly gone: DeviceGone
 
@@ -82,7 +84,7 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   leave(slot: number) {
     this.slots[slot] = undefined
     this.free.push(slot)
-    if (--this.active === 0 && this.drained !== undefined) Deferred.unsafeDone(this.drained, Exit.void)
+    if (--this.active <= this.closerSections && this.drained !== undefined) Deferred.unsafeDone(this.drained, Exit.void)
   }
 
   close(): Effect.Effect<GateReport> {
@@ -93,8 +95,11 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
       return Effect.flatMap(Effect.clock, (clock) => Effect.withFiberRuntime<GateReport>((self) => {
         const started = clock.unsafeCurrentTimeMillis()
         const awaited = this.active
+        // A section closing its own gate (a call that unregisters its interface) must not
+        // wait for itself.
+        this.closerSections = this.slots.filter((fiber) => fiber === self).length
         const drain = Effect.suspend(() =>
-          this.active === 0 ? Effect.void : Deferred.await(this.drained ??= Deferred.unsafeMake<void>(FiberId.none))
+          this.active <= this.closerSections ? Effect.void : Deferred.await(this.drained ??= Deferred.unsafeMake<void>(FiberId.none))
         )
         const waitUpTo = (effect: Effect.Effect<void>) => Effect.map(waitAtMost(effect, this.deadline), Option.isSome)
         return Effect.gen(this, function*() {
