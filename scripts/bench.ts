@@ -44,7 +44,7 @@ const proxies = Array.from({ length: N }, (_, i) => Proxy.revocable({ value: i }
 const weak = Array.from({ length: N }, (_, i) => new WeakRef(plain[i]!))
 
 let sink = 0
-const bench = new Bench({ time: 400, warmup: true, warmupTime: 100 })
+const bench = new Bench({ time: 1000, warmup: true, warmupTime: 200 })
 bench
   .add("direct property read (baseline)", () => {
     let s = 0
@@ -97,7 +97,7 @@ const simMmios = Array.from({ length: 16 }, (_, i) => {
   mmio.write("STATUS", i)
   return mmio
 })
-const registers = new Bench({ time: 400, warmup: true, warmupTime: 100 })
+const registers = new Bench({ time: 1000, warmup: true, warmupTime: 200 })
 registers
   .add("raw Uint32Array read (baseline)", () => {
     let s = 0
@@ -123,8 +123,8 @@ await registers.run()
 
 const nsPerRead = (name: string, suite: Bench = bench): number => {
   const task = suite.tasks.find((t) => t.name === name)!
-  const result = task.result as unknown as { latency: { mean: number } }
-  return (result.latency.mean * 1e6) / N
+  const result = task.result as unknown as { latency: { p50: number } }
+  return (result.latency.p50 * 1e6) / N
 }
 const base = nsPerRead("direct property read (baseline)")
 const rows = bench.tasks.map((t) => {
@@ -139,7 +139,7 @@ const rwLock = Effect.runSync(STM.commit(TReentrantLock.make))
 const body = Effect.sync(() => sink++)
 const sections = (label: string, section: Effect.Effect<unknown, unknown>) =>
   [label, () => Effect.runSync(Effect.repeatN(section, SECTIONS - 1))] as const
-const gates = new Bench({ time: 400, warmup: true, warmupTime: 100 })
+const gates = new Bench({ time: 1000, warmup: true, warmupTime: 200 })
 for (
   const [label, run] of [
     sections("Semaphore.withPermits(1) (baseline)", semaphore.withPermits(1)(body)),
@@ -153,7 +153,7 @@ await gates.run()
 
 const usPerSection = (suite: Bench, name: string) => {
   const task = suite.tasks.find((t) => t.name === name)!
-  return ((task.result as unknown as { latency: { mean: number } }).latency.mean * 1000) / SECTIONS
+  return ((task.result as unknown as { latency: { p50: number } }).latency.p50 * 1000) / SECTIONS
 }
 const gateBase = usPerSection(gates, "Semaphore.withPermits(1) (baseline)")
 const gateHeader = "| B3 (first cut): read sections, body is one Effect.sync | µs/section | speed-up over the semaphore |\n|---|---:|---:|"
@@ -180,8 +180,10 @@ console.log(`(sink ${sink > 0 ? "ok" : "?"}; target for devres.access: <= 1.5x)`
 
 const doc = `# Benchmarks
 
-Regenerate with \`pnpm bench\` (writes this file). Figures are ratios against baselines measured in
-the same process and run; absolute numbers vary with the machine.
+Regenerate with \`pnpm bench\` (writes this file). Figures are medians of the per-sample times
+(tinybench, about 1 s of samples per task), as ratios against baselines measured in the same
+process and run; absolute numbers vary with the machine, and on this shared 2-core machine
+ratios move by about ±20% from run to run.
 
 Machine: ${cpu}, ${os.cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.
 
