@@ -42,7 +42,7 @@ export type TypeId = typeof TypeId
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import type * as Irq from "@devscope/core/Irq"
+ * import type { Irq } from "@devscope/core"
  *
  * let events = 0
  * const handler: Effect.Effect<Irq.Return> = Effect.sync(() => (events++ > 0 ? "handled" : "none"))
@@ -59,7 +59,7 @@ export type Return = "handled" | "none"
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import type * as Irq from "@devscope/core/Irq"
+ * import type { Irq } from "@devscope/core"
  *
  * const handler: Effect.Effect<Irq.ThreadedReturn> = Effect.succeed("wake-thread")
  * ```
@@ -73,7 +73,7 @@ export type ThreadedReturn = Return | "wake-thread"
  *
  * @example
  * ```ts
- * import type * as Irq from "@devscope/core/Irq"
+ * import type { Irq } from "@devscope/core"
  *
  * const spuriousRatio = (stats: Irq.Stats) => stats.unhandled / Math.max(1, stats.handled + stats.unhandled)
  * ```
@@ -99,7 +99,7 @@ export interface Stats {
  * ```ts
  * import { Effect } from "effect"
  * import { type Devres, Driver } from "@devscope/core"
- * import type * as Irq from "@devscope/core/Irq"
+ * import type { Irq } from "@devscope/core"
  *
  * const Edu = Driver.brand("edu")
  * declare const irq: Devres.Devres<Irq.Registration, "edu">
@@ -151,7 +151,7 @@ export interface Options {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import type * as Irq from "@devscope/core/Irq"
+ * import type { Irq } from "@devscope/core"
  *
  * const halves: Irq.Threaded<never, never> = {
  *   handler: Effect.succeed("wake-thread"),
@@ -183,7 +183,7 @@ export interface Threaded<R, R2> {
  * ```ts
  * import { Context, Effect, Layer } from "effect"
  * import { type Devres, Driver } from "@devscope/core"
- * import * as Irq from "@devscope/core/Irq"
+ * import { Irq } from "@devscope/core"
  *
  * const Edu = Driver.brand("edu")
  * class EduIrq extends Context.Tag("edu/Irq")<EduIrq, Devres.Devres<Irq.Registration, "edu">>() {}
@@ -218,7 +218,7 @@ export const request = <D extends string, R = never>(
  * ```ts
  * import { Effect } from "effect"
  * import { Driver } from "@devscope/core"
- * import * as Irq from "@devscope/core/Irq"
+ * import { Irq } from "@devscope/core"
  *
  * const Nic = Driver.brand("nic")
  * const rx = Irq.requestThreaded(Nic, 1, {
@@ -249,7 +249,7 @@ export const requestThreaded = <D extends string, R = never, R2 = never>(
  * ```ts
  * import { Effect } from "effect"
  * import { type Devres, Driver } from "@devscope/core"
- * import * as Irq from "@devscope/core/Irq"
+ * import { Irq } from "@devscope/core"
  *
  * const Edu = Driver.brand("edu")
  * declare const irq: Devres.Devres<Irq.Registration, "edu">
@@ -273,7 +273,7 @@ export const disable = (registration: Registration): void => (registration as in
  * ```ts
  * import { Effect } from "effect"
  * import { type Devres, Driver } from "@devscope/core"
- * import * as Irq from "@devscope/core/Irq"
+ * import { Irq } from "@devscope/core"
  *
  * const Edu = Driver.brand("edu")
  * declare const irq: Devres.Devres<Irq.Registration, "edu">

@@ -123,7 +123,7 @@ export interface LockedBy<in out T, in out N extends string> {
  * @example
  * ```ts
  * import { Cause, Effect, Exit } from "effect"
- * import * as LockedBy from "@devscope/core/LockedBy"
+ * import { LockedBy } from "@devscope/core"
  *
  * const a = LockedBy.unsafeLock("tree")
  * const b = LockedBy.unsafeLock("tree")
@@ -148,7 +148,7 @@ export type WrongLock = internal.WrongLock
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as LockedBy from "@devscope/core/LockedBy"
+ * import { LockedBy } from "@devscope/core"
  *
  * const lock = LockedBy.unsafeLock("tree")
  * const node = LockedBy.make(lock, 1)
@@ -172,7 +172,7 @@ export type LockNotHeld = internal.LockNotHeld
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as LockedBy from "@devscope/core/LockedBy"
+ * import { LockedBy } from "@devscope/core"
  *
  * const lock = LockedBy.unsafeLock("tree")
  * // Dies with RecursiveLocking instead of hanging:
@@ -196,7 +196,7 @@ export type RecursiveLocking = internal.RecursiveLocking
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as LockedBy from "@devscope/core/LockedBy"
+ * import { LockedBy } from "@devscope/core"
  *
  * const program = Effect.gen(function*() {
  *   const tree = yield* LockedBy.lock("tree") // Lock<"tree">
@@ -215,7 +215,7 @@ export const lock = <const N extends string>(name: string extends N ? never : N)
  *
  * @example
  * ```ts
- * import * as LockedBy from "@devscope/core/LockedBy"
+ * import { LockedBy } from "@devscope/core"
  *
  * export const Registry = LockedBy.unsafeLock("registry") // Lock<"registry">
  * ```
@@ -232,7 +232,7 @@ export const unsafeLock = <const N extends string>(name: string extends N ? neve
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as LockedBy from "@devscope/core/LockedBy"
+ * import { LockedBy } from "@devscope/core"
  *
  * const dir = LockedBy.unsafeLock("dir")
  * const files = [LockedBy.make(dir, { bytes: 10 }, { label: "a.txt" }), LockedBy.make(dir, { bytes: 32 })]

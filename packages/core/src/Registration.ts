@@ -206,7 +206,7 @@ export interface Handle<O> {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as Registration from "@devscope/core/Registration"
+ * import { Registration } from "@devscope/core"
  *
  * const safeRead = (handle: Registration.Handle<{ read: (s: number, n: number) => Effect.Effect<number> }>) =>
  *   handle.call("read", 4).pipe(Effect.catchTag("HandleClosed", () => Effect.succeed(0)))
@@ -235,7 +235,7 @@ export type HandleClosed = internal.HandleClosed
  * ```ts
  * import { Effect, Layer } from "effect"
  * import { Devres, Driver } from "@devscope/core"
- * import * as Registration from "@devscope/core/Registration"
+ * import { Registration } from "@devscope/core"
  *
  * const Chr = Driver.brand("chr")
  *
@@ -291,7 +291,7 @@ export const register = <
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as Registration from "@devscope/core/Registration"
+ * import { Registration } from "@devscope/core"
  *
  * const shutdown = (registration: Registration.Registration<"chr", {}>) =>
  *   Effect.zipRight(Registration.unregister(registration), Effect.log("chr0 is gone"))
@@ -308,7 +308,7 @@ export const unregister = <D extends string, O, E>(self: Registration<D, O, E>):
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import * as Registration from "@devscope/core/Registration"
+ * import { Registration } from "@devscope/core"
  *
  * declare const registration: Registration.Registration<"chr", {
  *   read: (state: { reads: number }, _: void) => Effect.Effect<number | undefined>
