@@ -6,9 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type * as Bus from "../Bus.js"
 import type * as Device from "../Device.js"
 import {
@@ -27,71 +25,26 @@ import {
 } from "../DeviceError.js"
 import * as Driver from "../Driver.js"
 import { LeaksDetected, type LeakReport } from "../Leak.js"
-import type { LifecycleEvent, UnbindCause, UnbindReport } from "../Lifecycle.js"
+import type { UnbindCause, UnbindReport } from "../Lifecycle.js"
 import { Binding, type Revocation } from "./binding.js"
+import { EventLog } from "./events.js"
 import { DeviceImpl } from "./device.js"
+import {
+  addLink,
+  collectLeaks,
+  dropLink,
+  type Entry,
+  isBusy,
+  supplierPath,
+  unboundSupplier
+} from "./links.js"
 import { callSite } from "./site.js"
-
-interface Entry {
-  readonly device: DeviceImpl
-  readonly lock: Effect.Semaphore
-  binding: Binding | undefined
-  /** Device links: the devices this one consumes, and the devices consuming it. */
-  readonly suppliers: Set<Entry>
-  readonly consumers: Set<Entry>
-}
-
-// A consumer in one of these states may hold resources that depend on its suppliers.
-const isBusy = (entry: Entry): boolean => {
-  const { state } = entry.device
-  return state === "bound" || state === "probing" || state === "unbinding"
-}
-
-// The first supplier that is not bound, if any. Read without the suppliers' locks.
-const unboundSupplier = (entry: Entry): Entry | undefined => {
-  for (const supplier of entry.suppliers) {
-    if (supplier.device.state !== "bound") return supplier
-  }
-  return undefined
-}
-
-// The chain of links from `from` down to `to` (each consuming the next), if there is one.
-const supplierPath = (from: Entry, to: Entry): Array<Entry> | undefined => {
-  const seen = new Set<Entry>()
-  const visit = (entry: Entry): Array<Entry> | undefined => {
-    if (entry === to) return [entry]
-    if (seen.has(entry)) return undefined
-    seen.add(entry)
-    for (const supplier of entry.suppliers) {
-      const path = visit(supplier)
-      if (path !== undefined) return [entry, ...path]
-    }
-    return undefined
-  }
-  return visit(from)
-}
-
-const addLink = (consumer: Entry, supplier: Entry): void => {
-  consumer.suppliers.add(supplier)
-  supplier.consumers.add(consumer)
-}
-
-const dropLink = (consumer: Entry, supplier: Entry): void => {
-  consumer.suppliers.delete(supplier)
-  supplier.consumers.delete(consumer)
-}
-
-const collectLeaks = (report: UnbindReport): Array<LeakReport> => [
-  ...report.consumers.flatMap(collectLeaks),
-  ...report.leaks
-]
 
 interface Registered {
   readonly driver: Driver.Any
   readonly context: Context.Context<never>
 }
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 
 /** @internal */
 export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, never, Scope.Scope> =>
@@ -102,24 +55,12 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const historySize = options.historySize ?? 10_000
     const fiberStopTimeout = Duration.decode(options.fiberStopTimeout ?? "5 seconds")
     const clock: Clock.Clock = yield* Effect.clock
-    const pubsub = yield* PubSub.unbounded<LifecycleEvent>()
+    const log = yield* EventLog.make(clock, historySize, options.onEvent)
     const entries = new Map<string, Entry>()
     const drivers = new Map<string, Registered>()
     const deferred = new Set<Entry>()
-    const history: Array<LifecycleEvent> = []
     const leaks: Array<LeakReport> = []
-    let seq = 0
-
-    const publish = (event: DistributiveOmit<LifecycleEvent, "seq" | "at">): void => {
-      const full = { ...event, seq: seq++, at: clock.unsafeCurrentTimeMillis() } as LifecycleEvent
-      options.onEvent?.(full)
-      history.push(full)
-      // Trim in batches, so a long run does not pay a full array move per event.
-      if (history.length >= historySize + Math.max(16, historySize >> 3)) {
-        history.splice(0, history.length - historySize)
-      }
-      pubsub.unsafeOffer(full)
-    }
+    const publish = (event: Parameters<EventLog["publish"]>[0]) => log.publish(event)
 
     const recordLeaks = (found: ReadonlyArray<LeakReport>) => {
       for (const leak of found) leaks.push(leak)
@@ -599,9 +540,9 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         }),
       devices: Effect.sync(() => Array.from(entries.values(), (e) => e.device)),
       drivers: Effect.sync(() => Array.from(drivers.keys())),
-      events: Stream.fromPubSub(pubsub),
-      subscribe: PubSub.subscribe(pubsub),
-      history: Effect.sync(() => history.slice(-historySize)),
+      events: log.events,
+      subscribe: log.subscribe,
+      history: log.recent,
       leaks: Effect.sync(() => leaks.slice())
     }
 

@@ -1,0 +1,53 @@
+import type * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as PubSub from "effect/PubSub"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { LifecycleEvent } from "../Lifecycle.js"
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
+/**
+ * A bus's lifecycle events: numbered, stamped with Clock time, handed synchronously to
+ * `onEvent`, kept in a bounded history and published to subscribers.
+ * @internal
+ */
+export class EventLog {
+  private readonly history: Array<LifecycleEvent> = []
+  private seq = 0
+
+  constructor(
+    private readonly pubsub: PubSub.PubSub<LifecycleEvent>,
+    private readonly clock: Clock.Clock,
+    private readonly historySize: number,
+    private readonly onEvent: ((event: LifecycleEvent) => void) | undefined
+  ) {}
+
+  static make(clock: Clock.Clock, historySize: number, onEvent: ((event: LifecycleEvent) => void) | undefined) {
+    return Effect.map(PubSub.unbounded<LifecycleEvent>(), (pubsub) => new EventLog(pubsub, clock, historySize, onEvent))
+  }
+
+  publish(event: DistributiveOmit<LifecycleEvent, "seq" | "at">): void {
+    const full = { ...event, seq: this.seq++, at: this.clock.unsafeCurrentTimeMillis() } as LifecycleEvent
+    this.onEvent?.(full)
+    this.history.push(full)
+    // Trim in batches, so a long run does not pay a full array move per event.
+    if (this.history.length >= this.historySize + Math.max(16, this.historySize >> 3)) {
+      this.history.splice(0, this.history.length - this.historySize)
+    }
+    this.pubsub.unsafeOffer(full)
+  }
+
+  get events(): Stream.Stream<LifecycleEvent> {
+    return Stream.fromPubSub(this.pubsub)
+  }
+
+  get subscribe(): Effect.Effect<Queue.Dequeue<LifecycleEvent>, never, Scope.Scope> {
+    return PubSub.subscribe(this.pubsub)
+  }
+
+  get recent(): Effect.Effect<ReadonlyArray<LifecycleEvent>> {
+    return Effect.sync(() => this.history.slice(-this.historySize))
+  }
+}
