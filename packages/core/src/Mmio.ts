@@ -64,11 +64,22 @@ export interface Mmio<S extends Spec> {
   readField<R extends Readable<S>>(register: R, field: FieldOf<S, R>): number
   /** Read-modify-write of one field of an `RW` register. */
   modify<R extends ReadWrite<S>>(register: R, field: FieldOf<S, R>, value: number): void
-  /** Dynamic 32-bit read; dies with `InvalidAccess` outside the window or misaligned. */
+  /**
+   * Dynamic reads and writes at a byte offset known only at run time (the kernel's
+   * `read32`/`try_write8`...): checked against the window and the access width's alignment.
+   * These die with `InvalidAccess`; the `try` variants return it instead.
+   */
+  read8(offset: number): number
+  read16(offset: number): number
   read32(offset: number): number
+  write8(offset: number, value: number): void
+  write16(offset: number, value: number): void
   write32(offset: number, value: number): void
-  /** Dynamic 32-bit read with the failure as a value. */
+  tryRead8(offset: number): Either.Either<number, InvalidAccess>
+  tryRead16(offset: number): Either.Either<number, InvalidAccess>
   tryRead32(offset: number): Either.Either<number, InvalidAccess>
+  tryWrite8(offset: number, value: number): Either.Either<void, InvalidAccess>
+  tryWrite16(offset: number, value: number): Either.Either<void, InvalidAccess>
   tryWrite32(offset: number, value: number): Either.Either<void, InvalidAccess>
 }
 

@@ -85,6 +85,17 @@ describe("Mmio", () => {
     expect(() => mmio.read32(0x101)).toThrow(/out of range/)
     mmio.write32(0x08, 5)
     expect(mmio.read("FACT")).toBe(5)
+    // 8- and 16-bit dynamic accesses check their own width's alignment.
+    expect(Either.isRight(mmio.tryWrite8(0x6d, 0x5a))).toBe(true)
+    expect(mmio.read8(0x6d)).toBe(0x5a)
+    expect(mmio.tryRead16(0x69)).toEqual(
+      Either.left(new Mmio.InvalidAccess({ region: "edu", offset: 0x69, width: 16, reason: "misaligned" }))
+    )
+    expect(mmio.tryWrite8(0x100, 1)).toEqual(
+      Either.left(new Mmio.InvalidAccess({ region: "edu", offset: 0x100, width: 8, reason: "out of range" }))
+    )
+    mmio.write16(0x68, 0xbeef)
+    expect(mmio.read16(0x68)).toBe(0xbeef)
     // Untyped callers (plain JavaScript) get a clear error for an unknown register.
     expect(() => (mmio as Mmio.Mmio<any>).read("NOPE")).toThrow(/has no register "NOPE"/)
   })

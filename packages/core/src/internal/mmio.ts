@@ -119,36 +119,84 @@ export class MmioImpl<S extends Spec> implements Mmio<S> {
     this.write(name, ((this.read(name) & ~f.mask) | ((value << f.shift) & f.mask)) >>> 0)
   }
 
-  check(offset: number): InvalidAccess | undefined {
-    if (!Number.isInteger(offset) || offset < 0 || offset + 4 > this.io.size) {
-      return new InvalidAccess({ region: this.label, offset, width: 32, reason: "out of range" })
+  check(offset: number, width: 8 | 16 | 32 = 32): InvalidAccess | undefined {
+    const bytes = width >>> 3
+    if (!Number.isInteger(offset) || offset < 0 || offset + bytes > this.io.size) {
+      return new InvalidAccess({ region: this.label, offset, width, reason: "out of range" })
     }
-    if ((offset & 3) !== 0) return new InvalidAccess({ region: this.label, offset, width: 32, reason: "misaligned" })
+    if ((offset & (bytes - 1)) !== 0) return new InvalidAccess({ region: this.label, offset, width, reason: "misaligned" })
     return undefined
   }
 
-  read32(offset: number): number {
-    const invalid = this.check(offset)
+  private rawRead(offset: number, width: 8 | 16 | 32): number {
+    return width === 32 ? this.io.read32(offset) : width === 16 ? this.io.read16(offset) : this.io.read8(offset)
+  }
+
+  private rawWrite(offset: number, width: 8 | 16 | 32, value: number): void {
+    if (width === 32) this.io.write32(offset, value >>> 0)
+    else if (width === 16) this.io.write16(offset, value & 0xffff)
+    else this.io.write8(offset, value & 0xff)
+  }
+
+  private checkedRead(offset: number, width: 8 | 16 | 32): number {
+    const invalid = this.check(offset, width)
     if (invalid !== undefined) throw invalid
-    return this.io.read32(offset)
+    return this.rawRead(offset, width)
   }
 
-  write32(offset: number, value: number): void {
-    const invalid = this.check(offset)
+  private checkedWrite(offset: number, width: 8 | 16 | 32, value: number): void {
+    const invalid = this.check(offset, width)
     if (invalid !== undefined) throw invalid
-    this.io.write32(offset, value >>> 0)
+    this.rawWrite(offset, width, value)
   }
 
-  tryRead32(offset: number): Either.Either<number, InvalidAccess> {
-    const invalid = this.check(offset)
-    return invalid === undefined ? Either.right(this.io.read32(offset)) : Either.left(invalid)
+  private tryRead(offset: number, width: 8 | 16 | 32): Either.Either<number, InvalidAccess> {
+    const invalid = this.check(offset, width)
+    return invalid === undefined ? Either.right(this.rawRead(offset, width)) : Either.left(invalid)
   }
 
-  tryWrite32(offset: number, value: number): Either.Either<void, InvalidAccess> {
-    const invalid = this.check(offset)
+  private tryWrite(offset: number, width: 8 | 16 | 32, value: number): Either.Either<void, InvalidAccess> {
+    const invalid = this.check(offset, width)
     if (invalid !== undefined) return Either.left(invalid)
-    this.io.write32(offset, value >>> 0)
+    this.rawWrite(offset, width, value)
     return Either.right(undefined)
+  }
+
+  read8(offset: number) {
+    return this.checkedRead(offset, 8)
+  }
+  read16(offset: number) {
+    return this.checkedRead(offset, 16)
+  }
+  read32(offset: number) {
+    return this.checkedRead(offset, 32)
+  }
+  write8(offset: number, value: number) {
+    this.checkedWrite(offset, 8, value)
+  }
+  write16(offset: number, value: number) {
+    this.checkedWrite(offset, 16, value)
+  }
+  write32(offset: number, value: number) {
+    this.checkedWrite(offset, 32, value)
+  }
+  tryRead8(offset: number) {
+    return this.tryRead(offset, 8)
+  }
+  tryRead16(offset: number) {
+    return this.tryRead(offset, 16)
+  }
+  tryRead32(offset: number) {
+    return this.tryRead(offset, 32)
+  }
+  tryWrite8(offset: number, value: number) {
+    return this.tryWrite(offset, 8, value)
+  }
+  tryWrite16(offset: number, value: number) {
+    return this.tryWrite(offset, 16, value)
+  }
+  tryWrite32(offset: number, value: number) {
+    return this.tryWrite(offset, 32, value)
   }
 }
 
