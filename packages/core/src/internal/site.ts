@@ -5,13 +5,6 @@
  * @internal
  */
 
-let enabled = true
-
-/** @internal */
-export const setSiteCapture = (on: boolean): void => {
-  enabled = on
-}
-
 // Frames of devscope itself, dependencies and the runtime. Anonymous *functions* are kept:
 // an \`Effect.gen(function*() {...})\` body shows up as \`at <anonymous> (file:line:col)\`.
 const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:internal|\(<anonymous>\)$|^at <anonymous>$|new Promise/
@@ -22,7 +15,6 @@ const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:i
  * @internal
  */
 export const callSite = (): string => {
-  if (!enabled) return "unknown (site capture disabled)"
   const holder: { stack?: string } = {}
   const limit = Error.stackTraceLimit
   Error.stackTraceLimit = 24
