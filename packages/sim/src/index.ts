@@ -43,3 +43,9 @@ export * as PciTestdev from "./PciTestdev.js"
  * @since 0.1.0
  */
 export * as Simulator from "./Simulator.js"
+
+/**
+ * Runs a program in virtual time, as fast as its computation allows, deterministically.
+ * @since 0.1.0
+ */
+export * as VirtualTime from "./VirtualTime.js"

@@ -1,0 +1,231 @@
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import type * as Scheduler from "effect/Scheduler"
+
+interface Sleeper {
+  readonly at: number
+  readonly seq: number
+  wake: (() => void) | undefined
+}
+
+/** A min-heap of sleepers ordered by (at, seq), so equal deadlines wake in the order they slept. */
+class SleeperHeap {
+  private readonly items: Array<Sleeper> = []
+  get size(): number {
+    return this.items.length
+  }
+  peek(): Sleeper | undefined {
+    return this.items[0]
+  }
+  push(item: Sleeper): void {
+    const items = this.items
+    items.push(item)
+    let i = items.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!before(items[i]!, items[parent]!)) break
+      ;[items[i], items[parent]] = [items[parent]!, items[i]!]
+      i = parent
+    }
+  }
+  pop(): Sleeper | undefined {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()
+    if (items.length > 0 && last !== undefined) {
+      items[0] = last
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let smallest = i
+        if (l < items.length && before(items[l]!, items[smallest]!)) smallest = l
+        if (r < items.length && before(items[r]!, items[smallest]!)) smallest = r
+        if (smallest === i) break
+        ;[items[i], items[smallest]] = [items[smallest]!, items[i]!]
+        i = smallest
+      }
+    }
+    return top
+  }
+}
+
+const before = (a: Sleeper, b: Sleeper) => a.at < b.at || (a.at === b.at && a.seq < b.seq)
+
+/** Effect's Clock over virtual milliseconds: `sleep` parks the fiber until the world advances. */
+export class VirtualClock implements Clock.Clock {
+  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  now = 0
+  private seq = 0
+  /** Sleepers still waiting (cancelled ones are skipped when popped). */
+  private pending = 0
+  readonly sleepers = new SleeperHeap()
+
+  unsafeCurrentTimeMillis(): number {
+    return this.now
+  }
+  unsafeCurrentTimeNanos(): bigint {
+    return BigInt(Math.round(this.now * 1_000_000))
+  }
+  get currentTimeMillis(): Effect.Effect<number> {
+    return Effect.sync(() => this.now)
+  }
+  get currentTimeNanos(): Effect.Effect<bigint> {
+    return Effect.sync(() => this.unsafeCurrentTimeNanos())
+  }
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      const sleeper: Sleeper = {
+        at: this.now + Math.max(0, Duration.toMillis(duration)),
+        seq: this.seq++,
+        wake: () => resume(Effect.void)
+      }
+      this.sleepers.push(sleeper)
+      this.pending++
+      return Effect.sync(() => {
+        if (sleeper.wake !== undefined) {
+          sleeper.wake = undefined
+          this.pending--
+        }
+      })
+    })
+  }
+  get waiting(): number {
+    return this.pending
+  }
+  /** The next deadline, skipping cancelled sleepers. */
+  next(): number | undefined {
+    for (;;) {
+      const top = this.sleepers.peek()
+      if (top === undefined) return undefined
+      if (top.wake !== undefined) return top.at
+      this.sleepers.pop()
+    }
+  }
+  /** Moves time to the next deadline and wakes every sleeper due then. False when none sleeps. */
+  advance(limit: number): boolean {
+    const at = this.next()
+    if (at === undefined || at > limit) return false
+    this.now = Math.max(this.now, at)
+    for (;;) {
+      const top = this.sleepers.peek()
+      if (top === undefined || top.at > this.now) break
+      this.sleepers.pop()
+      const wake = top.wake
+      if (wake !== undefined) {
+        top.wake = undefined
+        this.pending--
+        wake()
+      }
+    }
+    return true
+  }
+}
+
+/** A scheduler that only queues: the world runs tasks when it chooses, synchronously. */
+export class QueueScheduler implements Scheduler.Scheduler {
+  private queue: Array<Scheduler.Task> = []
+  scheduleTask(task: Scheduler.Task): void {
+    this.queue.push(task)
+  }
+  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
+    // Yield every 2,048 operations, as Effect's default scheduler does, so long synchronous
+    // loops interleave with other fibers.
+    return fiber.currentOpCount > 2048 ? 0 : false
+  }
+  get idle(): boolean {
+    return this.queue.length === 0
+  }
+  /** Runs queued tasks until none is left (tasks may queue more). Returns how many ran. */
+  drain(): number {
+    let ran = 0
+    while (this.queue.length > 0) {
+      const batch = this.queue
+      this.queue = []
+      for (let i = 0; i < batch.length; i++) batch[i]!()
+      ran += batch.length
+    }
+    return ran
+  }
+}
+
+export interface RunOptions {
+  /** Stop advancing time past this virtual instant (milliseconds); the run is then interrupted. */
+  readonly until?: number | undefined
+  /** Called after each advance of virtual time, at most every `progressEvery` wall milliseconds. */
+  readonly onProgress?: ((virtualMillis: number) => void) | undefined
+  readonly progressEvery?: number | undefined
+}
+
+export type Outcome<A, E> =
+  | { readonly _tag: "Done"; readonly exit: Exit.Exit<A, E>; readonly virtualMillis: number }
+  | { readonly _tag: "Stalled"; readonly exit: Exit.Exit<A, E> | undefined; readonly virtualMillis: number }
+  | { readonly _tag: "TimedOut"; readonly exit: Exit.Exit<A, E> | undefined; readonly virtualMillis: number }
+
+/** How long (virtual ms) an interrupted run may take to finish its finalizers. */
+const WIND_DOWN = 60_000
+
+export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {}): Effect.Effect<Outcome<A, E>> =>
+  Effect.async<Outcome<A, E>>((resume) => {
+    const clock = new VirtualClock()
+    const scheduler = new QueueScheduler()
+    let exit: Exit.Exit<A, E> | undefined
+    const fiber = Effect.runFork(Effect.withClock(effect, clock), { scheduler })
+    fiber.addObserver((e) => {
+      exit = e
+    })
+    const progressEvery = options.progressEvery ?? 100
+    let lastProgress = performance.now()
+    let verdict: "Stalled" | "TimedOut" | undefined
+    let limit = options.until ?? Infinity
+    let cancelled = false
+
+    const finish = () => {
+      if (exit === undefined) return false
+      resume(Effect.succeed(
+        verdict === undefined
+          ? { _tag: "Done", exit, virtualMillis: clock.now }
+          : { _tag: verdict, exit, virtualMillis: clock.now }
+      ))
+      return true
+    }
+
+    const step = () => {
+      if (cancelled) return
+      const sliceStart = performance.now()
+      for (;;) {
+        scheduler.drain()
+        if (finish()) return
+        if (!clock.advance(limit)) {
+          if (verdict !== undefined) {
+            // Even the interruption cannot finish: give up on it.
+            resume(Effect.succeed({ _tag: verdict, exit: undefined, virtualMillis: clock.now }))
+            return
+          }
+          verdict = clock.next() === undefined ? "Stalled" : "TimedOut"
+          limit = clock.now + WIND_DOWN
+          fiber.unsafeInterruptAsFork(fiber.id())
+          continue
+        }
+        const now = performance.now()
+        if (options.onProgress !== undefined && now - lastProgress >= progressEvery) {
+          lastProgress = now
+          options.onProgress(clock.now)
+        }
+        // Let the host event loop breathe (output, signals) every few wall milliseconds.
+        if (now - sliceStart > 20) {
+          setImmediate(step)
+          return
+        }
+      }
+    }
+    step()
+    return Effect.sync(() => {
+      cancelled = true
+      fiber.unsafeInterruptAsFork(fiber.id())
+      scheduler.drain()
+    })
+  })
