@@ -62,8 +62,15 @@ export interface Options {
   readonly faults?: ReadonlyArray<FaultRule> | undefined
   /** Options of both buses. */
   readonly bus?: Omit<Bus.Options, "name"> | undefined
+  /**
+   * Called synchronously with every lifecycle event of either bus, in order with device
+   * activity (after the event is in the trace). `bus.onEvent`, if given, is called too.
+   */
+  readonly onLifecycle?: ((bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => void) | undefined
   /** Record a trace. Default `true`. */
   readonly trace?: boolean | undefined
+  /** Most recent trace events kept (see `Trace.Options.limit`). Default 100,000. */
+  readonly traceLimit?: number | undefined
 }
 
 /**

@@ -82,7 +82,7 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
   Effect.gen(function*() {
     const random = prng(options.seed ?? 1)
     const rules = options.faults ?? []
-    const trace = yield* Trace.fromClock({ enabled: options.trace ?? true })
+    const trace = yield* Trace.fromClock({ enabled: options.trace ?? true, limit: options.traceLimit })
     const runtime = yield* Effect.runtime<never>()
     const simScope = yield* Effect.scope
     // A device removed through its bus directly (not through unplug/surpriseRemove) is gone
@@ -112,8 +112,13 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
       trace.record({ _tag: "Lifecycle", device, event: event._tag, detail })
       if (event._tag === "DeviceRemoved") retire(event.device)
     }
-    const pci = yield* Bus.make({ ...options.bus, name: "pci", onEvent })
-    const platform = yield* Bus.make({ ...options.bus, name: "platform", onEvent })
+    const observe = (bus: "pci" | "platform") => (event: Lifecycle.LifecycleEvent) => {
+      onEvent(event)
+      options.bus?.onEvent?.(event)
+      options.onLifecycle?.(bus, event)
+    }
+    const pci = yield* Bus.make({ ...options.bus, name: "pci", onEvent: observe("pci") })
+    const platform = yield* Bus.make({ ...options.bus, name: "platform", onEvent: observe("platform") })
     const entries = new Map<string, Entry>()
     const iommuFaults: Array<Iommu.Fault> = []
     const requestCounts = new Map<string, number>()
