@@ -1,0 +1,485 @@
+/**
+ * The simulated device: an "acme nic" PCI network card with one port, TX and RX descriptor
+ * rings in host memory, and a virtual cable to a second card.
+ *
+ * - The driver programs each ring's base (an IOVA), size, and tail (the doorbell); the device
+ *   owns the heads. Descriptors `[head, tail)` belong to the device, so at most `size - 1`
+ *   are in flight and `head === tail` means the device has nothing to do.
+ * - TX: on a `TX_TAIL` doorbell the TX engine waits its latency (`ctx.completion`, so the
+ *   simulator's delay/drop faults apply), then reads *every* descriptor up to the tail and its
+ *   frame through the IOMMU, writes the descriptor back with `DONE`, moves `TX_HEAD`, sets
+ *   `INT_STATUS.TX_DONE` and hands the frames to the cable. One wakeup handles a whole batch.
+ * - RX: frames from the cable go into a small on-chip FIFO; the RX engine waits its latency,
+ *   then writes each frame into the buffer of the descriptor at `RX_HEAD`, writes the
+ *   descriptor back (`len`, `DONE`), moves `RX_HEAD` and sets `INT_STATUS.RX`. A frame finding
+ *   no free descriptor, or arriving while RX is disabled, is counted in `RX_DROPPED`.
+ * - Interrupts: a cause bit in `INT_STATUS` (W1C) raises line 0 unless masked in `INT_MASK`
+ *   (a set bit masks). Unmasking a cause that is pending raises at once, so a driver that
+ *   masks while it polls never loses an event.
+ * - Link: `STATUS.LINK_UP` while both ends of the cable are plugged, connected and `ENABLE`d
+ *   (or, with `loopback`, while the card itself is enabled); every change sets `LINK_CHANGE`.
+ * - A DMA fault (stale ring, freed buffer) halts the engine that hit it until the next
+ *   doorbell or reset, as a real engine stops on a bus error; the fault itself is recorded
+ *   by the simulator's IOMMU with the driver's allocation and free sites.
+ */
+import { Effect } from "effect"
+import type * as Duration from "effect/Duration"
+import type * as Scope from "effect/Scope"
+import { Dma, RegisterMap } from "@devscope/core"
+import type { Model as SimModel } from "@devscope/sim"
+import { Model } from "@devscope/sim"
+
+/** PCI ids the card answers to (class 0x020000: Ethernet controller). */
+export const ids = { vendor: 0x1d0f, device: 0x0e70, class: 0x020000 } as const
+
+/** What `ID` reads: "NIC" and version 1. */
+export const ID_VALUE = 0x4e494301
+
+/** BAR0, the register window. */
+export const registers = RegisterMap.make("acme-nic", 0x100, {
+  ID: { offset: 0x00, access: "RO", reset: ID_VALUE, description: "\"NIC\" and the version" },
+  CTRL: {
+    offset: 0x04,
+    access: "RW",
+    fields: { ENABLE: { bit: 0 }, RX_ENABLE: { bit: 1 }, TX_ENABLE: { bit: 2 }, RESET: { bit: 3 } },
+    description: "ENABLE powers the port (link); RX/TX_ENABLE start the engines; RESET (self-clearing) resets the card"
+  },
+  STATUS: {
+    offset: 0x08,
+    access: "RO",
+    reset: 0b110,
+    fields: { LINK_UP: { bit: 0 }, TX_IDLE: { bit: 1 }, RX_IDLE: { bit: 2 } },
+    description: "TX_IDLE/RX_IDLE: the engine has no DMA in progress (safe to free its memory once disabled)"
+  },
+  INT_STATUS: {
+    offset: 0x0c,
+    access: "W1C",
+    fields: { TX_DONE: { bit: 0 }, RX: { bit: 1 }, LINK_CHANGE: { bit: 2 } },
+    description: "interrupt causes; write 1 to acknowledge"
+  },
+  INT_MASK: {
+    offset: 0x10,
+    access: "RW",
+    reset: 0b111,
+    fields: { TX_DONE: { bit: 0 }, RX: { bit: 1 }, LINK_CHANGE: { bit: 2 } },
+    description: "a set bit masks that cause; unmasking a pending cause raises the line"
+  },
+  TX_RING_BASE: { offset: 0x20, access: "RW", description: "IOVA of the TX descriptor ring" },
+  TX_RING_SIZE: { offset: 0x24, access: "RW", description: "descriptors in the TX ring" },
+  TX_HEAD: { offset: 0x28, access: "RO", description: "next descriptor the device will send (device-owned)" },
+  TX_TAIL: { offset: 0x2c, access: "RW", description: "one past the last descriptor the driver queued (doorbell)" },
+  RX_RING_BASE: { offset: 0x30, access: "RW", description: "IOVA of the RX descriptor ring" },
+  RX_RING_SIZE: { offset: 0x34, access: "RW", description: "descriptors in the RX ring" },
+  RX_HEAD: { offset: 0x38, access: "RO", description: "next descriptor the device will fill (device-owned)" },
+  RX_TAIL: { offset: 0x3c, access: "RW", description: "one past the last buffer the driver posted" },
+  MAC_LO: { offset: 0x40, access: "RW", description: "MAC address, low 32 bits (loaded from the EEPROM at reset)" },
+  MAC_HI: { offset: 0x44, access: "RW", fields: { ADDR: { bits: [0, 15] } }, description: "MAC address, high 16 bits" },
+  TX_FRAMES: { offset: 0x50, access: "RO", description: "frames sent" },
+  TX_BYTES: { offset: 0x54, access: "RO", description: "bytes sent" },
+  RX_FRAMES: { offset: 0x58, access: "RO", description: "frames received into the RX ring" },
+  RX_BYTES: { offset: 0x5c, access: "RO", description: "bytes received into the RX ring" },
+  RX_DROPPED: { offset: 0x60, access: "RO", description: "frames dropped: RX disabled, no free descriptor, FIFO full" }
+})
+
+/** The register map's spec, for typed `Mmio` access. */
+export type Registers = typeof registers.spec
+
+/** `CTRL` bits. */
+export const CTRL_ENABLE = 0b0001
+export const CTRL_RX_ENABLE = 0b0010
+export const CTRL_TX_ENABLE = 0b0100
+export const CTRL_RESET = 0b1000
+/** `STATUS` bits. */
+export const STATUS_LINK_UP = 0b001
+export const STATUS_TX_IDLE = 0b010
+export const STATUS_RX_IDLE = 0b100
+/** `INT_STATUS` / `INT_MASK` bits. */
+export const INT_TX_DONE = 0b001
+export const INT_RX = 0b010
+export const INT_LINK_CHANGE = 0b100
+export const INT_ALL = 0b111
+
+/**
+ * A descriptor, TX and RX alike (8 bytes): the frame buffer's IOVA, its length (TX: the frame;
+ * RX: the buffer when posted, the frame once `DONE`) and flags.
+ */
+export const Desc = Dma.struct({ addr: "u32", len: "u16", flags: "u16" })
+/** Descriptor flags: the device owns it / the device is done with it / it failed. */
+export const DESC_OWN = 0b001
+export const DESC_DONE = 0b010
+export const DESC_ERR = 0b100
+
+/** Frames waiting in the on-chip RX FIFO before it overflows. */
+export const RX_FIFO_FRAMES = 256
+
+/** Default device latency of one TX or RX batch. */
+export const DEFAULT_LATENCY = "20 micros"
+
+/** One end of a cable: what a plugged card offers its peer. */
+interface Port {
+  /** Plugged, connected and enabled: the link needs both ends so. */
+  readonly active: boolean
+  /** Frames from the peer. */
+  deliver(frames: ReadonlyArray<Uint8Array>): void
+  /** Re-evaluates `STATUS.LINK_UP`. */
+  updateLink(): void
+}
+
+/** A virtual cable between port 0 and port 1. */
+export interface Cable {
+  /** Frames handed to the cable, per sending port (delivered or not). */
+  readonly carried: readonly [number, number]
+  /** Whether a card is plugged into that end. */
+  isAttached(port: 0 | 1): boolean
+}
+
+class CableImpl implements Cable {
+  readonly ends: [Port | undefined, Port | undefined] = [undefined, undefined]
+  readonly counts: [number, number] = [0, 0]
+  get carried(): readonly [number, number] {
+    return [this.counts[0], this.counts[1]]
+  }
+  isAttached(port: 0 | 1) {
+    return this.ends[port] !== undefined
+  }
+  attach(port: 0 | 1, end: Port) {
+    if (this.ends[port] !== undefined) throw new Error(`nic cable: port ${port} is already plugged`)
+    this.ends[port] = end
+    this.update()
+  }
+  detach(port: 0 | 1, end: Port) {
+    if (this.ends[port] === end) this.ends[port] = undefined
+    this.update()
+  }
+  peerActive(port: 0 | 1) {
+    return this.ends[1 - port]?.active ?? false
+  }
+  transmit(port: 0 | 1, frames: ReadonlyArray<Uint8Array>) {
+    this.counts[port] += frames.length
+    this.ends[1 - port]?.deliver(frames)
+  }
+  update() {
+    for (const end of this.ends) end?.updateLink()
+  }
+}
+
+/**
+ * A new cable: plug one card with `port: 0` and another with `port: 1`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Simulator } from "@devscope/sim"
+ * import { NicModel } from "@devscope/example-nic"
+ *
+ * const cable = NicModel.cable()
+ * const plugBoth = Effect.flatMap(Simulator.Simulator, (sim) =>
+ *   Effect.zip(
+ *     sim.plug({ bus: "pci", name: "nic0", ids: NicModel.ids, model: NicModel.model({ cable, port: 0 }) }),
+ *     sim.plug({ bus: "pci", name: "nic1", ids: NicModel.ids, model: NicModel.model({ cable, port: 1 }) })
+ *   ))
+ * ```
+ */
+export const cable = (): Cable => new CableImpl()
+
+/** Options of one card. */
+export interface ModelOptions {
+  /** The cable this card is plugged into; without one the link is down (unless `loopback`). */
+  readonly cable?: Cable | undefined
+  /** Which end of the cable. Default 0. */
+  readonly port?: 0 | 1 | undefined
+  /** The EEPROM MAC address (48 bits). Default `02:00:00:00:00:0<port + 1>`. */
+  readonly mac?: number | undefined
+  /** Internal loopback: transmitted frames come back to this card's own RX. */
+  readonly loopback?: boolean | undefined
+  /** Latency of one TX or RX batch. Default 20 µs. */
+  readonly latency?: Duration.DurationInput | undefined
+}
+
+/** The default MAC of a port. */
+export const defaultMac = (port: 0 | 1): number => 0x020000000000 + port + 1
+
+type Ctx = SimModel.Context<readonly [typeof registers]>
+
+const u32 = (n: number) => n >>> 0
+
+/** The card's behaviour; one instance per plug. */
+class Card implements Port {
+  private readonly regs: Ctx["regions"][0]
+  private readonly fifo: Array<Uint8Array> = []
+  private txBusy = false
+  private rxBusy = false
+  private readonly port: 0 | 1
+  private readonly mac: number
+  private readonly latency: Duration.DurationInput
+
+  constructor(private readonly ctx: Ctx, private readonly options: ModelOptions) {
+    this.regs = ctx.regions[0]
+    this.port = options.port ?? 0
+    this.mac = options.mac ?? defaultMac(this.port)
+    this.latency = options.latency ?? DEFAULT_LATENCY
+    this.loadEeprom()
+  }
+
+  private get wire(): CableImpl | undefined {
+    return this.options.loopback === true ? undefined : this.options.cable as CableImpl | undefined
+  }
+
+  private loadEeprom() {
+    this.regs.set("MAC_LO", u32(this.mac % 2 ** 32))
+    this.regs.set("MAC_HI", Math.floor(this.mac / 2 ** 32) & 0xffff)
+  }
+
+  private ctrl(bits: number) {
+    return (this.regs.get("CTRL") & bits) === bits
+  }
+
+  get active() {
+    return !this.ctx.disconnected && this.ctrl(CTRL_ENABLE)
+  }
+
+  private setStatus(bit: number, on: boolean) {
+    const status = this.regs.get("STATUS")
+    this.regs.set("STATUS", on ? status | bit : status & ~bit)
+  }
+
+  /** Sets interrupt causes and raises the line for those not masked. */
+  private signal(bits: number) {
+    this.regs.set("INT_STATUS", this.regs.get("INT_STATUS") | bits)
+    if ((bits & ~this.regs.get("INT_MASK")) !== 0) this.ctx.raise(0)
+  }
+
+  private count(register: "TX_FRAMES" | "TX_BYTES" | "RX_FRAMES" | "RX_BYTES" | "RX_DROPPED", n: number) {
+    this.regs.set(register, u32(this.regs.get(register) + n))
+  }
+
+  updateLink() {
+    const wire = this.wire
+    const up = this.active &&
+      (this.options.loopback === true || (wire !== undefined && wire.peerActive(this.port)))
+    if (up === ((this.regs.get("STATUS") & STATUS_LINK_UP) !== 0)) return
+    this.setStatus(STATUS_LINK_UP, up)
+    this.signal(INT_LINK_CHANGE)
+  }
+
+  /** Both ends' link state may have changed (this card's ENABLE did). */
+  private relink() {
+    const wire = this.wire
+    if (wire === undefined) this.updateLink()
+    else wire.update()
+  }
+
+  attach(): Effect.Effect<void, never, Scope.Scope> {
+    const wire = this.wire
+    if (wire === undefined) return Effect.void
+    return Effect.acquireRelease(
+      Effect.sync(() => wire.attach(this.port, this)),
+      () => Effect.sync(() => wire.detach(this.port, this))
+    )
+  }
+
+  install() {
+    const regs = this.regs
+    regs.onWrite("CTRL", (value) => {
+      if ((value & CTRL_RESET) !== 0) return this.reset()
+      this.relink()
+      this.kickTx()
+    })
+    regs.onWrite("TX_TAIL", () => this.kickTx())
+    regs.onWrite("INT_MASK", (mask) => {
+      if ((regs.get("INT_STATUS") & ~mask & INT_ALL) !== 0) this.ctx.raise(0)
+    })
+  }
+
+  private reset() {
+    this.regs.reset()
+    this.loadEeprom()
+    this.fifo.length = 0
+    // An engine sleeping through its latency sees CTRL cleared when it wakes, and stops.
+    this.setStatus(STATUS_TX_IDLE, !this.txBusy)
+    this.setStatus(STATUS_RX_IDLE, !this.rxBusy)
+    this.relink()
+  }
+
+  // --- TX ---------------------------------------------------------------------------------------
+
+  private txRunning() {
+    return !this.ctx.disconnected && this.ctrl(CTRL_ENABLE | CTRL_TX_ENABLE)
+  }
+
+  private kickTx() {
+    if (this.txBusy || !this.txRunning() || this.regs.get("TX_HEAD") === this.regs.get("TX_TAIL")) return
+    this.txBusy = true
+    this.setStatus(STATUS_TX_IDLE, false)
+    const ctx = this.ctx
+    const engine = Effect.gen(this, function*() {
+      while (this.txRunning() && this.regs.get("TX_HEAD") !== this.regs.get("TX_TAIL")) {
+        // A dropped completion is a lost wakeup: the next doorbell retries from TX_HEAD.
+        if (!(yield* ctx.completion("nic tx batch", this.latency))) return
+        if (!this.txRunning()) return
+        const frames: Array<Uint8Array> = []
+        const halted = this.transmitBatch(frames)
+        if (frames.length > 0) {
+          const wire = this.wire
+          if (this.options.loopback === true) this.deliver(frames)
+          else wire?.transmit(this.port, frames)
+        }
+        if (halted) return
+      }
+    }).pipe(Effect.ensuring(Effect.sync(() => {
+      this.txBusy = false
+      this.setStatus(STATUS_TX_IDLE, true)
+    })))
+    ctx.spawn("nic tx engine", engine)
+  }
+
+  /** Sends every descriptor up to the tail. Returns true if the engine must halt. */
+  private transmitBatch(frames: Array<Uint8Array>): boolean {
+    const regs = this.regs
+    const base = regs.get("TX_RING_BASE")
+    const size = regs.get("TX_RING_SIZE")
+    const tail = regs.get("TX_TAIL")
+    let head = regs.get("TX_HEAD")
+    let halted = size === 0 || tail >= size
+    let completed = 0
+    while (!halted && head !== tail) {
+      const at = base + head * Desc.size
+      const raw = this.ctx.dma.deviceRead(at, Desc.size, "nic tx engine (descriptor)")
+      if (raw === undefined) {
+        halted = true
+        break
+      }
+      const desc = Dma.view(Desc, raw)
+      if ((desc.get("flags") & DESC_OWN) === 0) {
+        halted = true // the driver rang for a descriptor it did not hand over
+        break
+      }
+      const len = desc.get("len")
+      const frame = this.ctx.dma.deviceRead(desc.get("addr"), len, "nic tx engine (frame buffer)")
+      if (frame !== undefined) {
+        frames.push(frame)
+        this.count("TX_FRAMES", 1)
+        this.count("TX_BYTES", len)
+      }
+      desc.set("flags", frame === undefined ? DESC_DONE | DESC_ERR : DESC_DONE)
+      this.ctx.dma.deviceWrite(at, raw, "nic tx engine (descriptor write-back)")
+      head = (head + 1) % size
+      completed++
+    }
+    regs.set("TX_HEAD", head)
+    if (completed > 0) this.signal(INT_TX_DONE)
+    return halted
+  }
+
+  // --- RX ---------------------------------------------------------------------------------------
+
+  private rxRunning() {
+    return !this.ctx.disconnected && this.ctrl(CTRL_ENABLE | CTRL_RX_ENABLE)
+  }
+
+  deliver(frames: ReadonlyArray<Uint8Array>) {
+    if (this.ctx.disconnected) return
+    if (!this.rxRunning()) return this.count("RX_DROPPED", frames.length)
+    for (const frame of frames) {
+      if (this.fifo.length >= RX_FIFO_FRAMES) this.count("RX_DROPPED", 1)
+      else this.fifo.push(frame)
+    }
+    this.kickRx()
+  }
+
+  private kickRx() {
+    if (this.rxBusy || this.fifo.length === 0) return
+    this.rxBusy = true
+    this.setStatus(STATUS_RX_IDLE, false)
+    const ctx = this.ctx
+    const engine = Effect.gen(this, function*() {
+      while (this.fifo.length > 0) {
+        // A dropped completion leaves the frames in the FIFO until the next arrival.
+        if (!(yield* ctx.completion("nic rx batch", this.latency))) return
+        if (!this.rxRunning()) {
+          this.count("RX_DROPPED", this.fifo.length)
+          this.fifo.length = 0
+          return
+        }
+        this.receiveBatch()
+      }
+    }).pipe(Effect.ensuring(Effect.sync(() => {
+      this.rxBusy = false
+      this.setStatus(STATUS_RX_IDLE, true)
+    })))
+    ctx.spawn("nic rx engine", engine)
+  }
+
+  /** Moves the whole FIFO into the RX ring (or drops what does not fit). */
+  private receiveBatch() {
+    const regs = this.regs
+    const base = regs.get("RX_RING_BASE")
+    const size = regs.get("RX_RING_SIZE")
+    const tail = regs.get("RX_TAIL")
+    let head = regs.get("RX_HEAD")
+    let halted = size === 0 || tail >= size
+    let received = 0
+    const frames = this.fifo.splice(0, this.fifo.length)
+    for (const frame of frames) {
+      if (halted || head === tail) {
+        this.count("RX_DROPPED", 1)
+        continue
+      }
+      const at = base + head * Desc.size
+      const raw = this.ctx.dma.deviceRead(at, Desc.size, "nic rx engine (descriptor)")
+      if (raw === undefined || (Dma.view(Desc, raw).get("flags") & DESC_OWN) === 0) {
+        halted = true
+        this.count("RX_DROPPED", 1)
+        continue
+      }
+      const desc = Dma.view(Desc, raw)
+      const fits = frame.byteLength <= desc.get("len")
+      const written = fits && this.ctx.dma.deviceWrite(desc.get("addr"), frame, "nic rx engine (frame buffer)")
+      desc.set("len", written ? frame.byteLength : 0)
+      desc.set("flags", written ? DESC_DONE : DESC_DONE | DESC_ERR)
+      if (!this.ctx.dma.deviceWrite(at, raw, "nic rx engine (descriptor write-back)")) {
+        halted = true
+        this.count("RX_DROPPED", 1)
+        continue
+      }
+      if (written) {
+        this.count("RX_FRAMES", 1)
+        this.count("RX_BYTES", frame.byteLength)
+      } else {
+        this.count("RX_DROPPED", 1)
+      }
+      head = (head + 1) % size
+      received++
+    }
+    regs.set("RX_HEAD", head)
+    if (received > 0) this.signal(INT_RX)
+  }
+}
+
+/**
+ * The device model of one card.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Simulator } from "@devscope/sim"
+ * import { NicModel } from "@devscope/example-nic"
+ *
+ * // A single card that hears its own frames.
+ * const plugLoopback = Effect.flatMap(Simulator.Simulator, (sim) =>
+ *   sim.plug({ bus: "pci", name: "nic0", ids: NicModel.ids, model: NicModel.model({ loopback: true }) }))
+ * ```
+ */
+export const model = (options: ModelOptions = {}) =>
+  Model.make({
+    kind: "acme-nic",
+    regions: [registers],
+    irqs: 1,
+    start: (ctx) =>
+      Effect.suspend(() => {
+        const card = new Card(ctx, options)
+        card.install()
+        // Unplugged or removed: the device scope closes and the peer sees its link go down.
+        return card.attach()
+      })
+  })
