@@ -1,0 +1,22 @@
+/**
+ * The `devscope` command and its building blocks: scenario files, the scenario runner.
+ * @since 0.1.0
+ */
+
+/**
+ * The `devscope` command (`demo`, `run`, `validate`).
+ * @since 0.1.0
+ */
+export * as Cli from "./Cli.js"
+
+/**
+ * Runs scenarios on the simulator in virtual time and judges them against the guarantees.
+ * @since 0.1.0
+ */
+export * as Runner from "./Runner.js"
+
+/**
+ * Scenario files: schema, validation with field-naming errors.
+ * @since 0.1.0
+ */
+export * as Scenario from "./Scenario.js"

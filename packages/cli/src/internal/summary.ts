@@ -1,0 +1,80 @@
+/**
+ * Text output of a run: the live progress line, the timeline lines and the summary table.
+ */
+import type { RunRecord, TimelineEntry } from "./record.js"
+import type { Progress } from "./runner.js"
+
+const pad = (s: string, n: number, right = false) => right ? s.padStart(n) : s.padEnd(n)
+
+const fmt = (n: number) => n.toLocaleString("en-US")
+
+const ms = (n: number) => n < 1 ? `${(n * 1000).toFixed(0)} µs` : `${n.toFixed(n < 10 ? 2 : 1)} ms`
+
+/** One line: virtual time, devices and their state, operations resolved, in flight. */
+export const progressLine = (p: Progress): string => {
+  const states = p.devices.map((d) => `${d.name}${d.state === "bound" ? "+" : d.state === "unbound" ? "~" : "-"}`).join(" ")
+  const rate = p.virtualMillis > 0 ? (p.resolved / p.virtualMillis) * 1000 : 0
+  const bound = p.devices.filter((d) => d.state === "bound").length
+  return `[${pad(p.virtualMillis.toFixed(1), 7, true)} / ${p.duration} ms] bound ${bound}/${p.devices.length}  ` +
+    `ops ${pad(fmt(p.resolved), 8, true)} (${fmt(Math.round(rate))}/s virtual)  in flight ${pad(String(p.inFlight), 3, true)}  ${states}`
+}
+
+export const actionLine = (entry: TimelineEntry): string =>
+  `  ${pad(entry.at.toFixed(1), 8, true)} ms  ${pad(entry.action, 8)} ${entry.target}${entry.detail ? `  (${entry.detail})` : ""}`
+
+/** Renders rows as an aligned table with a header rule. */
+export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>, numeric: ReadonlySet<number>) => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => pad(c, widths[i]!, numeric.has(i))).join("  ")
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n")
+}
+
+export const summary = (record: RunRecord): string => {
+  const header = [
+    "device",
+    "kind",
+    "completed",
+    "DeviceGone",
+    "lost",
+    "unbinds",
+    "unbind (virtual)",
+    "unbind (wall)",
+    "released",
+    "leaks",
+    "IOMMU faults"
+  ]
+  const rows = record.devices.map((d) => {
+    const worstVirtual = Math.max(0, ...d.unbinds.map((u) => u.virtualMillis))
+    const worstWall = Math.max(0, ...d.unbinds.map((u) => u.wallMillis))
+    const causes = d.unbinds.map((u) => u.cause).join(",")
+    return [
+      d.device,
+      d.kind,
+      fmt(d.completed),
+      fmt(d.failedGone),
+      fmt(d.lost),
+      d.unbinds.length === 0 ? "0" : `${d.unbinds.length} (${causes})`,
+      d.unbinds.length === 0 ? "-" : `max ${ms(worstVirtual)}`,
+      d.unbinds.length === 0 ? "-" : `max ${ms(worstWall)}`,
+      fmt(d.released),
+      fmt(d.leaks),
+      fmt(d.iommuFaults)
+    ]
+  })
+  const ops = record.devices.reduce((n, d) => n + d.completed + d.failedGone, 0)
+  const lines = [
+    `scenario "${record.scenario}", seed ${record.seed}: ${ms(record.endedAt)} of virtual time in ${ms(record.wallMillis)} of wall time, ` +
+    `${fmt(ops)} operations resolved (${fmt(Math.round(ops / Math.max(record.wallMillis, 1) * 1000))}/s wall)`,
+    "",
+    table(header, rows, new Set([2, 3, 4, 8, 9, 10])),
+    ""
+  ]
+  if (record.violations.length === 0) {
+    lines.push("All guarantees held: G1 no revoked access returned a value, G2 every resource released once, " +
+      "G3 no fiber outlived its unbind, G4 every operation resolved once, G5 no unreported or faulting DMA.")
+  } else {
+    lines.push(`${record.violations.length} guarantee violation(s):`)
+    for (const v of record.violations) lines.push(`  ${v.guarantee} ${v.device}: ${v.message}`)
+  }
+  return lines.join("\n")
+}
