@@ -2,7 +2,8 @@
  * A RunRecord from a real simulator run under TestClock, for the writer tests: two sensors on
  * the platform bus (one with a hostile name), two edu devices on PCI (one driven correctly
  * with streaming mappings, one that frees its DMA page while the device reads it, which is
- * an IOMMU fault), removed by hot-unplug, surprise removal, manual unbind and driver unload.
+ * an IOMMU fault, one whose probe fails), removed by hot-unplug, surprise removal, manual
+ * unbind and driver unload.
  */
 import { Clock, Context, Effect, Layer, Queue, TestClock } from "effect"
 import { Bound, Devres, Dma, Driver, Hardware, Irq, type Lifecycle, type Mmio } from "@devscope/core"
@@ -153,7 +154,10 @@ export const makeRecord = (options: { readonly large?: boolean } = {}): Effect.E
       yield* plugEdu("edu3")
       yield* TestClock.adjust("20 millis")
     }
-    yield* TestClock.adjust("25 millis")
+  yield* TestClock.adjust("10 millis")
+    // Its interrupt request is refused: the probe fails and tears down what it had acquired.
+    yield* plugEdu("edu9")
+    yield* TestClock.adjust("15 millis")
     yield* act("unplug", "sensor0", sim.unplug("sensor0"))
     yield* TestClock.adjust("5 millis")
     yield* act("surprise", "edu0", sim.surpriseRemove("edu0"))
@@ -195,7 +199,13 @@ export const makeRecord = (options: { readonly large?: boolean } = {}): Effect.E
     }))
     return { ...base, devices: summarize(base, kinds), violations }
   }).pipe(
-    Effect.provide(Simulator.layer({ seed: 7 })),
+    Effect.provide(Simulator.layer({
+      seed: 7,
+      faults: [
+        { kind: "fail-nth", request: "irq", n: 1, device: "edu9" },
+        ...(options.large ? [{ kind: "irq-storm" as const, device: "sensor5", line: 0, count: 200, at: "150 millis", interval: "200 micros" }] : [])
+      ]
+    })),
     Effect.provideService(Hwmon, makeHwmon()),
     Effect.orDie
   )

@@ -257,7 +257,7 @@ export const timeline = (record: RunRecord): string => {
 
   // Scenario actions: a line across every row, its label on the first free level above.
   const actions: Array<string> = []
-  const levelEnds = new Array<number>(LABEL_LEVELS).fill(-Infinity)
+  const levels = Array.from({ length: LABEL_LEVELS }, () => [] as Array<readonly [number, number]>)
   // Actions of one kind a pixel or two apart share a line and a label.
   const merged: Array<{ at: number; action: string; entries: Array<RunRecord["timeline"][number]> }> = []
   for (const a of [...record.timeline].sort((p, q) => p.at - q.at)) {
@@ -271,13 +271,15 @@ export const timeline = (record: RunRecord): string => {
     const more = a.entries.length > 1 ? ` +${a.entries.length - 1}` : ""
     const text = `${truncate(`${a.action} ${first.target}`, 22)}${more}`
     const textWidth = text.length * 6
-    let level = levelEnds.findIndex((e) => e < ax - 2)
-    if (level < 0) level = levelEnds.indexOf(Math.min(...levelEnds))
-    levelEnds[level] = ax + textWidth
-    const ly = 4 + (level + 1) * LEVEL_HEIGHT - 3
-    const color = actionColor(a.action)
     // Near the right edge the label goes left of its line.
     const flip = ax + 2 + textWidth > WIDTH
+    const span = flip ? [ax - 2 - textWidth, ax] as const : [ax, ax + 2 + textWidth] as const
+    const free = (level: ReadonlyArray<readonly [number, number]>) => level.every(([a, b]) => b + 4 < span[0] || a > span[1] + 4)
+    let level = levels.findIndex(free)
+    if (level < 0) level = levels.reduce((best, l, i) => (l.length < levels[best]!.length ? i : best), 0)
+    levels[level]!.push(span)
+    const ly = 4 + (level + 1) * LEVEL_HEIGHT - 3
+    const color = actionColor(a.action)
     const tip = a.entries.map((e) => `${ms(e.at)}: ${e.action} ${e.target}${e.detail ? ` (${e.detail})` : ""}`).join("\n")
     actions.push(
       `<g class="action" data-action="${escape(a.action)}">${title(tip)}`,
@@ -289,6 +291,7 @@ export const timeline = (record: RunRecord): string => {
   const legendY = bottom + 14
   const legendItems: Array<[string, string]> = [
     ["#93c5fd", "probe"],
+    ["#fca5a5", "probe failed"],
     ["#bbf7d0", "bound"],
     ...Object.entries(Spans.causeColor).map(([cause, color]): [string, string] => [color, `unbind: ${cause}`]),
     ["#cbd5e1", "resource"],
