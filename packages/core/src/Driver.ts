@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Bound from "./Bound.js"
 import type * as Core from "./Core.js"
@@ -169,7 +169,11 @@ export const make = <
   probe: typeof definition.probe === "function"
     ? definition.probe as (device: Device) => ProbeResult
     : () => definition.probe as ProbeResult,
-  remove: definition.remove
+  // A span names the wait site when a remove hangs (a stall report shows the span).
+  remove: definition.remove === undefined ? undefined : ((remove) => (device: Device) =>
+    Effect.withSpan(remove(device), "devscope.remove", { attributes: { device: device.name, driver: brand.name } }))(
+      definition.remove
+    )
 })
 
 const idMatches = (have: string | number | ReadonlyArray<string> | undefined, want: string | number): boolean =>

@@ -20,6 +20,12 @@ import * as internal from "./internal/virtualTime.js"
  */
 export interface RunOptions {
   /**
+   * Called before every task the world runs: each task is a fiber resuming from a
+   * suspension point (a yield, a wake-up, a completed wait). Explorers count them, and can
+   * start a fiber in the world at a chosen point with `control.fork`.
+   */
+  readonly onTask?: ((control: Control) => void) | undefined
+  /**
    * Virtual instant (milliseconds) past which time does not advance: the program is then
    * interrupted and the run is `TimedOut`.
    */
@@ -31,10 +37,26 @@ export interface RunOptions {
 }
 
 /**
+ * What an `onTask` hook can do.
+ * @since 0.1.0
+ * @category models
+ */
+export type Control = internal.Control
+
+/**
+ * A fiber that was still waiting when a run stalled, with the spans it was in (innermost
+ * first; a driver's `remove` runs in the span `devscope.remove`).
+ * @since 0.1.0
+ * @category models
+ */
+export type Waiting = internal.Waiting
+
+/**
  * How a run ended:
  * - `Done`: the program finished (successfully or not) on its own;
- * - `Stalled`: every fiber waited on something that could never happen; the program was
- *   interrupted (`exit` is its exit after the interruption, if it finished);
+ * - `Stalled`: every fiber waited on something that could never happen; `waiting` lists
+ *   them with their spans (the wait sites); the program was then interrupted (`exit` is its
+ *   exit after the interruption, if it finished);
  * - `TimedOut`: virtual time reached `until`; the program was interrupted.
  *
  * @since 0.1.0

@@ -81,4 +81,42 @@ describe("VirtualTime", () => {
       expect(a.exit).toEqual(b.exit)
       expect(a.exit).toEqual(Exit.succeed("x1,x2,y1,y2,z1,z2,x3,y3,z3"))
     }))
+
+  it.effect("a stall names the waiting fibers by their spans", () =>
+    Effect.gen(function*() {
+      const outcome = yield* VirtualTime.run(Effect.gen(function*() {
+        const never = yield* Deferred.make<void>()
+        yield* Effect.fork(Effect.withSpan(Deferred.await(never), "wait-for-irq", { attributes: { device: "edu0" } }))
+        yield* Effect.sleep("1 millis")
+        yield* Deferred.await(never)
+      }))
+      expect(outcome._tag).toBe("Stalled")
+      if (outcome._tag !== "Stalled") return
+      expect(outcome.waiting.some((w) => w.spans[0] === "wait-for-irq (device=edu0)")).toBe(true)
+    }))
+
+  it.effect("onTask sees every resumption and can start a fiber in the world at a chosen point", () =>
+    Effect.gen(function*() {
+      let tasks = 0
+      const log: Array<string> = []
+      const outcome = yield* VirtualTime.run(
+        Effect.gen(function*() {
+          for (let i = 0; i < 10; i++) {
+            yield* Effect.yieldNow()
+            log.push(`step ${i}`)
+          }
+        }),
+        {
+          onTask: (control) => {
+            if (++tasks === 5) control.fork(Effect.sync(() => log.push(`injected at ${control.now}`)))
+          }
+        }
+      )
+      expect(outcome._tag).toBe("Done")
+      expect(tasks).toBeGreaterThanOrEqual(11)
+      // The injected fiber ran between two steps of the program, not before or after it all.
+      const at = log.indexOf("injected at 0")
+      expect(at).toBeGreaterThan(0)
+      expect(at).toBeLessThan(log.length - 1)
+    }))
 })

@@ -3,7 +3,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import type * as Scheduler from "effect/Scheduler"
+import type * as Tracer from "effect/Tracer"
 
 interface Sleeper {
   readonly at: number
@@ -128,8 +130,20 @@ export class VirtualClock implements Clock.Clock {
 /** A scheduler that only queues: the world runs tasks when it chooses, synchronously. */
 export class QueueScheduler implements Scheduler.Scheduler {
   private queue: Array<Scheduler.Task> = []
-  scheduleTask(task: Scheduler.Task): void {
+  /** Fibers that ran in this world and may still be alive (pruned as they end). */
+  readonly fibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+  private scheduled = 0
+  /** Called before each task runs: a suspension point of some fiber is about to resume. */
+  onTask: (() => void) | undefined = undefined
+  scheduleTask(task: Scheduler.Task, _priority: number, fiber?: Fiber.RuntimeFiber<unknown, unknown>): void {
     this.queue.push(task)
+    if (fiber !== undefined) {
+      this.fibers.add(fiber)
+      if (++this.scheduled % 4096 === 0) this.prune()
+    }
+  }
+  prune(): void {
+    for (const fiber of this.fibers) if (fiber.unsafePoll() !== null) this.fibers.delete(fiber)
   }
   shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
     // Yield every 2,048 operations, as Effect's default scheduler does, so long synchronous
@@ -145,14 +159,53 @@ export class QueueScheduler implements Scheduler.Scheduler {
     while (this.queue.length > 0) {
       const batch = this.queue
       this.queue = []
-      for (let i = 0; i < batch.length; i++) batch[i]!()
+      const onTask = this.onTask
+      for (let i = 0; i < batch.length; i++) {
+        if (onTask !== undefined) onTask()
+        batch[i]!()
+      }
       ran += batch.length
     }
     return ran
   }
 }
 
+/** A fiber still waiting when a run stalled, with the spans it was in (innermost first). */
+export interface Waiting {
+  readonly fiber: string
+  readonly spans: ReadonlyArray<string>
+}
+
+const describeSpans = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Array<string> => {
+  const spans: Array<string> = []
+  let span = fiber.currentSpan as Tracer.AnySpan | undefined
+  while (span !== undefined && spans.length < 8) {
+    if (span._tag === "Span") {
+      const attributes = [...span.attributes].map(([k, v]) => `${k}=${String(v)}`).join(", ")
+      spans.push(attributes === "" ? span.name : `${span.name} (${attributes})`)
+      span = Option.getOrUndefined(span.parent)
+    } else {
+      spans.push(`external ${span.spanId}`)
+      span = undefined
+    }
+  }
+  return spans
+}
+
+/** The world's fibers still alive, the ones inside spans first. */
+export const waiting = (scheduler: QueueScheduler, except: Fiber.RuntimeFiber<unknown, unknown>): Array<Waiting> => {
+  scheduler.prune()
+  const list: Array<Waiting> = []
+  for (const fiber of scheduler.fibers) {
+    if (fiber === except) continue
+    list.push({ fiber: `#${fiber.id().id}`, spans: describeSpans(fiber) })
+  }
+  return list.sort((a, b) => b.spans.length - a.spans.length)
+}
+
 export interface RunOptions {
+  /** Called before every task the world runs (each is a fiber resuming from a suspension). */
+  readonly onTask?: ((control: Control) => void) | undefined
   /** Stop advancing time past this virtual instant (milliseconds); the run is then interrupted. */
   readonly until?: number | undefined
   /** Called after each advance of virtual time, at most every `progressEvery` wall milliseconds. */
@@ -160,9 +213,22 @@ export interface RunOptions {
   readonly progressEvery?: number | undefined
 }
 
+/** What an `onTask` hook can do: count, look at time, start a fiber in the world. */
+export interface Control {
+  readonly now: number
+  /** Starts `effect` as a new fiber of the world (it runs at the next drain). */
+  fork(effect: Effect.Effect<unknown, unknown>): void
+}
+
 export type Outcome<A, E> =
   | { readonly _tag: "Done"; readonly exit: Exit.Exit<A, E>; readonly virtualMillis: number }
-  | { readonly _tag: "Stalled"; readonly exit: Exit.Exit<A, E> | undefined; readonly virtualMillis: number }
+  | {
+    readonly _tag: "Stalled"
+    readonly exit: Exit.Exit<A, E> | undefined
+    readonly virtualMillis: number
+    /** The fibers that were waiting when nothing could run any more. */
+    readonly waiting: ReadonlyArray<Waiting>
+  }
   | { readonly _tag: "TimedOut"; readonly exit: Exit.Exit<A, E> | undefined; readonly virtualMillis: number }
 
 /** How long (virtual ms) an interrupted run may take to finish its finalizers. */
@@ -174,6 +240,17 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
     const scheduler = new QueueScheduler()
     let exit: Exit.Exit<A, E> | undefined
     const fiber = Effect.runFork(Effect.withClock(effect, clock), { scheduler })
+    const control: Control = {
+      get now() {
+        return clock.now
+      },
+      fork: (extra) => void Effect.runFork(Effect.withClock(extra, clock), { scheduler })
+    }
+    if (options.onTask !== undefined) {
+      const onTask = options.onTask
+      scheduler.onTask = () => onTask(control)
+    }
+    let stalledWith: Array<Waiting> = []
     fiber.addObserver((e) => {
       exit = e
     })
@@ -188,7 +265,9 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
       resume(Effect.succeed(
         verdict === undefined
           ? { _tag: "Done", exit, virtualMillis: clock.now }
-          : { _tag: verdict, exit, virtualMillis: clock.now }
+          : verdict === "Stalled"
+          ? { _tag: "Stalled", exit, virtualMillis: clock.now, waiting: stalledWith }
+          : { _tag: "TimedOut", exit, virtualMillis: clock.now }
       ))
       return true
     }
@@ -202,10 +281,15 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
         if (!clock.advance(limit)) {
           if (verdict !== undefined) {
             // Even the interruption cannot finish: give up on it.
-            resume(Effect.succeed({ _tag: verdict, exit: undefined, virtualMillis: clock.now }))
+            resume(Effect.succeed(
+              verdict === "Stalled"
+                ? { _tag: "Stalled", exit: undefined, virtualMillis: clock.now, waiting: stalledWith }
+                : { _tag: "TimedOut", exit: undefined, virtualMillis: clock.now }
+            ))
             return
           }
           verdict = clock.next() === undefined ? "Stalled" : "TimedOut"
+          if (verdict === "Stalled") stalledWith = waiting(scheduler, fiber)
           limit = clock.now + WIND_DOWN
           fiber.unsafeInterruptAsFork(fiber.id())
           continue
