@@ -5,7 +5,7 @@
  * an IOMMU fault, one whose probe fails), removed by hot-unplug, surprise removal, manual
  * unbind and driver unload.
  */
-import { Clock, Context, Effect, Layer, Queue, TestClock } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Queue, TestClock } from "effect"
 import { Bound, Devres, Dma, Driver, Hardware, Irq, type Lifecycle, type Mmio } from "@devscope/core"
 import { Edu, Iommu, Simulator } from "@devscope/sim"
 import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
@@ -114,6 +114,16 @@ const summarize = (record: Omit<RunRecord, "devices" | "violations">, kinds: Map
     }
   })
 
+/** An interrupt storm on sensor5, in the large run: drawn aggregated. */
+const storm: Simulator.FaultRule = {
+  kind: "irq-storm",
+  device: "sensor5",
+  line: 0,
+  count: 200,
+  at: Duration.millis(150),
+  interval: Duration.micros(200)
+}
+
 /**
  * Runs the fixture scenario and returns its record. `large` adds devices and stretches the run
  * to about 500 ms (for the browser check). Uses TestClock: provide TestContext (it.effect does).
@@ -203,7 +213,7 @@ export const makeRecord = (options: { readonly large?: boolean } = {}): Effect.E
       seed: 7,
       faults: [
         { kind: "fail-nth", request: "irq", n: 1, device: "edu9" },
-        ...(options.large ? [{ kind: "irq-storm" as const, device: "sensor5", line: 0, count: 200, at: "150 millis", interval: "200 micros" }] : [])
+        ...(options.large ? [storm] : [])
       ]
     })),
     Effect.provideService(Hwmon, makeHwmon()),
