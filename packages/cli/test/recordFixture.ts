@@ -121,7 +121,7 @@ const storm: Simulator.FaultRule = {
   line: 0,
   count: 200,
   at: Duration.millis(150),
-  interval: Duration.micros(200)
+  interval: Duration.millis(0.2)
 }
 
 /**
