@@ -1,0 +1,14 @@
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { defineConfig } from "vitest/config"
+
+// The report checks in a real (headless) Chromium: separate from the unit suite because they
+// need /usr/bin/chromium. Run: npx vitest run --config packages/cli/vitest.browser.config.ts
+export default defineConfig({
+  test: {
+    root: path.dirname(fileURLToPath(import.meta.url)),
+    include: ["test-browser/**/*.browser.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000
+  }
+})
