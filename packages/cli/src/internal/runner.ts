@@ -12,10 +12,9 @@ import { BlkModel, BlockDevices, driver as blkDriver, makeBlockDevices } from "@
 import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devscope/example-nic"
 import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
 import { Simulator, VirtualTime } from "@devscope/sim"
+import { Oracle } from "@devscope/testing"
 import type * as Scenario from "../Scenario.js"
-import { Ops } from "./ops.js"
 import type { DeviceSummary, RunRecord, TimelineEntry, UnbindSummary } from "./record.js"
-import * as Verdict from "./verdict.js"
 import * as Workloads from "./workloads.js"
 
 /** What the live display shows. */
@@ -66,7 +65,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     const bound = new Set<string>()
     const present = new Set<string>()
     const timeline: Array<TimelineEntry> = []
-    const ops = new Ops()
+    const ops = Oracle.makeOps()
     let now = 0
 
     const progress = (): Progress => ({
@@ -269,7 +268,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     if (outcome.exit !== undefined && outcome.exit._tag === "Failure" && outcome._tag === "Done") {
       return yield* Effect.die(outcome.exit.cause)
     }
-    const violations = Verdict.check({
+    const violations = Oracle.check({
       lifecycle,
       trace: result?.trace ?? [],
       iommuFaults: result?.iommuFaults ?? [],

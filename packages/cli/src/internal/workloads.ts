@@ -12,7 +12,9 @@ import * as Option from "effect/Option"
 import type { BlockDevice, BlockDevicesRegistry } from "@devscope/example-blk"
 import type { NetDevice, NetDevicesRegistry } from "@devscope/example-nic"
 import { type HwmonRegistry, SensorModel } from "@devscope/example-sensor"
-import type { Ops } from "./ops.js"
+import type { Oracle } from "@devscope/testing"
+
+type Ops = Oracle.Ops
 
 /** A small deterministic generator (mulberry32), one per load so loads do not interfere. */
 export const random = (seed: number) => {

@@ -7,9 +7,18 @@
 import { Leak, type Lifecycle } from "@devscope/core"
 import type { Iommu, Trace } from "@devscope/sim"
 import type { DeviceOps } from "./ops.js"
-import type { Violation } from "./record.js"
 
-type Bused = { readonly bus: "pci" | "platform"; readonly event: Lifecycle.LifecycleEvent }
+/** A guarantee of DESIGN.md section 5. */
+export type Guarantee = "G1" | "G2" | "G3" | "G4" | "G5"
+
+/** A guarantee found broken, on one device ("-" when the run as a whole broke it). */
+export interface Violation {
+  readonly guarantee: Guarantee
+  readonly device: string
+  readonly message: string
+}
+
+export type Bused = { readonly bus: "pci" | "platform"; readonly event: Lifecycle.LifecycleEvent }
 
 const MAX_PER_KIND = 5
 

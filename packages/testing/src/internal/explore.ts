@@ -1,0 +1,187 @@
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Scope from "effect/Scope"
+import type { Lifecycle } from "@devscope/core"
+import { Simulator, VirtualTime } from "@devscope/sim"
+import * as Oracle from "../Oracle.js"
+
+export type Mode = "surprise" | "unplug" | "surprise-in-remove"
+
+export interface Scenario<E = never> {
+  readonly name: string
+  /** The device removed at each point. */
+  readonly device: string
+  readonly seed?: number | undefined
+  readonly simulator?: Omit<Simulator.Options, "seed" | "onLifecycle"> | undefined
+  /**
+   * Sets up drivers and devices, runs a bounded workload through `oracle.track`, and
+   * finishes. The explorer removes `device` somewhere in the middle; the scenario must cope
+   * (a device may be gone at any moment).
+   */
+  readonly run: (ctx: { readonly sim: Simulator.Service; readonly oracle: Oracle.Oracle }) => Effect.Effect<void, E, Scope.Scope>
+}
+
+export interface Case {
+  readonly mode: Mode | "baseline"
+  /** The suspension point of the bound device the removal was injected at (1-based). */
+  readonly point: number
+  /** For `surprise-in-remove`: the point inside the orderly unbind's window. */
+  readonly inner?: number | undefined
+}
+
+export interface CaseResult {
+  readonly case: Case
+  readonly token: string
+  readonly outcome: "Done" | "Stalled" | "TimedOut"
+  readonly injected: boolean
+  readonly violations: ReadonlyArray<Oracle.Violation>
+  readonly failure: string | undefined
+  /** Suspension points seen while the device was bound, and during its unbind. */
+  readonly points: { readonly bound: number; readonly unbinding: number }
+  readonly virtualMillis: number
+}
+
+export interface Options {
+  /** Modes to explore. Default all three. */
+  readonly modes?: ReadonlyArray<Mode> | undefined
+  /** At most this many points per mode, spread evenly over the run (default 200). */
+  readonly maxPoints?: number | undefined
+  /** Virtual time a case may take (default: 20x the baseline plus one second). */
+  readonly timeout?: number | undefined
+}
+
+export interface Report {
+  readonly scenario: string
+  readonly seed: number
+  readonly points: { readonly bound: number; readonly unbinding: number }
+  readonly cases: number
+  readonly failures: ReadonlyArray<CaseResult>
+}
+
+export const token = (scenario: string, seed: number, c: Case): string =>
+  `${scenario}@${seed}:${c.mode}:${c.point}${c.inner !== undefined ? `:${c.inner}` : ""}`
+
+export const parseToken = (text: string): { readonly scenario: string; readonly seed: number; readonly case: Case } | undefined => {
+  const match = /^(.+)@(\d+):(baseline|surprise|unplug|surprise-in-remove):(\d+)(?::(\d+))?$/.exec(text)
+  if (match === null) return undefined
+  return {
+    scenario: match[1]!,
+    seed: Number(match[2]),
+    case: { mode: match[3] as Case["mode"], point: Number(match[4]), inner: match[5] === undefined ? undefined : Number(match[5]) }
+  }
+}
+
+/** Runs one case in its own virtual world and judges it. */
+export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout: number): Effect.Effect<CaseResult> =>
+  Effect.gen(function*() {
+    const oracle = Oracle.make()
+    let phase: "absent" | "bound" | "unbinding" = "absent"
+    let bound = 0
+    let unbinding = 0
+    let injected = false
+    let innerInjected = false
+    let sim: Simulator.Service | undefined
+    const onLifecycle = (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => {
+      oracle.onLifecycle(bus, event)
+      if (!("device" in event) || event.device.name !== scenario.device) return
+      if (event._tag === "Bound") phase = "bound"
+      else if (event._tag === "Unbinding") phase = "unbinding"
+      else if (event._tag === "Unbound" || event._tag === "ProbeFailed") phase = "absent"
+    }
+    const removal = (mode: "surprise" | "unplug") => {
+      const s = sim!
+      return Effect.ignore(mode === "surprise" ? s.surpriseRemove(scenario.device) : s.unplug(scenario.device))
+    }
+    const onTask = (control: VirtualTime.Control) => {
+      if (phase === "bound") {
+        bound++
+        if (!injected && c.mode !== "baseline" && bound === c.point) {
+          injected = true
+          control.fork(removal(c.mode === "surprise" ? "surprise" : "unplug"))
+        }
+      } else if (phase === "unbinding") {
+        unbinding++
+        if (c.mode === "surprise-in-remove" && injected && !innerInjected && unbinding === c.inner) {
+          innerInjected = true
+          control.fork(removal("surprise"))
+        }
+      }
+    }
+    const program = Effect.scoped(Effect.gen(function*() {
+      sim = yield* Simulator.make({ ...scenario.simulator, seed, onLifecycle })
+      yield* scenario.run({ sim, oracle })
+    }))
+    const outcome = yield* VirtualTime.run(program, { onTask, until: timeout })
+    const violations = sim === undefined ? [] : oracle.check(sim, outcome._tag)
+    let failure: string | undefined
+    if (outcome._tag === "Stalled") {
+      // Fiber ids differ from run to run (they are process-wide); spans do not.
+      const sites = outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < "))
+      failure = `stalled at ${outcome.virtualMillis.toFixed(3)} ms: nothing could run, ${outcome.waiting.length} fiber(s) waiting` +
+        (sites.length > 0 ? `; wait sites: ${sites.join("; ")}` : "")
+    } else if (outcome._tag === "TimedOut") {
+      failure = `still running after ${timeout} ms of virtual time`
+    } else if (Exit.isFailure(outcome.exit)) {
+      failure = `the scenario failed: ${Cause.pretty(outcome.exit.cause).split("\n").slice(0, 3).join(" | ")}`
+    }
+    return {
+      case: c,
+      token: token(scenario.name, seed, c),
+      outcome: outcome._tag,
+      injected,
+      violations,
+      failure,
+      points: { bound, unbinding },
+      virtualMillis: outcome.virtualMillis
+    }
+  })
+
+const spread = (count: number, max: number): Array<number> => {
+  if (count <= max) return Array.from({ length: count }, (_, i) => i + 1)
+  const points = new Set<number>()
+  for (let i = 0; i < max; i++) points.add(1 + Math.floor((i * (count - 1)) / (max - 1)))
+  return [...points]
+}
+
+const failed = (r: CaseResult) => r.failure !== undefined || r.violations.length > 0
+
+export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect.Effect<Report> =>
+  Effect.gen(function*() {
+    const seed = scenario.seed ?? 1
+    const modes = options.modes ?? ["surprise", "unplug", "surprise-in-remove"]
+    const max = options.maxPoints ?? 200
+    const baseline = yield* runCase(scenario, seed, { mode: "baseline", point: 0 }, options.timeout ?? 600_000)
+    const timeout = options.timeout ?? baseline.virtualMillis * 20 + 1_000
+    const failures: Array<CaseResult> = failed(baseline) ? [baseline] : []
+    let cases = 1
+    const points = spread(baseline.points.bound, max)
+    for (const mode of modes) {
+      if (mode === "surprise-in-remove") {
+        // An orderly unplug in the middle of the run, and a surprise removal at each point
+        // of its unbind (gate drain, remove, teardown).
+        const middle = Math.max(1, Math.floor(baseline.points.bound / 2))
+        const probe = yield* runCase(scenario, seed, { mode: "unplug", point: middle }, timeout)
+        cases++
+        if (failed(probe)) failures.push(probe)
+        for (const inner of spread(probe.points.unbinding, max)) {
+          const result = yield* runCase(scenario, seed, { mode, point: middle, inner }, timeout)
+          cases++
+          if (failed(result)) failures.push(result)
+        }
+        continue
+      }
+      for (const point of points) {
+        const result = yield* runCase(scenario, seed, { mode, point }, timeout)
+        cases++
+        if (failed(result)) failures.push(result)
+      }
+    }
+    return { scenario: scenario.name, seed, points: baseline.points, cases, failures }
+  })
+
+export const describe = (result: CaseResult): string =>
+  [
+    `replay token ${result.token}: ${result.failure ?? "guarantees broken"}`,
+    ...result.violations.map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`)
+  ].join("\n")

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Explore } from "@devscope/testing"
+import { scenario } from "./eduFixture.js"
+
+describe("Explore", () => {
+  it.effect("passes a correct driver at every point of every mode", () =>
+    Effect.gen(function*() {
+      const report = yield* Explore.explore(scenario(undefined), { maxPoints: 60 })
+      expect(report.failures.map(Explore.describe)).toEqual([])
+      expect(report.points.bound).toBeGreaterThan(20)
+      expect(report.points.unbinding).toBeGreaterThan(0)
+      expect(report.cases).toBeGreaterThan(100)
+    }), 120_000)
+
+  it.effect("finds a remove that waits for an interrupt without a timeout, and names the wait site", () =>
+    Effect.gen(function*() {
+      const report = yield* Explore.explore(scenario("wait-irq-no-timeout"), { maxPoints: 60 })
+      const stalls = report.failures.filter((f) => f.outcome === "Stalled")
+      expect(stalls.length).toBeGreaterThan(0)
+      // Only surprise removals can hang it: an orderly unplug still gets its interrupt.
+      expect(stalls.every((f) => f.case.mode !== "unplug")).toBe(true)
+      expect(stalls[0]!.failure).toContain("devscope.remove (device=edu0, driver=edu-x)")
+      // The replay token reproduces exactly that failure.
+      const again = yield* Explore.replay(scenario("wait-irq-no-timeout"), stalls[0]!.token)
+      expect(again.outcome).toBe("Stalled")
+      expect(again.failure).toEqual(stalls[0]!.failure)
+    }), 120_000)
+
+  it.effect("finds a driver that frees DMA memory before stopping the device (G5)", () =>
+    Effect.gen(function*() {
+      const report = yield* Explore.explore(scenario("free-dma-before-stop"), { maxPoints: 60, modes: ["unplug"] })
+      const g5 = report.failures.filter((f) => f.violations.some((v) => v.guarantee === "G5"))
+      expect(g5.length).toBeGreaterThan(0)
+      const message = g5[0]!.violations.find((v) => v.guarantee === "G5")!.message
+      expect(message).toContain("freed or unmapped")
+      expect(message).toContain("eduFixture.ts")
+      const again = yield* Explore.replay(scenario("free-dma-before-stop"), g5[0]!.token)
+      expect(again.violations).toEqual(g5[0]!.violations)
+    }), 120_000)
+
+  it("replay tokens are checked", () => {
+    expect(() => Explore.replay(scenario(undefined), "nonsense")).toThrow("not a replay token")
+    expect(() => Explore.replay(scenario(undefined), "other@1:surprise:3")).toThrow("scenario \"other\"")
+  })
+})
