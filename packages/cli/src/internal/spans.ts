@@ -6,7 +6,7 @@ import type { Lifecycle } from "@devscope/core"
 import type { Iommu, Trace } from "@devscope/sim"
 import type { RunRecord } from "./record.js"
 
-/** @internal */
+/** The two simulated buses. */
 export type BusName = "pci" | "platform"
 
 /** A device: one track in the trace, one row in the report. */
