@@ -55,3 +55,37 @@ describe("typed register access", () => {
     RegisterMap.make("w", 0x10, { A: { offset: 0, access: "RWX" } })
   })
 })
+
+describe("register handles", () => {
+  it("carry the register's name and only the accessors its access kind allows", () => {
+    const ctrl = mmio.register("CTRL")
+    expectTypeOf(ctrl.name).toEqualTypeOf<"CTRL">()
+    expectTypeOf(ctrl.read()).toEqualTypeOf<number>()
+    expectTypeOf(ctrl.readField("MODE")).toEqualTypeOf<number>()
+    ctrl.write(1)
+    ctrl.modify("ENABLE", 1)
+    expectTypeOf(mmio.register("STATUS").readField("LINK_UP")).toEqualTypeOf<number>()
+    mmio.register("ACK").write(1)
+    mmio.register("KICK").write(1)
+    expectTypeOf(mmio.register("EVENTS").read()).toEqualTypeOf<number>()
+  })
+
+  it("rejects unknown registers and fields, and accesses the register does not allow", () => {
+    // @ts-expect-error: no such register
+    mmio.register("NOPE")
+    // @ts-expect-error: ID is read-only
+    mmio.register("ID").write(1)
+    // @ts-expect-error: KICK is write-only
+    mmio.register("KICK").read()
+    // @ts-expect-error: STATUS is read-only, so it cannot be modified
+    mmio.register("STATUS").modify("LINK_UP", 1)
+    // @ts-expect-error: ACK is W1C, no read-modify-write
+    mmio.register("ACK").modify("X", 1)
+    // @ts-expect-error: LINK_UP is a field of STATUS, not CTRL
+    mmio.register("CTRL").readField("LINK_UP")
+    // @ts-expect-error: EVENTS is read-to-clear, not writable
+    mmio.register("EVENTS").write(1)
+    // @ts-expect-error: values are numbers
+    mmio.register("CTRL").write("1")
+  })
+})

@@ -6,9 +6,13 @@
  * type errors. `read32`/`write32` take dynamic offsets with runtime bounds and alignment
  * checks; `tryRead32`/`tryWrite32` return a typed error instead of dying.
  *
- * An `Mmio` is a Devres of its binding: when the binding ends, its region is swapped for one
- * that raises `UseAfterUnbind`, so a stale `Mmio` can never read a value, and the live path
- * carries no extra check.
+ * `mmio.register(name)` resolves one register once (at probe, say) into a handle whose
+ * `read()`/`write()` over plain memory are a single typed-array load or store: the fastest
+ * typed access, for hot paths.
+ *
+ * An `Mmio` is a Devres of its binding: when the binding ends, its region (and every handle's)
+ * is swapped for one that raises `UseAfterUnbind`, so a stale `Mmio` or handle can never read
+ * a value, and the live path carries no extra check.
  *
  * @since 0.1.0
  */
@@ -18,7 +22,7 @@ import type * as Bound from "./Bound.js"
 import type * as Devres from "./Devres.js"
 import type * as Driver from "./Driver.js"
 import * as internal from "./internal/mmio.js"
-import type { FieldOf, Readable, ReadWrite, RegisterMap, Spec, Writable } from "./RegisterMap.js"
+import type { FieldOf, Readable, ReadWrite, RegisterMap, Spec, Width, Writable } from "./RegisterMap.js"
 
 /**
  * A register window as the hardware (or the simulator) provides it. Offsets are in bytes.
@@ -51,11 +55,66 @@ export const InvalidAccess = internal.InvalidAccess
 export type InvalidAccess = internal.InvalidAccess
 
 /**
+ * One register of an `Mmio`, resolved once: its accessors do no name lookup. Which accessors
+ * exist follows the register's access kind, as for the `Mmio` methods of the same names:
+ * `read`/`readField` unless `WO`, `write` for `RW`/`WO`/`W1C`, `modify` for `RW` only.
+ * A handle is revoked with its `Mmio`: after the unbind every access raises `UseAfterUnbind`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RegisterHandle<S extends Spec, R extends keyof S & string> =
+  & {
+    readonly name: R
+    /** Byte offset in the window. */
+    readonly offset: number
+    readonly width: Width
+  }
+  & (R extends Readable<S> ? {
+      /** Reads the register (an `RC` register clears on read). */
+      read(): number
+      /** Reads one field. */
+      readField(field: FieldOf<S, R>): number
+    }
+    : unknown)
+  & (R extends Writable<S> ? {
+      /** Writes the register. */
+      write(value: number): void
+    }
+    : unknown)
+  & (R extends ReadWrite<S> ? {
+      /** Read-modify-write of one field. */
+      modify(field: FieldOf<S, R>, value: number): void
+    }
+    : unknown)
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface Mmio<S extends Spec> {
   readonly map: RegisterMap<S>
+  /**
+   * The handle of one register (the same object on every call), for hot paths: resolve it
+   * once, then `handle.read()` costs about what a raw typed-array read does.
+   *
+   * @example
+   * ```ts
+   * import { Mmio, RegisterMap } from "@devscope/core"
+   *
+   * const Regs = RegisterMap.make("uart", 0x10, {
+   *   DATA: { offset: 0x0, access: "RW", width: 8 },
+   *   STATUS: { offset: 0x4, access: "RO", fields: { RX_READY: { bit: 0 } } }
+   * })
+   * const uart = Mmio.unsafeMake(Regs, Mmio.memoryRegion(0x10))
+   * const status = uart.register("STATUS") // once, at probe
+   * const data = uart.register("DATA")
+   * const poll = () => (status.readField("RX_READY") === 1 ? data.read() : -1)
+   * // status.write(0) is a type error: STATUS is read-only
+   * ```
+   * @since 0.1.0
+   */
+  register<R extends keyof S & string>(name: R): RegisterHandle<S, R>
   /** Reads a register (not `WO`). `RC` registers clear on read, as on the device. */
   read(register: Readable<S>): number
   /** Writes a register (`RW`, `WO`, `W1C`). */

@@ -100,6 +100,53 @@ describe("Mmio", () => {
     expect(() => (mmio as Mmio.Mmio<any>).read("NOPE")).toThrow(/has no register "NOPE"/)
   })
 
+  it("register handles: resolved once, same offsets, widths and fields as the named accessors", () => {
+    const region = Mmio.memoryRegion(0x100)
+    const mmio = Mmio.unsafeMake(EduRegs, region)
+    const liveness = mmio.register("LIVENESS")
+    expect(mmio.register("LIVENESS")).toBe(liveness)
+    expect([liveness.name, liveness.offset, liveness.width]).toEqual(["LIVENESS", 0x04, 32])
+    liveness.write(0x1_2345_6789)
+    expect(region.read32(0x04)).toBe(0x2345_6789)
+    expect(liveness.read()).toBe(0x2345_6789)
+    region.write32(0x04, 0xffffffff)
+    expect(liveness.read()).toBe(0xffffffff)
+    const status = mmio.register("STATUS")
+    status.modify("MODE", 5)
+    status.modify("IRQ_ON_DONE", 1)
+    expect(mmio.read("STATUS")).toBe(0xd0)
+    expect(status.readField("MODE")).toBe(5)
+    const doorbell = mmio.register("DOORBELL")
+    doorbell.write(0x12345)
+    expect(region.read32(0x68)).toBe(0x2345)
+    const cnt = mmio.register("CNT")
+    region.write8(0x6c, 0x7f)
+    region.write8(0x6d, 0x11)
+    expect(cnt.read()).toBe(0x7f)
+    expect(() => (mmio as Mmio.Mmio<any>).register("NOPE")).toThrow(/has no register "NOPE"/)
+    expect(() => status.readField("NOPE" as never)).toThrow(/has no field "NOPE"/)
+  })
+
+  it("register handles over a region that is not plain memory go through the region", () => {
+    const memory = Mmio.memoryRegion(0x100)
+    const accesses: Array<string> = []
+    const region: Mmio.Region = {
+      size: 0x100,
+      read8: (o) => (accesses.push(`r8 ${o}`), memory.read8(o)),
+      read16: (o) => (accesses.push(`r16 ${o}`), memory.read16(o)),
+      read32: (o) => (accesses.push(`r32 ${o}`), memory.read32(o)),
+      write8: (o, v) => (accesses.push(`w8 ${o} ${v}`), memory.write8(o, v)),
+      write16: (o, v) => (accesses.push(`w16 ${o} ${v}`), memory.write16(o, v)),
+      write32: (o, v) => (accesses.push(`w32 ${o} ${v}`), memory.write32(o, v))
+    }
+    const mmio = Mmio.unsafeMake(EduRegs, region)
+    mmio.register("FACT").write(-1)
+    mmio.register("DOORBELL").write(0x12345)
+    expect(mmio.register("FACT").read()).toBe(0xffffffff)
+    expect(mmio.register("CNT").read()).toBe(0)
+    expect(accesses).toEqual(["w32 8 4294967295", `w16 104 ${0x2345}`, "r32 8", "r8 108"])
+  })
+
   class Bar0 extends Context.Tag("test/Bar0")<Bar0, Devres.Devres<Mmio.Mmio<typeof EduRegs.spec>, "edu">>() {}
 
   it.effect("an Mmio is a Devres: released at unbind, and a kept Mmio then dies with UseAfterUnbind", () =>
@@ -108,6 +155,7 @@ describe("Mmio", () => {
         const region = Mmio.memoryRegion(0x100)
         const unmapped: Array<Mmio.Region> = []
         let kept: Mmio.Mmio<typeof EduRegs.spec> | undefined
+        let handles: ReadonlyArray<{ read?: () => number; write?: (v: number) => void }> = []
         yield* bus.registerDriver(Driver.make(Edu, {
           match: [{ vendor: 1 }],
           probe: () =>
@@ -115,6 +163,7 @@ describe("Mmio", () => {
               const bar0 = (yield* Bar0).access(yield* Edu.Bound)
               bar0.write("LIVENESS", 42)
               kept = bar0
+              handles = [bar0.register("LIVENESS"), bar0.register("DOORBELL"), bar0.register("CNT")]
             })).pipe(Layer.provideMerge(Layer.effect(
               Bar0,
               Mmio.iomap(Edu, EduRegs, Effect.succeed(region), {
@@ -133,7 +182,15 @@ describe("Mmio", () => {
         expect(defect).toBeInstanceOf(DeviceError.UseAfterUnbind)
         expect(defect).toMatchObject({ device: "edu0", resource: `Mmio "BAR0"`, unbindCause: "hot-unplug" })
         expect(() => kept!.write("LIVENESS", 1)).toThrow(DeviceError.UseAfterUnbind)
+        // Handles resolved at probe are revoked with their Mmio, whatever their width.
+        const [liveness, doorbell, cnt] = handles
+        expect(() => liveness!.read!()).toThrow(DeviceError.UseAfterUnbind)
+        expect(() => liveness!.write!(7)).toThrow(DeviceError.UseAfterUnbind)
+        expect(() => doorbell!.write!(7)).toThrow(DeviceError.UseAfterUnbind)
+        expect(() => cnt!.read!()).toThrow(/Mmio "BAR0"/)
+        expect(() => kept!.register("STATUS").readField("MODE")).toThrow(DeviceError.UseAfterUnbind)
         expect(region.read32(0x04)).toBe(42)
+        expect(region.read16(0x68)).toBe(0)
       })
     ))
 

@@ -4,7 +4,7 @@ import * as Either from "effect/Either"
 import type * as Bound from "../Bound.js"
 import * as Devres from "../Devres.js"
 import type * as Driver from "../Driver.js"
-import type { Mmio, Region } from "../Mmio.js"
+import type { Mmio, Region, RegisterHandle } from "../Mmio.js"
 import type { Register, RegisterMap, Spec } from "../RegisterMap.js"
 import { type Binding, bindingOf } from "./binding.js"
 
@@ -27,9 +27,10 @@ export class InvalidAccess extends Data.TaggedError("InvalidAccess")<{
  * @internal
  */
 export class MemoryRegion implements Region {
-  private readonly u8: Uint8Array
-  private readonly u16: Uint16Array
-  private readonly u32: Uint32Array
+  /** Read by register handles, which access plain memory without a call. */
+  readonly u8: Uint8Array
+  readonly u16: Uint16Array
+  readonly u32: Uint32Array
   constructor(readonly size: number) {
     const buffer = new ArrayBuffer(Math.ceil(size / 4) * 4)
     this.u8 = new Uint8Array(buffer)
@@ -86,37 +87,148 @@ const unknownRegister = (map: string, name: string): never => {
   throw new Error(`register map ${map} has no register "${name}"`)
 }
 
+/**
+ * One register of an `Mmio`, resolved once. Over plain memory a handle holds the typed array
+ * and the element index (the subclasses below), so an access is one load or store; over any
+ * other region it calls the region (`RegionHandle`). Revocation swaps the handle's region for
+ * the revoked one and its prototype for `RegionHandle`'s: the live path keeps no check (a
+ * caller's optimised code guards the handle's hidden class anyway, and the swap changes it).
+ * @internal
+ */
+export abstract class HandleImpl {
+  readonly name: string
+  readonly offset: number
+  readonly width: 8 | 16 | 32
+  constructor(readonly register: Register, public io: Region) {
+    this.name = register.name
+    this.offset = register.offset
+    this.width = register.width
+  }
+  abstract read(): number
+  abstract write(value: number): void
+  readField(field: string): number {
+    const f = fieldOf(this.register, field)
+    return (this.read() & f.mask) >>> f.shift
+  }
+  modify(field: string, value: number): void {
+    const f = fieldOf(this.register, field)
+    this.write(((this.read() & ~f.mask) | ((value << f.shift) & f.mask)) >>> 0)
+  }
+}
+
+class RegionHandle extends HandleImpl {
+  read(): number {
+    const w = this.width
+    return w === 32 ? this.io.read32(this.offset) : w === 16 ? this.io.read16(this.offset) : this.io.read8(this.offset)
+  }
+  write(value: number): void {
+    const w = this.width
+    if (w === 32) this.io.write32(this.offset, value >>> 0)
+    else if (w === 16) this.io.write16(this.offset, value & 0xffff)
+    else this.io.write8(this.offset, value & 0xff)
+  }
+}
+
+// A one-element view of the register's word: the access is a load at a constant index, with
+// no index to fetch. Typed-array stores wrap modulo 2^width, as the masks in RegionHandle do.
+class Memory32 extends HandleImpl {
+  readonly cell: Uint32Array
+  constructor(register: Register, io: MemoryRegion) {
+    super(register, io)
+    const index = register.offset >>> 2
+    this.cell = io.u32.subarray(index, index + 1)
+  }
+  read(): number {
+    return this.cell[0]!
+  }
+  write(value: number): void {
+    this.cell[0] = value
+  }
+}
+
+class Memory16 extends HandleImpl {
+  readonly cell: Uint16Array
+  constructor(register: Register, io: MemoryRegion) {
+    super(register, io)
+    const index = register.offset >>> 1
+    this.cell = io.u16.subarray(index, index + 1)
+  }
+  read(): number {
+    return this.cell[0]!
+  }
+  write(value: number): void {
+    this.cell[0] = value
+  }
+}
+
+class Memory8 extends HandleImpl {
+  readonly cell: Uint8Array
+  constructor(register: Register, io: MemoryRegion) {
+    super(register, io)
+    const index = register.offset
+    this.cell = io.u8.subarray(index, index + 1)
+  }
+  read(): number {
+    return this.cell[0]!
+  }
+  write(value: number): void {
+    this.cell[0] = value
+  }
+}
+
+const makeHandle = (register: Register, io: Region): HandleImpl => {
+  if (!(io instanceof MemoryRegion)) return new RegionHandle(register, io)
+  return register.width === 32
+    ? new Memory32(register, io)
+    : register.width === 16
+    ? new Memory16(register, io)
+    : new Memory8(register, io)
+}
+
 /** @internal */
 export class MmioImpl<S extends Spec> implements Mmio<S> {
   readonly registers: Readonly<Record<string, Register>>
+  /** A handle per register, made up front: `read(name)` is a property load and a call. */
+  readonly handles: Readonly<Record<string, HandleImpl>>
   constructor(readonly map: RegisterMap<S>, public io: Region, readonly label: string) {
     this.registers = map.registers as Readonly<Record<string, Register>>
+    const handles: Record<string, HandleImpl> = {}
+    for (const name of Object.keys(this.registers)) handles[name] = makeHandle(this.registers[name]!, io)
+    this.handles = handles
   }
 
-  private reg(name: string): Register {
-    return this.registers[name] ?? unknownRegister(this.map.name, name)
+  /** Revocation: every access, through the Mmio or a handle, now reaches `revoked`. */
+  revoke(revoked: Region): void {
+    this.io = revoked
+    for (const name of Object.keys(this.handles)) {
+      const handle = this.handles[name]!
+      handle.io = revoked
+      if (!(handle instanceof RegionHandle)) Object.setPrototypeOf(handle, RegionHandle.prototype)
+    }
+  }
+
+  register(name: string): RegisterHandle<S, any> {
+    return (this.handles[name] ?? unknownRegister(this.map.name, name)) as unknown as RegisterHandle<S, any>
+  }
+
+  private handle(name: string): HandleImpl {
+    return this.handles[name] ?? unknownRegister(this.map.name, name)
   }
 
   read(name: string): number {
-    const r = this.reg(name)
-    return r.width === 32 ? this.io.read32(r.offset) : r.width === 16 ? this.io.read16(r.offset) : this.io.read8(r.offset)
+    return this.handle(name).read()
   }
 
   write(name: string, value: number): void {
-    const r = this.reg(name)
-    if (r.width === 32) this.io.write32(r.offset, value >>> 0)
-    else if (r.width === 16) this.io.write16(r.offset, value & 0xffff)
-    else this.io.write8(r.offset, value & 0xff)
+    this.handle(name).write(value)
   }
 
   readField(name: string, field: string): number {
-    const f = fieldOf(this.reg(name), field)
-    return (this.read(name) & f.mask) >>> f.shift
+    return this.handle(name).readField(field)
   }
 
   modify(name: string, field: string, value: number): void {
-    const f = fieldOf(this.reg(name), field)
-    this.write(name, ((this.read(name) & ~f.mask) | ((value << f.shift) & f.mask)) >>> 0)
+    this.handle(name).modify(field, value)
   }
 
   check(offset: number, width: 8 | 16 | 32 = 32): InvalidAccess | undefined {
@@ -226,7 +338,7 @@ export const iomap = <D extends string, S extends Spec, E, R>(
       (mmio) =>
         Effect.suspend(() => {
           const io = mmio.io
-          mmio.io = new RevokedRegion(bindingOf(token), label, io.size)
+          mmio.revoke(new RevokedRegion(bindingOf(token), label, io.size))
           return options?.release === undefined ? Effect.void : options.release(io)
         }),
       { label }
