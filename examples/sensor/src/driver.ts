@@ -203,7 +203,14 @@ export const driver = (options: Options = {}) => {
       }
     }
 
-    // Publish the handle in the hwmon class; the registration is a resource of the binding.
+    // Start the device once everything that handles its activity is in place...
+    bar.write("STATUS", STATUS_ALERT)
+    bar.write("THRESHOLD", threshold)
+    bar.write("CTRL", CTRL_ENABLE | CTRL_IRQ_ENABLE)
+
+    // ...and only then publish the handle in the hwmon class: users never see a device that
+    // has not produced a reading yet.
+    // The registration is a resource of the binding.
     const hwmon = yield* Hwmon
     yield* Devres.acquireRelease(
       Sensor,
@@ -211,11 +218,6 @@ export const driver = (options: Options = {}) => {
       () => Effect.sync(() => hwmon.unregister(handle)),
       { label: "hwmon registration" }
     )
-
-    // Start the device last: everything that handles its activity is in place.
-    bar.write("STATUS", STATUS_ALERT)
-    bar.write("THRESHOLD", threshold)
-    bar.write("CTRL", CTRL_ENABLE | CTRL_IRQ_ENABLE)
 
     options.onProbe?.({ token, bar: bar0, samples, irq, gate, handle })
   })).pipe(Layer.provideMerge(Bar0Live))

@@ -1,7 +1,8 @@
 /**
  * The simulated device: an "acme,temp-v2" platform temperature sensor.
  *
- * While `CTRL.ENABLE` is set, the device converts a new temperature every conversion period
+ * Setting `CTRL.ENABLE` starts a conversion at once; while it is set, the device converts a
+ * new temperature every conversion period
  * (10 ms of virtual time) into `TEMP`, in milli-degrees Celsius. The temperature follows a
  * deterministic triangle wave (20 °C to 40 °C and back, one period every 100 ms) plus a little
  * noise from the simulator's seeded generator. When `CTRL.IRQ_ENABLE` is set and a conversion
@@ -62,7 +63,7 @@ export const model = () =>
       Effect.sync(() => {
         const [regs] = ctx.regions
         let tick = 0
-        const convert = Effect.sync(() => {
+        const convertNow = () => {
           const ctrl = regs.get("CTRL")
           if ((ctrl & CTRL_ENABLE) === 0) return
           const previous = regs.get("TEMP")
@@ -73,6 +74,11 @@ export const model = () =>
             regs.set("STATUS", regs.get("STATUS") | STATUS_ALERT)
             ctx.raise(0)
           }
+        }
+        const convert = Effect.sync(convertNow)
+        // Enabling starts a conversion at once, so TEMP holds a reading from then on.
+        regs.onWrite("CTRL", (value, previous) => {
+          if ((value & CTRL_ENABLE) !== 0 && (previous & CTRL_ENABLE) === 0) convertNow()
         })
         // The conversion engine: device activity, stopped when the device is removed.
         ctx.spawn("temperature conversion", Effect.forever(Effect.zipRight(Effect.sleep(CONVERSION_PERIOD), convert)))
