@@ -14,7 +14,7 @@
  *   engines and waits (bounded) for them to go idle before any DMA memory is freed, unless
  *   the card reads all-ones (surprise removal), where it waits for nothing.
  */
-import { Context, Deferred, Effect, type Fiber, Layer, Option, Queue } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Option, Queue } from "effect"
 import { Bound, DeviceError, Devres, Dma, Driver, Gate, Hardware, Irq } from "@devscope/core"
 import {
   BUFFER_SIZE,
@@ -252,7 +252,7 @@ export const driver = (options: Options = {}) => {
       const bar = p.bar.access(token)
       const completions = p.completions.access(token)
       // napi_disable: nothing polls the rings from here on but this hook.
-      yield* p.poller.interruptAsFork(p.poller.id()).pipe(Effect.zipRight(p.poller.await))
+      yield* Fiber.interrupt(p.poller)
       const finish = (how: string) => {
         p.datapath.reapTx(token, Infinity)
         const failed = completions.failAll()
