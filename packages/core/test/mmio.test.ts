@@ -176,11 +176,14 @@ describe("Mmio", () => {
         expect(kept!.read("LIVENESS")).toBe(42)
         const report = yield* bus.removeDevice("edu0", { cause: "hot-unplug" })
         expect(report?.released).toEqual(["BAR0"])
+        // Sites are captured lazily (B2), and still name the caller.
+        expect(report?.site).toContain("mmio.test.ts")
         expect(unmapped).toEqual([region])
         const exit = yield* Effect.exit(Effect.sync(() => kept!.read("LIVENESS")))
         const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
         expect(defect).toBeInstanceOf(DeviceError.UseAfterUnbind)
         expect(defect).toMatchObject({ device: "edu0", resource: `Mmio "BAR0"`, unbindCause: "hot-unplug" })
+        expect((defect as DeviceError.UseAfterUnbind).revokedAt).toContain("mmio.test.ts")
         expect(() => kept!.write("LIVENESS", 1)).toThrow(DeviceError.UseAfterUnbind)
         // Handles resolved at probe are revoked with their Mmio, whatever their width.
         const [liveness, doorbell, cnt] = handles

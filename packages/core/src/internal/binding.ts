@@ -34,10 +34,52 @@ export const REVOKED: object = Object.freeze({ revoked: true })
 /** @internal */
 export type Phase = "probe" | "binding" | "remove" | "unbind" | "after-unbind"
 
+// The frames `callSite` (site.ts) skips: devscope itself, dependencies, the runtime.
+const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:internal|\(<anonymous>\)$|^at <anonymous>$|new Promise/
+
+/**
+ * A call site captured now and formatted on first use. Lifecycle calls on the bind/unbind
+ * path (each Devres acquisition, bind, unbind) take one, and most are never read: the stack
+ * walk is cheap next to formatting it (which maps sources under tsx and costs tens of µs).
+ * Formats as `callSite` does: the first frame outside devscope and its dependencies.
+ * @internal
+ */
+export class LazySite {
+  private holder: { stack?: string } | undefined
+  private text: string | undefined = undefined
+  /** `skip`: the devscope function called by the code whose site this is (it and its callers above are omitted). */
+  constructor(skip: (...args: Array<any>) => any) {
+    const holder: { stack?: string } = {}
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 12
+    Error.captureStackTrace(holder, skip)
+    Error.stackTraceLimit = limit
+    this.holder = holder
+  }
+  toString(): string {
+    if (this.text === undefined) {
+      const lines = (this.holder?.stack ?? "").split("\n")
+      this.holder = undefined
+      this.text = "unknown"
+      for (let i = 1; i < lines.length; i++) {
+        const line = lines[i]!.trim()
+        if (line.startsWith("at ") && !internalFrame.test(line)) {
+          this.text = line.slice(3)
+          break
+        }
+      }
+    }
+    return this.text
+  }
+}
+
+/** @internal */
+export type Site = string | LazySite
+
 /** @internal */
 export interface Revocation {
   readonly cause: UnbindCause
-  readonly site: string
+  readonly site: Site
 }
 
 /** @internal */
@@ -205,7 +247,7 @@ export class Binding {
       driver: this.driver,
       resource,
       unbindCause: revocation?.cause ?? "manual",
-      revokedAt: revocation?.site ?? "unknown"
+      revokedAt: revocation === undefined ? "unknown" : String(revocation.site)
     })
   }
 

@@ -26,7 +26,7 @@ import {
 import * as Driver from "../Driver.js"
 import { LeaksDetected, type LeakReport } from "../Leak.js"
 import type { UnbindCause, UnbindReport } from "../Lifecycle.js"
-import { Binding, type Revocation } from "./binding.js"
+import { Binding, LazySite, type Revocation, type Site } from "./binding.js"
 import { EventLog } from "./events.js"
 import { DeviceImpl } from "./device.js"
 import {
@@ -38,7 +38,9 @@ import {
   supplierPath,
   unboundSupplier
 } from "./links.js"
-import { callSite } from "./site.js"
+
+// The caller's site, formatted only if a report or defect reads it.
+const callSite = (): LazySite => new LazySite(callSite)
 
 interface Registered {
   readonly driver: Driver.Any
@@ -110,7 +112,9 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       device: binding.device.name,
       driver: binding.driver,
       cause: revocation.cause,
-      site: revocation.site,
+      get site() {
+        return String(revocation.site)
+      },
       gates: binding.gateReports.slice(),
       fibersInterrupted: torn.fibersInterrupted,
       released: binding.released.slice(),
@@ -135,7 +139,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       })
 
     // Probe with the device lock held. On any failure, steps 4-7 run for what was acquired.
-    const bindLocked = (entry: Entry, registered: Registered, site: string) =>
+    const bindLocked = (entry: Entry, registered: Registered, site: Site) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const { device } = entry
@@ -227,7 +231,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const unbindConsumers = (
       entry: Entry,
       cause: UnbindCause,
-      site: string
+      site: Site
     ): Effect.Effect<Array<UnbindReport>> => {
       const reports: Array<UnbindReport> = []
       const loop: Effect.Effect<Array<UnbindReport>> = Effect.suspend(() => {
@@ -250,7 +254,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     }
 
     // The unbind contract, steps 1-7, with the device lock held. Never interrupted.
-    const unbindLocked = (entry: Entry, cause: UnbindCause, site: string): Effect.Effect<UnbindReport> =>
+    const unbindLocked = (entry: Entry, cause: UnbindCause, site: Site): Effect.Effect<UnbindReport> =>
       Effect.uninterruptible(Effect.gen(function*() {
         const binding = entry.binding!
         const { device } = entry
@@ -286,7 +290,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const forget = (
       entry: Entry,
       cause: "hot-unplug" | "surprise",
-      site: string,
+      site: Site,
       unbindCause: UnbindCause = cause
     ): Effect.Effect<UnbindReport | undefined> =>
       Effect.gen(function*() {
@@ -309,7 +313,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     }
 
     // Binds an unbound entry to `registered` (or the first matching driver). True if bound.
-    const tryBind = (entry: Entry, registered: Registered | undefined, site: string): Effect.Effect<boolean> =>
+    const tryBind = (entry: Entry, registered: Registered | undefined, site: Site): Effect.Effect<boolean> =>
       entry.lock.withPermits(1)(Effect.suspend(() => {
         const { state } = entry.device
         if (state !== "unbound" && state !== "deferred") return Effect.succeed(false)
@@ -340,7 +344,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const afterBind = (bound: boolean) => bound ? retryDeferred : Effect.void
 
     // Queues an unbound consumer until its suppliers are bound; binds it now if they already are.
-    const deferConsumer = (entry: Entry, driver: string, site: string): Effect.Effect<void> =>
+    const deferConsumer = (entry: Entry, driver: string, site: Site): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (entry.device.state !== "unbound") return Effect.void
         const blocking = unboundSupplier(entry)
@@ -363,7 +367,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const linkEntries = (
       consumerRef: Device.Device | string,
       supplierRef: Device.Device | string,
-      site: string
+      site: Site
     ): Effect.Effect<void, DeviceNotFound | DeviceRemoved | LinkCycle> => {
       let unbound: string | undefined
       const attempt: Effect.Effect<void, DeviceNotFound | DeviceRemoved | LinkCycle> = Effect.suspend(() => {

@@ -5,8 +5,7 @@ import * as Scope from "effect/Scope"
 import type * as Bound from "../Bound.js"
 import type * as Devres from "../Devres.js"
 import { DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
-import { type Binding, BoundImpl, liveBinding, REVOKED } from "./binding.js"
-import { callSite } from "./site.js"
+import { type Binding, BoundImpl, LazySite, liveBinding, REVOKED } from "./binding.js"
 
 /** @internal */
 export const TypeId: typeof Devres.TypeId = Symbol.for("@devscope/core/Devres") as any
@@ -16,8 +15,9 @@ const RELEASED: object = Object.freeze({ released: true })
 
 interface Meta<A> {
   readonly binding: Binding
-  readonly label: string
-  readonly acquiredAt: string
+  /** The label given, if any: the default one names the site, formatted only when read. */
+  readonly label: string | undefined
+  readonly acquiredAt: LazySite
   readonly release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined
   releasedAt: string | undefined
 }
@@ -41,8 +41,8 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   constructor(
     binding: Binding,
     value: A,
-    label: string,
-    acquiredAt: string,
+    label: string | undefined,
+    acquiredAt: LazySite,
     release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined
   ) {
     this.owner = binding.bound
@@ -50,12 +50,12 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     this.meta = { binding, label, acquiredAt, release, releasedAt: undefined }
   }
 
-  get label() {
-    return this.meta.label
+  get label(): string {
+    return this.meta.label ?? `resource acquired at ${this.meta.acquiredAt}`
   }
 
-  get acquiredAt() {
-    return this.meta.acquiredAt
+  get acquiredAt(): string {
+    return String(this.meta.acquiredAt)
   }
 
   get device() {
@@ -77,7 +77,7 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   /** Cold path, kept out of `access` so that stays small enough to inline. */
   accessFailed(token: Bound.Bound<D>): never {
     const { binding } = this.meta
-    const resource = `Devres "${this.meta.label}"`
+    const resource = `Devres "${this.label}"`
     if (this.owner === RELEASED) {
       if (binding.revocation !== undefined) throw binding.useAfterUnbind(resource)
       throw new UseAfterUnbind({
@@ -108,18 +108,18 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
       const value = this.value as A
       this.value = undefined
       if (meta.release === undefined) {
-        meta.binding.recordRelease(meta.label, Exit.void)
+        meta.binding.recordRelease(this.label, Exit.void)
         return Effect.succeed(Exit.void)
       }
       return Effect.tap(
         Effect.exit(meta.release(value, { atUnbind, site })),
-        (exit) => meta.binding.recordRelease(meta.label, exit)
+        (exit) => meta.binding.recordRelease(this.label, exit)
       )
     }))
   }
 
   toString() {
-    return `Devres(${this.meta.label}, ${this.device.name}${this.isReleased ? ", released" : ""})`
+    return `Devres(${this.label}, ${this.device.name}${this.isReleased ? ", released" : ""})`
   }
 }
 
@@ -128,17 +128,21 @@ Object.defineProperty(DevresImpl.prototype, TypeId, { value: TypeId })
 /** @internal */
 export const acquire = <A, E, R, D extends string>(
   tag: Bound.Tag<D>,
-  acquire: Effect.Effect<A, E, R>,
+  effect: Effect.Effect<A, E, R>,
   release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined,
   label: string | undefined
 ): Effect.Effect<Devres.Devres<A, D>, E, R | Bound.Bound<D>> => {
-  const site = callSite()
+  const site = new LazySite(acquire)
   return Effect.flatMap(tag, (token) =>
     Effect.uninterruptible(Effect.suspend(() => {
-      const name = label ?? `resource acquired at ${site}`
-      const binding = liveBinding(token, `Devres "${name}"`)
-      return Effect.flatMap(acquire, (value) => {
-        const devres = new DevresImpl<A, D>(binding, value, name, site, release)
+      const impl = token as unknown as BoundImpl<D>
+      // The resource name is only built for the defect, so that a default label (which
+      // names the site) is not formatted on the live path.
+      const binding = impl instanceof BoundImpl && impl.key === impl.binding
+        ? impl.binding
+        : liveBinding(token, `Devres "${label ?? `resource acquired at ${site}`}"`)
+      return Effect.flatMap(effect, (value) => {
+        const devres = new DevresImpl<A, D>(binding, value, label, site, release)
         return Effect.as(Scope.addFinalizer(binding.scope, devres.releaseNow("unbind", true)), devres)
       })
     })))
