@@ -14,7 +14,7 @@
  *   engines and waits (bounded) for them to go idle before any DMA memory is freed, unless
  *   the card reads all-ones (surprise removal), where it waits for nothing.
  */
-import { Context, Deferred, Effect, Fiber, Layer, Option, Queue } from "effect"
+import { Context, Deferred, Duration, Effect, Fiber, Layer, Option, Queue } from "effect"
 import { Bound, DeviceError, Devres, Dma, Driver, Gate, Hardware, Irq } from "@devscope/core"
 import {
   BUFFER_SIZE,
@@ -266,6 +266,9 @@ export const driver = (options: Options = {}) => {
         yield* Devres.release(p.rxRing)
         yield* Devres.release(p.rxBuffers)
         log("remove: rx ring and buffers freed (device still running)")
+        // ...and it lets the card run a while longer before stopping it, so whatever the peer
+        // sends meanwhile is received into the freed memory.
+        yield* Effect.sleep(Duration.times(DRAIN_STEP, DRAIN_STEPS))
       }
       // Give frames already queued a bounded chance to go out, so their senders succeed.
       for (let i = 0; i < DRAIN_STEPS && p.datapath.txInFlight > 0; i++) {
