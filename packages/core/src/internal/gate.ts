@@ -67,7 +67,16 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
         const slot = this.free.length > 0 ? this.free.pop()! : this.slots.length
         this.slots[slot] = fiber
         this.active++
-        return Effect.matchCauseEffect(restore(Effect.suspend(() => f(this.token))), {
+        // Built here rather than in an `Effect.suspend` (one op less per section); a throwing
+        // `f` leaves at once and dies as the suspend would have.
+        let body: Effect.Effect<A, E, R>
+        try {
+          body = f(this.token)
+        } catch (defect) {
+          this.leave(slot)
+          return Effect.die(defect)
+        }
+        return Effect.matchCauseEffect(restore(body), {
           onFailure: (cause) => {
             this.leave(slot)
             return Effect.failCause(cause)
