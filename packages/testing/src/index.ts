@@ -14,3 +14,9 @@ export * as Oracle from "./Oracle.js"
  * @since 0.1.0
  */
 export * as Explore from "./Explore.js"
+
+/**
+ * Property-based lifecycle fuzzing with shrinking.
+ * @since 0.1.0
+ */
+export * as Fuzz from "./Fuzz.js"

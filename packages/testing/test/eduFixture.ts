@@ -56,9 +56,12 @@ export const driver = (bug: Bug | undefined, handles: Map<string, Handle>) =>
           })
         )
         const gate = yield* Gate.make(EduX, { name: "edu-x transfers", deadline: "5 millis" })
+        // One DMA engine: transfers take turns (outside the gate, so a waiter never holds up
+        // its close; after the unbind the next in line finds the gate closed).
+        const engine = yield* Effect.makeSemaphore(1)
         const handle: Handle = {
           transfer: (round) =>
-            Effect.flatMap(
+            engine.withPermits(1)(Effect.flatMap(
               gate.enter((t) =>
                 Effect.gen(function*() {
                   const coherent = page.access(t)
@@ -75,7 +78,7 @@ export const driver = (bug: Bug | undefined, handles: Map<string, Handle>) =>
                 })
               ),
               Deferred.await
-            )
+            ))
         }
         yield* Devres.acquireRelease(
           EduX,

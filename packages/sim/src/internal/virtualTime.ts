@@ -193,11 +193,10 @@ const describeSpans = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Array<strin
 }
 
 /** The world's fibers still alive, the ones inside spans first. */
-export const waiting = (scheduler: QueueScheduler, except: Fiber.RuntimeFiber<unknown, unknown>): Array<Waiting> => {
+export const waiting = (scheduler: QueueScheduler): Array<Waiting> => {
   scheduler.prune()
   const list: Array<Waiting> = []
   for (const fiber of scheduler.fibers) {
-    if (fiber === except) continue
     list.push({ fiber: `#${fiber.id().id}`, spans: describeSpans(fiber) })
   }
   return list.sort((a, b) => b.spans.length - a.spans.length)
@@ -289,7 +288,7 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
             return
           }
           verdict = clock.next() === undefined ? "Stalled" : "TimedOut"
-          if (verdict === "Stalled") stalledWith = waiting(scheduler, fiber)
+          if (verdict === "Stalled") stalledWith = waiting(scheduler)
           limit = clock.now + WIND_DOWN
           fiber.unsafeInterruptAsFork(fiber.id())
           continue

@@ -1,0 +1,214 @@
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
+import { Simulator, VirtualTime } from "@devscope/sim"
+import * as Oracle from "../Oracle.js"
+
+export interface DeviceSpec {
+  readonly name: string
+  readonly bus: "pci" | "platform"
+  /** Plugs the device (a fresh model on the same medium each time). */
+  readonly plug: (sim: Simulator.Service) => Effect.Effect<unknown, unknown>
+  /** One user operation on the device, through the oracle (it may find the device gone). */
+  readonly io: (ctx: { readonly sim: Simulator.Service; readonly oracle: Oracle.Oracle }) => Effect.Effect<void>
+}
+
+export interface DriverSpec {
+  readonly name: string
+  readonly bus: "pci" | "platform"
+  readonly register: (sim: Simulator.Service) => Effect.Effect<void, unknown>
+}
+
+export interface Spec {
+  readonly name: string
+  readonly devices: ReadonlyArray<DeviceSpec>
+  readonly drivers: ReadonlyArray<DriverSpec>
+  /** Simulator options (fault rules...). */
+  readonly simulator?: Omit<Simulator.Options, "seed" | "onLifecycle"> | undefined
+  /** Sets up what the drivers need (registries...), once per run. */
+  readonly setup?: ((sim: Simulator.Service) => Effect.Effect<void, unknown, Scope.Scope>) | undefined
+}
+
+export type Action =
+  | { readonly _tag: "plug" | "unplug" | "surprise" | "unbind" | "bind"; readonly device: string }
+  | { readonly _tag: "io"; readonly device: string; readonly count: number }
+  | { readonly _tag: "unload" | "load"; readonly driver: string }
+  | { readonly _tag: "wait"; readonly micros: number }
+
+export const show = (action: Action): string => {
+  switch (action._tag) {
+    case "io":
+      return `io ${action.device} x${action.count}`
+    case "wait":
+      return `wait ${action.micros}µs`
+    case "unload":
+    case "load":
+      return `${action._tag} ${action.driver}`
+    default:
+      return `${action._tag} ${action.device}`
+  }
+}
+
+export const actions = (spec: Spec): FastCheck.Arbitrary<ReadonlyArray<Action>> => {
+  const device = FastCheck.constantFrom(...spec.devices.map((d) => d.name))
+  const driver = FastCheck.constantFrom(...spec.drivers.map((d) => d.name))
+  const onDevice = (tag: "plug" | "unplug" | "surprise" | "unbind" | "bind") =>
+    device.map((d): Action => ({ _tag: tag, device: d }))
+  const action: FastCheck.Arbitrary<Action> = FastCheck.oneof(
+    { weight: 4, arbitrary: FastCheck.tuple(device, FastCheck.integer({ min: 1, max: 8 })).map(([d, count]): Action => ({ _tag: "io", device: d, count })) },
+    { weight: 3, arbitrary: FastCheck.integer({ min: 1, max: 2_000 }).map((micros): Action => ({ _tag: "wait", micros })) },
+    { weight: 2, arbitrary: onDevice("plug") },
+    { weight: 1, arbitrary: onDevice("unplug") },
+    { weight: 1, arbitrary: onDevice("surprise") },
+    { weight: 1, arbitrary: onDevice("unbind") },
+    { weight: 1, arbitrary: onDevice("bind") },
+    { weight: 1, arbitrary: driver.map((d): Action => ({ _tag: "unload", driver: d })) },
+    { weight: 1, arbitrary: driver.map((d): Action => ({ _tag: "load", driver: d })) }
+  )
+  return FastCheck.array(action, { minLength: 1, maxLength: 30 })
+}
+
+export interface RunResult {
+  readonly outcome: "Done" | "Stalled" | "TimedOut"
+  /** Operations started, and how many completed or failed with DeviceGone. */
+  readonly operations: { readonly started: number; readonly completed: number; readonly gone: number; readonly rejected: number }
+  readonly violations: ReadonlyArray<Oracle.Violation>
+  readonly failure: string | undefined
+}
+
+/** Virtual time the operations in flight get once every driver is unloaded. */
+const DRAIN = 1_000
+
+/** Runs one action sequence in its own virtual world; the oracle judges it. */
+export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: number): Effect.Effect<RunResult> =>
+  Effect.gen(function*() {
+    const oracle = Oracle.make()
+    let sim: Simulator.Service | undefined
+    const program = Effect.scoped(Effect.gen(function*() {
+      const s = yield* Simulator.make({ ...spec.simulator, seed, onLifecycle: oracle.onLifecycle })
+      sim = s
+      if (spec.setup) yield* Effect.orDie(spec.setup(s))
+      const loaded = new Set<string>()
+      for (const driver of spec.drivers) {
+        yield* Effect.orDie(driver.register(s))
+        loaded.add(driver.name)
+      }
+      const ops: Array<Fiber.RuntimeFiber<void>> = []
+      // Refusals (plugging a present device, unbinding an unbound one) are part of the game.
+      const attempt = (effect: Effect.Effect<unknown, unknown>) => Effect.ignore(effect)
+      for (const action of sequence) {
+        switch (action._tag) {
+          case "plug":
+            yield* attempt(spec.devices.find((d) => d.name === action.device)!.plug(s))
+            break
+          case "unplug":
+            yield* attempt(s.unplug(action.device))
+            break
+          case "surprise":
+            yield* attempt(s.surpriseRemove(action.device))
+            break
+          case "unbind":
+            yield* attempt(s[spec.devices.find((d) => d.name === action.device)!.bus].unbind(action.device))
+            break
+          case "bind":
+            yield* attempt(s[spec.devices.find((d) => d.name === action.device)!.bus].bind(action.device))
+            break
+          case "io": {
+            const device = spec.devices.find((d) => d.name === action.device)!
+            for (let i = 0; i < action.count; i++) ops.push(yield* Effect.fork(device.io({ sim: s, oracle })))
+            yield* Effect.yieldNow()
+            break
+          }
+          case "unload": {
+            const driver = spec.drivers.find((d) => d.name === action.driver)!
+            yield* attempt(s[driver.bus].unregisterDriver(driver.name))
+            loaded.delete(driver.name)
+            break
+          }
+          case "load": {
+            const driver = spec.drivers.find((d) => d.name === action.driver)!
+            if (!loaded.has(driver.name)) {
+              yield* attempt(driver.register(s))
+              loaded.add(driver.name)
+            }
+            break
+          }
+          case "wait":
+            yield* Effect.sleep(`${action.micros} micros`)
+            break
+        }
+      }
+      // The end: unload every driver (operations in flight resolve), then wait for them.
+      for (const driver of spec.drivers) yield* attempt(s[driver.bus].unregisterDriver(driver.name))
+      const all = Fiber.joinAll(ops)
+      yield* Effect.timeout(all, DRAIN).pipe(Effect.ignore)
+    }))
+    const outcome = yield* VirtualTime.run(program, { until: 600_000 })
+    const violations = sim === undefined ? [] : oracle.check(sim, outcome._tag)
+    const failure = outcome._tag === "Stalled"
+      ? `stalled; wait sites: ${outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < ")).join("; ") || "none"}`
+      : outcome._tag === "TimedOut"
+      ? "did not finish"
+      : Exit.isFailure(outcome.exit)
+      ? Cause.pretty(outcome.exit.cause).split("\n")[0]
+      : undefined
+    let started = 0, completed = 0, gone = 0, rejected = 0
+    for (const ops of oracle.ops.devices.values()) {
+      started += ops.started
+      completed += ops.completed
+      gone += ops.gone
+      rejected += ops.rejected
+    }
+    return { outcome: outcome._tag, operations: { started, completed, gone, rejected }, violations, failure }
+  })
+
+export interface Options {
+  readonly numRuns?: number | undefined
+  /** fast-check's seed: the same seed generates the same sequences. */
+  readonly seed?: number | undefined
+}
+
+export interface Report {
+  readonly runs: number
+  readonly seed: number
+  readonly failed: boolean
+  /** The smallest failing sequence fast-check shrank to. */
+  readonly counterexample: ReadonlyArray<Action> | undefined
+  readonly result: RunResult | undefined
+  /** fast-check's path to the counterexample (pass with `seed` to replay). */
+  readonly path: string | undefined
+}
+
+const bad = (r: RunResult) => r.failure !== undefined || r.violations.length > 0
+
+export const check = (spec: Spec, options: Options = {}): Effect.Effect<Report> =>
+  Effect.promise(async () => {
+    const seed = options.seed ?? 42
+    const numRuns = options.numRuns ?? 100
+    // One simulator seed for every sequence, so that shrinking changes only the sequence.
+    const simSeed = (_: ReadonlyArray<Action>) => seed
+    const details = await FastCheck.check(
+      FastCheck.asyncProperty(actions(spec), async (sequence) =>
+        !bad(await Effect.runPromise(runSequence(spec, sequence, simSeed(sequence))))),
+      { seed, numRuns }
+    )
+    if (!details.failed || details.counterexample === null) {
+      return { runs: details.numRuns, seed, failed: details.failed, counterexample: undefined, result: undefined, path: undefined }
+    }
+    const [sequence] = details.counterexample
+    const result = await Effect.runPromise(runSequence(spec, sequence, simSeed(sequence)))
+    return { runs: details.numRuns, seed, failed: true, counterexample: sequence, result, path: details.counterexamplePath ?? undefined }
+  })
+
+export const describe = (report: Report): string =>
+  !report.failed || report.counterexample === undefined
+    ? `${report.runs} sequences, no guarantee broken (seed ${report.seed})`
+    : [
+      `failing sequence (shrunk; seed ${report.seed}, path ${report.path}):`,
+      ...report.counterexample.map((a, i) => `  ${i + 1}. ${show(a)}`),
+      `  => ${report.result?.failure ?? "guarantees broken"}`,
+      ...(report.result?.violations ?? []).map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`)
+    ].join("\n")
