@@ -149,3 +149,19 @@ export const layer = (options?: Options): Layer.Layer<Simulator | Hardware.Hardw
         Context.add(Trace.Trace, sim.trace)
       ))
   )
+
+/**
+ * The simulator's deterministic generator (mulberry32): numbers in [0, 1), the same sequence
+ * for the same seed on every machine. For workloads and tests that must replay with a seed.
+ *
+ * @example
+ * ```ts
+ * import { Simulator } from "@devscope/sim"
+ *
+ * const next = Simulator.random(42)
+ * const sector = Math.floor(next() * 2048)
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const random: (seed: number) => () => number = internal.prng

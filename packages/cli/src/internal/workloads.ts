@@ -12,21 +12,13 @@ import * as Option from "effect/Option"
 import type { BlockDevice, BlockDevicesRegistry } from "@devscope/example-blk"
 import type { NetDevice, NetDevicesRegistry } from "@devscope/example-nic"
 import { type HwmonRegistry, SensorModel } from "@devscope/example-sensor"
+import { Simulator } from "@devscope/sim"
 import type { Oracle } from "@devscope/testing"
 
 type Ops = Oracle.Ops
 
-/** A small deterministic generator (mulberry32), one per load so loads do not interfere. */
-export const random = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** A deterministic generator, one per load so loads do not interfere. */
+export const random = Simulator.random
 
 const isGone = (e: { readonly _tag: string }) => e._tag === "DeviceGone" ? "gone" as const : "rejected" as const
 

@@ -13,7 +13,7 @@ import type * as Simulator from "../Simulator.js"
 import * as Trace from "../Trace.js"
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-const prng = (seed: number) => {
+export const prng = (seed: number): () => number => {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
