@@ -110,7 +110,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       const sim = yield* Simulator.make({
         seed,
         faults: scenario.faults,
-        traceLimit: 200_000,
+        traceLimit: 1_000_000,
         onLifecycle
       })
       const netDevices = makeNetDevices()
