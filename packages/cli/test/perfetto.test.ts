@@ -152,7 +152,10 @@ describe("toChromeTrace", () => {
       expect(coherent[0]!.ts + coherent[0]!.dur!).toBe(free.at * 1000)
       // The released resources span the binding, on the same lanes.
       const resources = lanes.flatMap((l) => on(trace, l)).filter((e) => e.cat === "resource").map((e) => e.name)
-      expect(resources).toEqual(expect.arrayContaining(["BAR0", "irq 0", "page", "tx buffer ×3"]))
+      expect(resources).toEqual(expect.arrayContaining(["BAR0", "irq 0", "page"]))
+      // The tx buffers were unmapped early by the driver: not in the unbind's report, so no span here
+      // (their lifetimes are the streaming-mapping spans above).
+      expect(resources.filter((name) => name.startsWith("tx buffer"))).toEqual([])
       const mapped = trace.traceEvents.filter((e) => e.ph === "C" && e.name === "edu0 dma mapped bytes")
       expect(mapped.length).toBe(dma.filter((e) => e.op !== "device-read" && e.op !== "device-write").length)
       expect(mapped[mapped.length - 1]!.args).toEqual({ coherent: 0, streaming: 0 })

@@ -151,7 +151,8 @@ export class ProbeDeferred extends Data.TaggedError("ProbeDeferred")<{
 
 /**
  * The probe failed (or was interrupted). Everything it had acquired was released, and
- * the device is unbound. `releaseFailures` lists releases that failed during that clean-up.
+ * the device is unbound. `releaseFailures` lists releases that failed during that clean-up (and early releases
+ * that failed during the probe).
  * @since 0.1.0
  * @category errors
  */

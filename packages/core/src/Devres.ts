@@ -122,7 +122,11 @@ export const make = <D extends string, A>(
 /**
  * Releases the resource now (the kernel's `devm_release_action`). Later accesses are the
  * defect `UseAfterUnbind` naming where it was released; the unbind will not release it
- * again. A failing release is a defect of this effect.
+ * again. A failing release is a defect of this effect, and is also listed in the unbind
+ * report's `releaseFailures` (with `atUnbind: false`). A successful early release is not
+ * listed in the report's `released` (which holds the unbind's own releases), only counted in
+ * `releasedEarly`; it also drops the resource from the binding, so releasing per request
+ * keeps a binding's memory flat.
  *
  * @since 0.1.0
  * @category destructors

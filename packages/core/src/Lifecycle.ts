@@ -22,13 +22,22 @@ import type { LeakReport } from "./Leak.js"
 export type UnbindCause = "unload" | "manual" | "hot-unplug" | "surprise" | "probe-failure"
 
 /**
- * A release that failed during unbind. The others still ran.
+ * A Devres release that failed. The others still ran.
+ *
+ * Failures of early releases (`Devres.release`, `Dma.unmap`, during the binding's life) are
+ * listed too, with `atUnbind: false`: the early release also dies with the failure, but a
+ * driver that swallows that defect cannot hide it from the report of the binding's unbind.
  * @since 0.1.0
  * @category models
  */
 export interface ReleaseFailure {
   readonly resource: string
   readonly cause: Cause.Cause<unknown>
+  /**
+   * `true` for a release run by the unbind (step 4) or by the clean-up of a failed probe;
+   * `false` for an early release by the driver during the binding's life.
+   */
+  readonly atUnbind: boolean
 }
 
 /**
@@ -77,8 +86,22 @@ export interface UnbindReport {
   readonly gates: ReadonlyArray<GateReport>
   /** Fibers of the binding interrupted (and awaited) in step 4. */
   readonly fibersInterrupted: number
-  /** Devres resources released in step 4, in release order. */
+  /**
+   * Devres resources released in step 4, in release order. Only the releases the unbind did:
+   * resources the driver released early (`Devres.release`, `Dma.unmap`) are not listed (see
+   * `releasedEarly`).
+   */
   readonly released: ReadonlyArray<string>
+  /**
+   * How many Devres the driver released early, during the binding's life and before step 4
+   * (`Devres.release`, `Dma.unmap`; from `remove` too), successfully. A count, not a list: a
+   * driver mapping a buffer per request releases one per request.
+   */
+  readonly releasedEarly: number
+  /**
+   * Devres releases that failed: in step 4 (`atUnbind: true`, in release order), and earlier
+   * ones by the driver (`atUnbind: false`), which also died in the effect that released.
+   */
   readonly releaseFailures: ReadonlyArray<ReleaseFailure>
   /** The driver's `remove` hook failed; the unbind went on. */
   readonly removeFailure: Cause.Cause<unknown> | undefined

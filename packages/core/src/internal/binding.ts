@@ -201,7 +201,10 @@ export class Binding {
   readonly tracked = new Set<TrackedImpl>()
   readonly hooks: Array<UnbindHook> = []
   readonly gateReports: Array<GateReport> = []
+  /** Releases done by the unbind (or a failed probe's clean-up), in order. */
   readonly released: Array<string> = []
+  /** Successful early releases (the driver's, during the binding's life): only counted. */
+  releasedEarly = 0
   readonly releaseFailures: Array<ReleaseFailure> = []
   phase: Phase = "probe"
   /** Everything the binding's code runs with: environment, tokens, probe layer output. */
@@ -251,9 +254,15 @@ export class Binding {
     })
   }
 
-  recordRelease(resource: string, exit: Exit.Exit<unknown, unknown>) {
-    if (Exit.isSuccess(exit)) this.released.push(resource)
-    else this.releaseFailures.push({ resource, cause: exit.cause })
+  /**
+   * Records a Devres release. Only releases done by the teardown (`atUnbind`) are listed in
+   * `released`; early ones are counted, so a driver that releases per request does not grow
+   * the binding. Failures are always listed (an early one also dies in its caller).
+   */
+  recordRelease(resource: string, exit: Exit.Exit<unknown, unknown>, atUnbind: boolean) {
+    if (Exit.isFailure(exit)) this.releaseFailures.push({ resource, cause: exit.cause, atUnbind })
+    else if (atUnbind) this.released.push(resource)
+    else this.releasedEarly++
   }
 
   /** Runs `effect` as binding code: supervised, so the fibers it starts belong to the binding. */
@@ -305,7 +314,7 @@ export class Binding {
       const closed = yield* Effect.exit(Scope.close(this.scope, exit))
       if (Exit.isFailure(closed)) {
         // Devres releases never fail the scope; this is a layer finalizer that did.
-        this.releaseFailures.push({ resource: "layer finalizer", cause: closed.cause })
+        this.releaseFailures.push({ resource: "layer finalizer", cause: closed.cause, atUnbind: true })
       }
       // Step 5: revoke.
       this.revocation = revocation

@@ -118,6 +118,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       gates: binding.gateReports.slice(),
       fibersInterrupted: torn.fibersInterrupted,
       released: binding.released.slice(),
+      releasedEarly: binding.releasedEarly,
       releaseFailures: binding.releaseFailures.slice(),
       removeFailure,
       leaks: torn.leaks,

@@ -108,12 +108,12 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
       const value = this.value as A
       this.value = undefined
       if (meta.release === undefined) {
-        meta.binding.recordRelease(this.label, Exit.void)
+        meta.binding.recordRelease(this.label, Exit.void, atUnbind)
         return Effect.succeed(Exit.void)
       }
       return Effect.tap(
         Effect.exit(meta.release(value, { atUnbind, site })),
-        (exit) => meta.binding.recordRelease(this.label, exit)
+        (exit) => meta.binding.recordRelease(this.label, exit, atUnbind)
       )
     }))
   }
