@@ -223,8 +223,7 @@ export class Requests {
     return Effect.suspend(() => {
       if (this.stats.inFlight === 0) return Effect.succeed(true)
       const idle = this.idle ??= Deferred.unsafeMake<void>(FiberId.none)
-      // `remove` runs uninterruptibly (the unbind is): only an interruptible wait can time out.
-      return Effect.map(Effect.timeoutOption(Effect.interruptible(Deferred.await(idle)), timeout), Option.isSome)
+      return Effect.map(Effect.timeoutOption(Deferred.await(idle), timeout), Option.isSome)
     })
   }
 

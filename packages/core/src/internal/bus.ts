@@ -4,9 +4,12 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Supervisor from "effect/Supervisor"
 import type * as Bus from "../Bus.js"
 import type * as Device from "../Device.js"
 import {
@@ -270,9 +273,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         if (remove !== undefined) {
           binding.phase = "remove"
           binding.core.held = true
-          const removed = yield* Effect.exit(
-            binding.supervised(provideAll(Effect.suspend(() => remove(device)), binding.context!))
-          )
+          const removed = yield* runRemove(binding, Effect.suspend(() => remove(device)))
           binding.core.held = false
           if (Exit.isFailure(removed)) removeFailure = removed.cause
         }
@@ -562,6 +563,23 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     )
     return service
   })
+
+/**
+ * Step 3: the driver's `remove`, as binding code (supervised, with the binding's context), run
+ * interruptibly in a fiber of its own that the unbind joins uninterruptibly (as `waitAtMost`
+ * does for bounded waits). So a timeout or race inside `remove` can interrupt its loser (in
+ * the unbind's own uninterruptible fiber it could not: `timeoutOption` waited forever), while
+ * an interrupt of the fiber calling unbind, which waits for the end of the unbind, still
+ * cannot cut `remove` short. The fiber itself is not a binding fiber (no supervisor of the
+ * caller's either); the fibers `remove` forks are.
+ */
+const runRemove = (binding: Binding, remove: Effect.Effect<void, unknown, any>): Effect.Effect<Exit.Exit<void, unknown>> =>
+  Effect.uninterruptible(
+    Effect.flatMap(
+      Effect.forkDaemon(Effect.interruptible(binding.supervised(provideAll(remove, binding.context!)))),
+      Fiber.await
+    )
+  ).pipe(Effect.locally(FiberRef.currentSupervisor, Supervisor.none))
 
 // The binding's context is complete: it holds everything the driver declared it needs.
 const provideAll = <A, E>(effect: Effect.Effect<A, E, any>, context: Context.Context<any>): Effect.Effect<A, E> =>
