@@ -47,8 +47,15 @@ const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:i
 export class LazySite {
   private holder: { stack?: string } | undefined
   private text: string | undefined = undefined
-  /** `skip`: the devscope function called by the code whose site this is (it and its callers above are omitted). */
-  constructor(skip: (...args: Array<any>) => any) {
+  /**
+   * `skip`: the devscope function called by the code whose site this is (it and its callers
+   * above are omitted). `undefined`: not captured (see {@link UNCAPTURED}).
+   */
+  constructor(skip: ((...args: Array<any>) => any) | undefined) {
+    if (skip === undefined) {
+      this.text = NOT_CAPTURED
+      return
+    }
     const holder: { stack?: string } = {}
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 12
@@ -72,6 +79,14 @@ export class LazySite {
     return this.text
   }
 }
+
+const NOT_CAPTURED = "unknown (not captured: the bus has captureSites \"never\")"
+
+/**
+ * The site of a call on a bus with `captureSites: "never"`: no stack walk.
+ * @internal
+ */
+export const UNCAPTURED: LazySite = new LazySite(undefined)
 
 /** @internal */
 export type Site = string | LazySite
@@ -186,6 +201,8 @@ export interface UnbindHook {
 /** @internal */
 export interface BindingOptions {
   readonly fiberStopTimeout: Duration.DurationInput
+  /** Capture call sites of Devres acquisitions (the bus's `captureSites` is not `"never"`). */
+  readonly captureSites: boolean
   readonly onLateLeak: (leak: Leak.LeakReport) => void
 }
 
@@ -232,6 +249,8 @@ export class Binding {
 
   /** Runs the hooks of one unbind step that have not run yet, in registration order. */
   runHooks(step: 1 | 2): Effect.Effect<void> {
+    // Most bindings have no gate or link hook: no effect to run.
+    if (this.hooks.length === 0) return Effect.void
     return Effect.suspend(() => {
       const pending = this.hooks.filter((hook) => hook.step === step && !this.hooksRun.has(hook))
       for (const hook of pending) this.hooksRun.add(hook)
@@ -277,18 +296,39 @@ export class Binding {
   stopFibers(): Effect.Effect<{ readonly interrupted: number; readonly survivors: Array<Leak.LeakReport> }> {
     return Effect.withFiberRuntime((self) => {
       const selfId = self.id()
-      let interrupted = 0
-      const round: Effect.Effect<void> = Effect.suspend(() => {
+      const interrupted = new Set<Fiber.RuntimeFiber<any, any>>()
+      // Interrupts every fiber of the binding but this one; returns them.
+      const interruptAll = (): Array<Fiber.RuntimeFiber<any, any>> => {
         const fibers = Array.from(this.fibers.keys()).filter((f) => !Equal.equals(f.id(), selfId))
+        for (const fiber of fibers) {
+          if (interrupted.has(fiber)) continue
+          interrupted.add(fiber)
+          fiber.unsafeInterruptAsFork(selfId)
+        }
+        return fibers
+      }
+      const round: Effect.Effect<void> = Effect.suspend(() => {
+        const fibers = interruptAll()
         if (fibers.length === 0) return Effect.void
-        interrupted += fibers.length
-        for (const fiber of fibers) fiber.unsafeInterruptAsFork(selfId)
         // Finalizers of interrupted fibers may start new ones: go again until none is left.
         return Effect.zipRight(Effect.interruptible(Fiber.awaitAll(fibers)), round)
       })
-      return waitAtMost(round, this.options.fiberStopTimeout).pipe(
+      // Fast path: interrupt every fiber and let them run once. Fibers that are merely
+      // suspended (the usual case) end in that turn, and then no bounded wait (a daemon
+      // fiber and a timer) is needed; otherwise, or if they started new ones, the bounded
+      // wait below.
+      const first: Effect.Effect<boolean> = Effect.suspend(() =>
+        interruptAll().length === 0 ? Effect.succeed(true) : Effect.as(Effect.yieldNow(), false)
+      )
+      const left = (): boolean => {
+        for (const fiber of this.fibers.keys()) if (!Equal.equals(fiber.id(), selfId)) return true
+        return false
+      }
+      const wait = Effect.flatMap(first, (none) =>
+        none || !left() ? Effect.void : waitAtMost(round, this.options.fiberStopTimeout))
+      return wait.pipe(
         Effect.map(() => ({
-          interrupted,
+          interrupted: interrupted.size,
           survivors: Array.from(this.fibers)
             .filter(([fiber]) => !Equal.equals(fiber.id(), selfId))
             .map(([fiber, info]) => fiberLeak(this, fiber, info))

@@ -29,7 +29,7 @@ import {
 import * as Driver from "../Driver.js"
 import { LeaksDetected, type LeakReport } from "../Leak.js"
 import type { UnbindCause, UnbindReport } from "../Lifecycle.js"
-import { Binding, LazySite, type Revocation, type Site } from "./binding.js"
+import { Binding, LazySite, type Revocation, type Site, UNCAPTURED } from "./binding.js"
 import { EventLog } from "./events.js"
 import { DeviceImpl } from "./device.js"
 import {
@@ -42,8 +42,6 @@ import {
   unboundSupplier
 } from "./links.js"
 
-// The caller's site, formatted only if a report or defect reads it.
-const callSite = (): LazySite => new LazySite(callSite)
 
 interface Registered {
   readonly driver: Driver.Any
@@ -59,6 +57,9 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const strict = options.strict ?? false
     const historySize = options.historySize ?? 10_000
     const fiberStopTimeout = Duration.decode(options.fiberStopTimeout ?? "5 seconds")
+    const captureSites = options.captureSites !== "never"
+    // The caller's site, formatted only if a report or defect reads it.
+    const callSite = (): LazySite => captureSites ? new LazySite(callSite) : UNCAPTURED
     const clock: Clock.Clock = yield* Effect.clock
     const log = yield* EventLog.make(clock, historySize, options.onEvent)
     const entries = new Map<string, Entry>()
@@ -163,7 +164,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           }
           // The supplier bindings the probe starts with; each must still be there when it ends.
           const suppliedBy = new Map(Array.from(entry.suppliers, (s) => [s, s.binding] as const))
-          const binding = new Binding(device, driver.name, scope, { fiberStopTimeout, onLateLeak })
+          const binding = new Binding(device, driver.name, scope, { fiberStopTimeout, captureSites, onLateLeak })
           binding.removeHook = driver.remove
           // Set during the probe too (all readers hold the device lock, except driver
           // unregister, which must see an in-flight probe to unbind it afterwards).

@@ -1,11 +1,14 @@
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type * as Bound from "../Bound.js"
 import type * as Devres from "../Devres.js"
 import { DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
-import { type Binding, BoundImpl, LazySite, liveBinding, REVOKED } from "./binding.js"
+import { type Binding, BoundImpl, LazySite, liveBinding, REVOKED, UNCAPTURED } from "./binding.js"
 
 /** @internal */
 export const TypeId: typeof Devres.TypeId = Symbol.for("@devscope/core/Devres") as any
@@ -149,6 +152,19 @@ const openFinalizers = (scope: Scope.Scope): Map<unknown, Scope.Scope.Finalizer>
     : undefined
 }
 
+/**
+ * Whether to capture the call site of an acquisition, decided when the effect is made (the
+ * site is the caller's stack, which is only there now): no, when the fiber making it runs
+ * with a live token of a binding whose bus has `captureSites: "never"`; yes otherwise
+ * (outside any fiber, e.g. a Layer made at module load, or with no token in context).
+ */
+const capturing = (tag: Bound.Tag<any>): boolean => {
+  const fiber = Fiber.getCurrentFiber()
+  if (fiber._tag === "None") return true
+  const token = Context.getOption(fiber.value.getFiberRef(FiberRef.currentContext), tag)
+  return token._tag === "None" || !(token.value instanceof BoundImpl) || token.value.binding.options.captureSites
+}
+
 /** @internal */
 export const acquire = <A, E, R, D extends string>(
   tag: Bound.Tag<D>,
@@ -156,7 +172,7 @@ export const acquire = <A, E, R, D extends string>(
   release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined,
   label: string | undefined
 ): Effect.Effect<Devres.Devres<A, D>, E, R | Bound.Bound<D>> => {
-  const site = new LazySite(acquire)
+  const site = capturing(tag) ? new LazySite(acquire) : UNCAPTURED
   return Effect.flatMap(tag, (token) =>
     Effect.uninterruptible(Effect.suspend(() => {
       const impl = token as unknown as BoundImpl<D>
