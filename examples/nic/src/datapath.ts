@@ -183,7 +183,7 @@ export class Datapath {
     const completions = this.res.completions.access(token)
     const slot = this.txTail
     const base = slot * BUFFER_SIZE
-    for (let i = 0; i < frame.byteLength; i++) pool.set(base + i, "byte", frame[i]!)
+    pool.copyIn(base, frame)
     ring.set(slot, "len", frame.byteLength)
     ring.set(slot, "flags", NicModel.DESC_OWN)
     const done = Deferred.unsafeMake<void, DeviceError.DeviceGone>(FiberId.none)
@@ -234,7 +234,7 @@ export class Datapath {
         const len = view.get(slot, "len")
         const frame = new Uint8Array(len)
         const base = slot * BUFFER_SIZE
-        for (let i = 0; i < len; i++) frame[i] = pool.view.get(base + i, "byte")
+        pool.view.copyOut(base, frame)
         this.stats.rxFrames++
         this.stats.rxBytes += len
         if (!completions.deliver(frame)) this.stats.rxDropped++

@@ -95,6 +95,15 @@ export interface StructView<F extends Fields> {
   get(field: keyof F & string): number
   /** Stores the value modulo 2^width, like a C store to an unsigned field. */
   set(field: keyof F & string, value: number): void
+  /**
+   * Copies `source` into the memory at `byteOffset` (from the start of the layout) in one
+   * go: for payloads (frames, sectors), where a field-by-field loop would cost a call per byte.
+   * A range outside the layout throws a `RangeError`; after the memory is freed,
+   * `UseAfterUnbind`.
+   */
+  copyIn(byteOffset: number, source: Uint8Array): void
+  /** Fills `target` from the memory at `byteOffset`; the same rules as `copyIn`. */
+  copyOut(byteOffset: number, target: Uint8Array): void
 }
 
 /**
@@ -109,6 +118,15 @@ export interface ArrayView<F extends Fields> {
   get(index: number, field: keyof F & string): number
   /** Stores the value modulo 2^width, like a C store to an unsigned field. */
   set(index: number, field: keyof F & string, value: number): void
+  /**
+   * Copies `source` into the memory at `byteOffset` (from the start of the layout) in one
+   * go: for payloads (frames, sectors), where a field-by-field loop would cost a call per byte.
+   * A range outside the layout throws a `RangeError`; after the memory is freed,
+   * `UseAfterUnbind`.
+   */
+  copyIn(byteOffset: number, source: Uint8Array): void
+  /** Fills `target` from the memory at `byteOffset`; the same rules as `copyIn`. */
+  copyOut(byteOffset: number, target: Uint8Array): void
 }
 
 /**

@@ -230,6 +230,10 @@ describe("Dma coherent allocations", () => {
         expect(thrown(() => ringView.set(0, "len", 1))).toBeInstanceOf(DeviceError.UseAfterUnbind)
         expect(thrown(() => desc.view.get("addr"))).toBeInstanceOf(DeviceError.UseAfterUnbind)
         expect(thrown(() => desc.view.set("addr", 1))).toBeInstanceOf(DeviceError.UseAfterUnbind)
+        // Bulk copies too, through the kept view and through the Coherent.
+        expect(thrown(() => ringView.copyIn(0, new Uint8Array(2)))).toBeInstanceOf(DeviceError.UseAfterUnbind)
+        expect(thrown(() => ringView.copyOut(0, new Uint8Array(2)))).toBeInstanceOf(DeviceError.UseAfterUnbind)
+        expect(thrown(() => ring.view.copyOut(0, new Uint8Array(2)))).toBeInstanceOf(DeviceError.UseAfterUnbind)
         expect(ring.view.length).toBe(4)
       })
     ))
@@ -443,4 +447,22 @@ describe("Dma.setMask", () => {
         expect(fake.ops("setMask")).toHaveLength(1)
       })
     ))
+})
+
+describe("bulk copies", () => {
+  it("copyIn / copyOut move whole payloads, checked against the layout's bounds", () => {
+    const Pool = Dma.array(Dma.struct({ byte: "u8" }), 64)
+    const view = Dma.view(Pool, new Uint8Array(80), 8)
+    view.copyIn(10, Uint8Array.of(1, 2, 3))
+    expect([view.get(10, "byte"), view.get(11, "byte"), view.get(12, "byte")]).toEqual([1, 2, 3])
+    const out = new Uint8Array(4)
+    view.copyOut(9, out)
+    expect([...out]).toEqual([0, 1, 2, 3])
+    expect(() => view.copyIn(62, new Uint8Array(3))).toThrow(RangeError)
+    expect(() => view.copyOut(-1, out)).toThrow(RangeError)
+    const Header = Dma.struct({ len: "u16", flags: "u16" })
+    const header = Dma.view(Header, new Uint8Array(4))
+    header.copyIn(0, Uint8Array.of(0x34, 0x12))
+    expect(header.get("len")).toBe(0x1234)
+  })
 })

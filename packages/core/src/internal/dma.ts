@@ -72,6 +72,12 @@ class RevokedView {
   set(): void {
     this.revoked.fail()
   }
+  copyIn(): void {
+    this.revoked.fail()
+  }
+  copyOut(): void {
+    this.revoked.fail()
+  }
 }
 
 /** What a released Mapping syncs through. */
@@ -121,6 +127,7 @@ export class CoherentImpl<L extends Dma.Layout> implements Dma.Coherent<L> {
     )
     const live = this.view as unknown as AnyViewImpl
     live.memory = new RevokedMemory(revoked) as unknown as DataView
+    live.bytes = undefined
     this.view = new RevokedView(this.layout, revoked) as unknown as Dma.View<L>
     this.port.freeCoherent(this.iova, site)
   }

@@ -114,13 +114,49 @@ const badIndex = (length: number, index: number): never => {
   throw new RangeError(`Dma view: index ${index} out of range [0, ${length})`)
 }
 
+const badCopy = (size: number, byteOffset: number, length: number): never => {
+  throw new RangeError(`Dma view: ${length} bytes at offset ${byteOffset} do not fit in ${size}`)
+}
+
+/**
+ * Bulk copies between a view's memory and a buffer. `bytes` is the view's window while the
+ * memory is live; revocation clears it, and the copy then goes through the revoked memory,
+ * which raises `UseAfterUnbind`.
+ */
+const copyIn = (view: AnyViewImpl, byteOffset: number, source: Uint8Array): void => {
+  const bytes = view.bytes
+  if (bytes === undefined) return void view.memory.getUint8(0)
+  if (!(byteOffset >>> 0 === byteOffset && byteOffset + source.byteLength <= bytes.byteLength)) {
+    return badCopy(bytes.byteLength, byteOffset, source.byteLength)
+  }
+  bytes.set(source, byteOffset)
+}
+
+const copyOut = (view: AnyViewImpl, byteOffset: number, target: Uint8Array): void => {
+  const bytes = view.bytes
+  if (bytes === undefined) return void view.memory.getUint8(0)
+  if (!(byteOffset >>> 0 === byteOffset && byteOffset + target.byteLength <= bytes.byteLength)) {
+    return badCopy(bytes.byteLength, byteOffset, target.byteLength)
+  }
+  target.set(bytes.subarray(byteOffset, byteOffset + target.byteLength))
+}
+
 /** @internal */
 export class StructViewImpl<F extends Dma.Fields> implements Dma.StructView<F> {
   constructor(
     readonly layout: StructLayoutImpl<F>,
     public memory: DataView,
-    readonly codes: Readonly<Record<string, number>>
+    readonly codes: Readonly<Record<string, number>>,
+    public bytes: Uint8Array | undefined
   ) {}
+
+  copyIn(byteOffset: number, source: Uint8Array): void {
+    copyIn(this, byteOffset, source)
+  }
+
+  copyOut(byteOffset: number, target: Uint8Array): void {
+    copyOut(this, byteOffset, target)
+  }
 
   get(field: string): number {
     const c = this.codes[field]
@@ -158,10 +194,19 @@ export class ArrayViewImpl<F extends Dma.Fields> implements Dma.ArrayView<F> {
   constructor(
     readonly layout: ArrayLayoutImpl<F>,
     public memory: DataView,
-    readonly codes: Readonly<Record<string, number>>
+    readonly codes: Readonly<Record<string, number>>,
+    public bytes: Uint8Array | undefined
   ) {
     this.length = layout.length
     this.stride = layout.stride
+  }
+
+  copyIn(byteOffset: number, source: Uint8Array): void {
+    copyIn(this, byteOffset, source)
+  }
+
+  copyOut(byteOffset: number, target: Uint8Array): void {
+    copyOut(this, byteOffset, target)
   }
 
   get(index: number, field: string): number {
@@ -210,8 +255,9 @@ export const view = <L extends Dma.Layout>(layout: L, bytes: Uint8Array, byteOff
     )
   }
   const memory = new DataView(bytes.buffer, bytes.byteOffset + byteOffset, layout.size)
+  const window = bytes.subarray(byteOffset, byteOffset + layout.size)
   const made: AnyViewImpl = layout instanceof StructLayoutImpl
-    ? new StructViewImpl(layout, memory, layout.codes)
-    : new ArrayViewImpl(layout, memory, layout.element.codes)
+    ? new StructViewImpl(layout, memory, layout.codes, window)
+    : new ArrayViewImpl(layout, memory, layout.element.codes, window)
   return made as unknown as Dma.View<L>
 }
