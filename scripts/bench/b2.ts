@@ -42,9 +42,9 @@ const raw = (shape: Shape) =>
   })
 
 /** A bus with one device per shape (each with its own driver), bound and unbound by `cycle`. */
-const setup = (shapes: ReadonlyArray<Shape>) => {
+const setup = (shapes: ReadonlyArray<Shape>, captureSites: "always" | "never" = "always") => {
   const scope = Effect.runSync(Scope.make())
-  const bus = Effect.runSync(Scope.extend(Bus.make({ autoBind: false }), scope))
+  const bus = Effect.runSync(Scope.extend(Bus.make({ autoBind: false, captureSites }), scope))
   shapes.forEach((shape, i) => {
     const Dev = brand(i)
     Effect.runSync(bus.registerDriver(Driver.make(Dev, { match: [{ shape: i }], probe: () => probe(shape, Dev) }) as never))
@@ -62,15 +62,30 @@ const BATCH = 20
 const lifecycle = async (): Promise<Array<Row>> => {
   const shape = { resources: 10, fibers: 2 }
   const { close, cycle } = setup([shape])
+  const quiet = setup([shape], "never")
   const tasks: Array<Task> = [
     { name: "raw Effect: Scope, 10 finalizers, 2 forkIn, close (baseline)", ops: BATCH, async: true, run: () => repeat(raw(shape), BATCH) },
-    { name: "devscope: bus.bind + bus.unbind, 10 Devres, 2 binding fibers", ops: BATCH, async: true, run: () => repeat(cycle(0), BATCH) }
+    { name: "devscope: bus.bind + bus.unbind, 10 Devres, 2 binding fibers", ops: BATCH, async: true, run: () => repeat(cycle(0), BATCH) },
+    {
+      name: "devscope, Bus captureSites: \"never\" (no call sites in reports)",
+      ops: BATCH,
+      async: true,
+      run: () => repeat(quiet.cycle(0), BATCH)
+    }
   ]
-  const [base, dev] = await measure(tasks, { rounds: 7, timeMs: 400 })
+  const [base, dev, noSites] = await measure(tasks, { rounds: 7, timeMs: 400 })
   await close()
+  await quiet.close()
   return [
     { name: base!.name, figure: base!.ns / 1000, baseline: base!.ns / 1000, ratio: 1 },
-    { name: dev!.name, figure: dev!.ns / 1000, baseline: base!.ns / 1000, ratio: ratio(dev!, base!), target: { op: "<=", value: 1.5 } }
+    { name: dev!.name, figure: dev!.ns / 1000, baseline: base!.ns / 1000, ratio: ratio(dev!, base!), target: { op: "<=", value: 1.5 } },
+    {
+      name: noSites!.name,
+      figure: noSites!.ns / 1000,
+      baseline: base!.ns / 1000,
+      ratio: ratio(noSites!, base!),
+      target: { op: "<=", value: 1.5 }
+    }
   ]
 }
 
