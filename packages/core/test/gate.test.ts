@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { type Duration, Effect, Either, Exit, FastCheck as fc, Fiber, Layer, TestClock } from "effect"
+import { type Duration, Effect, Either, Exit, FastCheck as fc, Fiber, FiberId, Layer, TestClock } from "effect"
 import { DeviceError, Devres, Driver, Gate } from "@devscope/core"
 import { Log, withBus } from "./utils.js"
 
@@ -138,6 +138,51 @@ describe("Gate", () => {
         expect(yield* Gate.close(gate!)).toBe(first)
         const report = yield* bus.unbind("blk0")
         expect(report.gates).toEqual([first])
+      })
+    ))
+
+  it.effect("every way out of a section leaves it, and a reused slot leaves only its own section", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        let gate: Gate.Gate<"blk"> | undefined
+        yield* bus.registerDriver(gated(log, (g) => (gate = g), "50 millis"))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        const g = gate!
+        // Four sections hold four slots; ending them in another order frees slots out of order.
+        const holds = yield* Effect.forEach([10, 40, 20, 30], (ms) => Effect.fork(g.enter(() => Effect.sleep(`${ms} millis`))))
+        yield* TestClock.adjust("1 millis")
+        expect(g.inFlight).toBe(4)
+        yield* TestClock.adjust("15 millis")
+        expect(g.inFlight).toBe(3)
+        // Each kind of exit, in a slot freed by another section.
+        expect(Exit.isFailure(yield* Effect.exit(g.enter(() => Effect.fail("no"))))).toBe(true)
+        expect(Exit.isFailure(yield* Effect.exit(g.enter(() => Effect.die("boom"))))).toBe(true)
+        expect(Exit.isFailure(yield* Effect.exit(g.enter((): Effect.Effect<void> => {
+          throw new Error("f throws")
+        })))).toBe(true)
+        const interrupted = yield* Effect.fork(g.enter(() => Effect.never))
+        yield* TestClock.adjust("1 millis")
+        expect(g.inFlight).toBe(4)
+        yield* Fiber.interrupt(interrupted)
+        expect(g.inFlight).toBe(3)
+        expect(yield* g.enter(() => Effect.succeed(7))).toBe(7)
+        expect(g.inFlight).toBe(3)
+        yield* TestClock.adjust("10 millis")
+        expect(g.inFlight).toBe(2)
+        yield* TestClock.adjust("30 millis")
+        expect(g.inFlight).toBe(0)
+        yield* Fiber.joinAll(holds)
+        // Slots were freed out of order and reused: a section stuck at the close is the only
+        // fiber interrupted at the deadline (no finished section is left in a slot).
+        const stuck = yield* Effect.fork(g.enter(() => Effect.never))
+        yield* TestClock.adjust("1 millis")
+        const unbinding = yield* Effect.fork(bus.unbind("blk0"))
+        yield* TestClock.adjust("60 millis")
+        const report = yield* Fiber.join(unbinding)
+        expect(report.gates[0]!.awaited).toBe(1)
+        expect(report.gates[0]!.interrupted).toEqual([FiberId.threadName(stuck.id())])
+        expect(report.gates[0]!.stuck).toBe(0)
       })
     ))
 
