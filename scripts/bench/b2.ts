@@ -42,7 +42,7 @@ const raw = (shape: Shape) =>
   })
 
 /** A bus with one device per shape (each with its own driver), bound and unbound by `cycle`. */
-const setup = (shapes: ReadonlyArray<Shape>, captureSites: "always" | "never" = "always") => {
+const setup = (shapes: ReadonlyArray<Shape>, captureSites?: "always" | "never") => {
   const scope = Effect.runSync(Scope.make())
   const bus = Effect.runSync(Scope.extend(Bus.make({ autoBind: false, captureSites }), scope))
   shapes.forEach((shape, i) => {
@@ -61,31 +61,25 @@ const BATCH = 20
 
 const lifecycle = async (): Promise<Array<Row>> => {
   const shape = { resources: 10, fibers: 2 }
-  const { close, cycle } = setup([shape])
-  const quiet = setup([shape], "never")
+  const buses = [setup([shape]), setup([shape], "always"), setup([shape], "never")]
+  const task = (name: string, run: () => Promise<unknown>): Task => ({ name, ops: BATCH, async: true, run })
   const tasks: Array<Task> = [
-    { name: "raw Effect: Scope, 10 finalizers, 2 forkIn, close (baseline)", ops: BATCH, async: true, run: () => repeat(raw(shape), BATCH) },
-    { name: "devscope: bus.bind + bus.unbind, 10 Devres, 2 binding fibers", ops: BATCH, async: true, run: () => repeat(cycle(0), BATCH) },
-    {
-      name: "devscope, Bus captureSites: \"never\" (no call sites in reports)",
-      ops: BATCH,
-      async: true,
-      run: () => repeat(quiet.cycle(0), BATCH)
-    }
+    task("raw Effect: Scope, 10 finalizers, 2 forkIn, close (baseline)", () => repeat(raw(shape), BATCH)),
+    task("devscope: bus.bind + bus.unbind, 10 Devres, 2 binding fibers", () => repeat(buses[0]!.cycle(0), BATCH)),
+    task("devscope, Bus captureSites: \"always\" (labelled Devres name their site too)", () => repeat(buses[1]!.cycle(0), BATCH)),
+    task("devscope, Bus captureSites: \"never\" (no call sites in reports)", () => repeat(buses[2]!.cycle(0), BATCH))
   ]
-  const [base, dev, noSites] = await measure(tasks, { rounds: 7, timeMs: 400 })
-  await close()
-  await quiet.close()
+  const [base, ...devscope] = await measure(tasks, { rounds: 7, timeMs: 400 })
+  for (const bus of buses) await bus.close()
   return [
     { name: base!.name, figure: base!.ns / 1000, baseline: base!.ns / 1000, ratio: 1 },
-    { name: dev!.name, figure: dev!.ns / 1000, baseline: base!.ns / 1000, ratio: ratio(dev!, base!), target: { op: "<=", value: 1.5 } },
-    {
-      name: noSites!.name,
-      figure: noSites!.ns / 1000,
+    ...devscope.map((m, i): Row => ({
+      name: m.name,
+      figure: m.ns / 1000,
       baseline: base!.ns / 1000,
-      ratio: ratio(noSites!, base!),
-      target: { op: "<=", value: 1.5 }
-    }
+      ratio: ratio(m, base!),
+      target: i === 0 ? { op: "<=", value: 1.5 } : undefined
+    }))
   ]
 }
 

@@ -62,15 +62,18 @@ export interface Options {
   /** Make unbind die with `LeaksDetected` (after completing) when it finds leaks. For tests. */
   readonly strict?: boolean | undefined
   /**
-   * Whether to capture call sites: where each Devres was acquired (its `acquiredAt`, and the
-   * default label) and where each bind/unbind/remove was requested (a report's `site`, the
-   * `revokedAt` of a `UseAfterUnbind`). A capture is a stack walk, a few µs, at every
-   * acquisition and bus call; it cannot be taken after the fact, when a defect or report
-   * needs it. `"never"` skips them (those fields then say the site was not captured), for
-   * a bus that binds and unbinds at a high rate and uses labels. Leak reports
-   * (`Leak.track`, DMA mappings) always name their site. Default `"always"`.
+   * Which call sites to capture: where a Devres was acquired (its `acquiredAt`, and the
+   * default label of an unlabelled one) and where each bind/unbind/remove was requested (a
+   * report's `site`, the `revokedAt` of a `UseAfterUnbind`). A capture is a stack walk
+   * (several µs: as much as the acquisition itself) and cannot be taken after the fact, when
+   * a defect or report needs it.
+   * - `"unlabelled"` (default): bus calls, and Devres acquired without a label (a label
+   *   names a resource in reports and defects already; its `acquiredAt` then says so);
+   * - `"always"`: every Devres too, for hunting where a labelled resource comes from;
+   * - `"never"`: none (those fields say the site was not captured).
+   * Leak reports (`Leak.track`, DMA mappings) always name their site.
    */
-  readonly captureSites?: "always" | "never" | undefined
+  readonly captureSites?: "always" | "unlabelled" | "never" | undefined
   /** Lifecycle events kept in `history`. Default 10,000. */
   readonly historySize?: number | undefined
   /**

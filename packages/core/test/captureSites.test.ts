@@ -6,12 +6,15 @@ import { withBus } from "./utils.js"
 
 const Edu = Driver.brand("edu")
 
-const probeOnce = (onProbe: (res: Devres.Devres<number, "edu">, token: Bound.Bound<"edu">) => void) =>
+const probeOnce = (
+  onProbe: (res: Devres.Devres<number, "edu">, token: Bound.Bound<"edu">) => void,
+  label?: string
+) =>
   Driver.make(Edu, {
     match: [{ vendor: 1 }],
     probe: () =>
       Layer.effectDiscard(Effect.gen(function*() {
-        const res = yield* Devres.acquireRelease(Edu, Effect.succeed(1), () => Effect.void)
+        const res = yield* Devres.acquireRelease(Edu, Effect.succeed(1), () => Effect.void, { label })
         onProbe(res, yield* Edu.Bound)
       }))
   })
@@ -35,6 +38,31 @@ describe("captureSites", () => {
           expect(defectOf(exit)?.revokedAt).toContain("captureSites.test.ts")
         }), { captureSites }))
   }
+
+  it.effect("default: a labelled Devres is named by its label, not its site; bus calls still name theirs", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        let got: { res: Devres.Devres<number, "edu">; token: Bound.Bound<"edu"> } | undefined
+        yield* bus.registerDriver(probeOnce((res, token) => (got = { res, token }), "BAR0"))
+        yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
+        expect(got!.res.label).toBe("BAR0")
+        expect(got!.res.acquiredAt).toMatch(/not captured \(a labelled resource/)
+        const report = yield* bus.unbind("edu0")
+        expect(report.released).toEqual(["BAR0"])
+        expect(report.site).toContain("captureSites.test.ts")
+        const exit = yield* Effect.exit(Effect.sync(() => got!.res.access(got!.token)))
+        expect(defectOf(exit)?.revokedAt).toContain("captureSites.test.ts")
+      })))
+
+  it.effect("always: a labelled Devres names where it was acquired too", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        let got: { res: Devres.Devres<number, "edu">; token: Bound.Bound<"edu"> } | undefined
+        yield* bus.registerDriver(probeOnce((res, token) => (got = { res, token }), "BAR0"))
+        yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
+        expect(got!.res.label).toBe("BAR0")
+        expect(got!.res.acquiredAt).toContain("captureSites.test.ts")
+      }), { captureSites: "always" }))
 
   it.effect("never: no stack walk; the sites say they were not captured, everything else is the same", () =>
     withBus((bus) =>

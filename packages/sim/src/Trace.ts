@@ -210,7 +210,10 @@ export interface Service {
   readonly limit: number
   /** Events let go because of `limit`. */
   readonly dropped: number
-  /** Records an event, stamped with the next `seq` and the current time. */
+  /**
+   * Records an event, stamped with the next `seq` and the current time. The trace keeps the
+   * object it is given and stamps it in place (no copy per event): pass a fresh object.
+   */
   record(event: Input): void
   /** The events kept, oldest first. */
   events(): ReadonlyArray<TraceEvent>

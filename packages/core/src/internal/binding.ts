@@ -1,7 +1,6 @@
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
@@ -49,11 +48,11 @@ export class LazySite {
   private text: string | undefined = undefined
   /**
    * `skip`: the devscope function called by the code whose site this is (it and its callers
-   * above are omitted). `undefined`: not captured (see {@link UNCAPTURED}).
+   * above are omitted). `undefined`: not captured, and `text` says why (see {@link UNCAPTURED}).
    */
-  constructor(skip: ((...args: Array<any>) => any) | undefined) {
+  constructor(skip: ((...args: Array<any>) => any) | undefined, text?: string) {
     if (skip === undefined) {
-      this.text = NOT_CAPTURED
+      this.text = text
       return
     }
     const holder: { stack?: string } = {}
@@ -81,12 +80,19 @@ export class LazySite {
 }
 
 const NOT_CAPTURED = "unknown (not captured: the bus has captureSites \"never\")"
+const LABELLED = "not captured (a labelled resource: the bus captures those with captureSites \"always\")"
 
 /**
  * The site of a call on a bus with `captureSites: "never"`: no stack walk.
  * @internal
  */
-export const UNCAPTURED: LazySite = new LazySite(undefined)
+export const UNCAPTURED: LazySite = new LazySite(undefined, NOT_CAPTURED)
+
+/**
+ * The acquisition site of a labelled Devres on a bus with the default `captureSites`.
+ * @internal
+ */
+export const LABELLED_SITE: LazySite = new LazySite(undefined, LABELLED)
 
 /** @internal */
 export type Site = string | LazySite
@@ -201,8 +207,8 @@ export interface UnbindHook {
 /** @internal */
 export interface BindingOptions {
   readonly fiberStopTimeout: Duration.DurationInput
-  /** Capture call sites of Devres acquisitions (the bus's `captureSites` is not `"never"`). */
-  readonly captureSites: boolean
+  /** Which Devres acquisitions capture their call site (the bus's `captureSites`). */
+  readonly captureSites: "always" | "unlabelled" | "never"
   readonly onLateLeak: (leak: Leak.LeakReport) => void
 }
 
@@ -299,7 +305,7 @@ export class Binding {
       const interrupted = new Set<Fiber.RuntimeFiber<any, any>>()
       // Interrupts every fiber of the binding but this one; returns them.
       const interruptAll = (): Array<Fiber.RuntimeFiber<any, any>> => {
-        const fibers = Array.from(this.fibers.keys()).filter((f) => !Equal.equals(f.id(), selfId))
+        const fibers = Array.from(this.fibers.keys()).filter((f) => f !== self)
         for (const fiber of fibers) {
           if (interrupted.has(fiber)) continue
           interrupted.add(fiber)
@@ -321,7 +327,7 @@ export class Binding {
         interruptAll().length === 0 ? Effect.succeed(true) : Effect.as(Effect.yieldNow(), false)
       )
       const left = (): boolean => {
-        for (const fiber of this.fibers.keys()) if (!Equal.equals(fiber.id(), selfId)) return true
+        for (const fiber of this.fibers.keys()) if (fiber !== self) return true
         return false
       }
       const wait = Effect.flatMap(first, (none) =>
@@ -330,7 +336,7 @@ export class Binding {
         Effect.map(() => ({
           interrupted: interrupted.size,
           survivors: Array.from(this.fibers)
-            .filter(([fiber]) => !Equal.equals(fiber.id(), selfId))
+            .filter(([fiber]) => fiber !== self)
             .map(([fiber, info]) => fiberLeak(this, fiber, info))
         }))
       )

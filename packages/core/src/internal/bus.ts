@@ -57,9 +57,9 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const strict = options.strict ?? false
     const historySize = options.historySize ?? 10_000
     const fiberStopTimeout = Duration.decode(options.fiberStopTimeout ?? "5 seconds")
-    const captureSites = options.captureSites !== "never"
+    const captureSites = options.captureSites ?? "unlabelled"
     // The caller's site, formatted only if a report or defect reads it.
-    const callSite = (): LazySite => captureSites ? new LazySite(callSite) : UNCAPTURED
+    const callSite = (): LazySite => captureSites !== "never" ? new LazySite(callSite) : UNCAPTURED
     const clock: Clock.Clock = yield* Effect.clock
     const log = yield* EventLog.make(clock, historySize, options.onEvent)
     const entries = new Map<string, Entry>()
@@ -329,6 +329,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     let retrying = false
     let retryAgain = false
     const retryDeferred: Effect.Effect<void> = Effect.suspend(() => {
+      if (deferred.size === 0) return Effect.void
       if (retrying) {
         retryAgain = true
         return Effect.void

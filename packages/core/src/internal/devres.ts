@@ -8,7 +8,7 @@ import * as Scope from "effect/Scope"
 import type * as Bound from "../Bound.js"
 import type * as Devres from "../Devres.js"
 import { DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
-import { type Binding, BoundImpl, LazySite, liveBinding, REVOKED, UNCAPTURED } from "./binding.js"
+import { type Binding, BoundImpl, LABELLED_SITE, LazySite, liveBinding, REVOKED, UNCAPTURED } from "./binding.js"
 
 /** @internal */
 export const TypeId: typeof Devres.TypeId = Symbol.for("@devscope/core/Devres") as any
@@ -153,16 +153,21 @@ const openFinalizers = (scope: Scope.Scope): Map<unknown, Scope.Scope.Finalizer>
 }
 
 /**
- * Whether to capture the call site of an acquisition, decided when the effect is made (the
- * site is the caller's stack, which is only there now): no, when the fiber making it runs
- * with a live token of a binding whose bus has `captureSites: "never"`; yes otherwise
- * (outside any fiber, e.g. a Layer made at module load, or with no token in context).
+ * The call site of an acquisition, captured now if the bus wants it (the site is the
+ * caller's stack, which is only there now). The mode is the bus's `captureSites` of the live
+ * token in the current fiber's context; outside any fiber (a Layer made at module load) or
+ * with no token in context, the default.
  */
-const capturing = (tag: Bound.Tag<any>): boolean => {
+const siteOf = (tag: Bound.Tag<any>, labelled: boolean): LazySite => {
   const fiber = Fiber.getCurrentFiber()
-  if (fiber._tag === "None") return true
-  const token = Context.getOption(fiber.value.getFiberRef(FiberRef.currentContext), tag)
-  return token._tag === "None" || !(token.value instanceof BoundImpl) || token.value.binding.options.captureSites
+  let mode: "always" | "unlabelled" | "never" = "unlabelled"
+  if (fiber._tag === "Some") {
+    const token = Context.getOption(fiber.value.getFiberRef(FiberRef.currentContext), tag)
+    if (token._tag === "Some" && token.value instanceof BoundImpl) mode = token.value.binding.options.captureSites
+  }
+  if (mode === "never") return UNCAPTURED
+  if (labelled && mode === "unlabelled") return LABELLED_SITE
+  return new LazySite(acquire)
 }
 
 /** @internal */
@@ -172,7 +177,7 @@ export const acquire = <A, E, R, D extends string>(
   release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined,
   label: string | undefined
 ): Effect.Effect<Devres.Devres<A, D>, E, R | Bound.Bound<D>> => {
-  const site = capturing(tag) ? new LazySite(acquire) : UNCAPTURED
+  const site = siteOf(tag, label !== undefined)
   return Effect.flatMap(tag, (token) =>
     Effect.uninterruptible(Effect.suspend(() => {
       const impl = token as unknown as BoundImpl<D>

@@ -28,15 +28,21 @@ export class EventLog {
     return Effect.map(PubSub.unbounded<LifecycleEvent>(), (pubsub) => new EventLog(pubsub, clock, historySize, onEvent))
   }
 
+  /**
+   * Takes `event` over (every caller passes a fresh object literal) and stamps it in place:
+   * an object spread cost about 5 µs here, more than the rest of a publish (B2).
+   */
   publish(event: DistributiveOmit<LifecycleEvent, "seq" | "at">): void {
-    const full = { ...event, seq: this.seq++, at: this.clock.unsafeCurrentTimeMillis() } as LifecycleEvent
-    this.onEvent?.(full)
-    this.history.push(full)
+    const full = event as { seq: number; at: number } & typeof event
+    full.seq = this.seq++
+    full.at = this.clock.unsafeCurrentTimeMillis()
+    this.onEvent?.(full as LifecycleEvent)
+    this.history.push(full as LifecycleEvent)
     // Trim in batches, so a long run does not pay a full array move per event.
     if (this.history.length >= this.historySize + Math.max(16, this.historySize >> 3)) {
       this.history.splice(0, this.history.length - this.historySize)
     }
-    this.pubsub.unsafeOffer(full)
+    this.pubsub.unsafeOffer(full as LifecycleEvent)
   }
 
   get events(): Stream.Stream<LifecycleEvent> {
