@@ -1,26 +1,31 @@
 /**
- * A port of Rust-for-Linux's `samples/rust/rust_dma.rs`: a DMA test driver bound to QEMU's
- * `pci-testdev` (Red Hat, 0x1b36:0x0005). The device takes no part: the sample exercises the
- * DMA API only.
+ * A port of Rust-for-Linux's `samples/rust/rust_dma.rs` (torvalds/linux at
+ * 0deeb4222dd1bd76fe0e0bbeedff862d7a42ce44): a DMA test driver bound to QEMU's `pci-testdev`
+ * (Red Hat, 0x1b36:0x0005). The device takes no part: the sample exercises the DMA API only.
  *
  * - Probe logs "Probe DMA test driver.", sets a 64-bit DMA mask (`Dma.setMask`, Core token),
- *   allocates a coherent array of five `{ h: u32, b: u32 }` and writes `TEST_VALUES` into it
- *   (the original's `dma_write!`), then maps a 4-page buffer for the device, `to-device`.
- *   The original builds a scatter-gather table over 4 pages; devscope has no SG tables, so this
- *   is a single streaming mapping of the same size (16 KiB), one "entry".
- * - The original's `Drop` runs after `remove` and before devres release, so everything is still
- *   live: in devscope that is the `remove` hook. It logs "Unload DMA test driver.", checks every
- *   value through the coherent view (the original's `dma_read!` + `assert_eq!`: a mismatch is a
- *   defect here, as the assertion is a panic there), logs the mapping's DMA address
- *   ("Entry[0]: DMA address: 0x…") and unmaps it (the original's `SGTable` is dropped with the
- *   driver data), so the unbind reports no leak.
+ *   allocates a zeroed coherent array of five `{ h: u32, b: u32 }` (`Coherent::zeroed_slice`)
+ *   and writes `TEST_VALUES` into it (the original's `io_project!(..).copy_write`), then maps
+ *   a 4-page buffer for the device, `to-device`. The original builds a scatter-gather table
+ *   over 4 pages; devscope has no SG tables, so this is a single streaming mapping of the same
+ *   size (16 KiB): one entry, what an IOMMU that merges the pages also yields.
+ * - The original's `PinnedDrop` runs at unbind with everything still live: in devscope that is
+ *   the `remove` hook. It logs "Unload DMA test driver.", checks every value through the
+ *   coherent view (the original's `io_read!` + `assert_eq!`: a mismatch is a defect here, as
+ *   the assertion is a panic there), logs the mapping's DMA address ("Entry[0]: DMA address:
+ *   0x…"). Then, as the driver data's fields are dropped in declaration order (`pdev`, `ca`,
+ *   `sgt`), it frees the coherent allocation and unmaps the mapping, in that order (also when
+ *   the check failed), so the unbind reports no leak.
  */
 import { Context, Effect, Layer } from "effect"
-import { type Devres, Dma, Driver } from "@devscope/core"
+import { Devres, Dma, Driver } from "@devscope/core"
 import { PciTestdev } from "@devscope/sim"
 
 /** The brand: types the tokens `Bound<"rust_dma">` and `Core<"rust_dma">`. */
 export const RustDma = Driver.brand("rust_dma")
+
+/** The upstream revision this port follows (torvalds/linux). */
+export const UPSTREAM = "torvalds/linux 0deeb4222dd1bd76fe0e0bbeedff862d7a42ce44" as const
 
 /** The original's `MyStruct { h: u32, b: u32 }`. */
 export const MyStruct = Dma.struct({ h: "u32", b: "u32" })
@@ -45,13 +50,13 @@ export const PAGES_NUMBER = 4
 export const COHERENT_LABEL = "rust_dma coherent"
 export const MAPPING_LABEL = "rust_dma sgt"
 
-/** The coherent allocation (the original's `ca: CoherentAllocation<MyStruct>`). */
+/** The coherent allocation (the original's `ca: Coherent<[MyStruct]>`). */
 export class Ca extends Context.Tag("@devscope/example-rust-samples/rust_dma/Ca")<
   Ca,
   Devres.Devres<Dma.Coherent<typeof Values>, "rust_dma">
 >() {}
 
-/** The streaming mapping (the original's `sgt: SGTable`). */
+/** The streaming mapping (the original's `sgt: SGTable<Owned<VVec<u8>>>`). */
 export class Sgt extends Context.Tag("@devscope/example-rust-samples/rust_dma/Sgt")<
   Sgt,
   Devres.Devres<Dma.Mapping, "rust_dma">
@@ -75,13 +80,16 @@ export const driver = (options: Options = {}) => {
     yield* info("Probe DMA test driver.")
     yield* Dma.setMask(core, 64)
 
+    // `Coherent::zeroed_slice(pdev, TEST_VALUES.len(), GFP_KERNEL)?` (fresh memory is zeroed).
     const ca = yield* Dma.allocCoherent(RustDma, Values, { label: COHERENT_LABEL })
     const view = ca.access(token).view
+    // `io_project!(ca, [panic: i]).copy_write(MyStruct::new(h, b))`
     TEST_VALUES.forEach(([h, b], i) => {
       view.set(i, "h", h)
       view.set(i, "b", b)
     })
 
+    // `SGTable::new(pdev, VVec::with_capacity(4 * PAGE_SIZE), DataDirection::ToDevice, ..)`
     const pages = new Uint8Array(PAGE_SIZE * PAGES_NUMBER)
     const sgt = yield* Dma.map(RustDma, pages, "to-device", { label: MAPPING_LABEL })
 
@@ -92,14 +100,16 @@ export const driver = (options: Options = {}) => {
   return Driver.make(RustDma, {
     match: [{ vendor: PciTestdev.ids.vendor, device: PciTestdev.ids.device }],
     probe,
-    // The original's `Drop for DmaSampleDriver`: everything is still live here.
+    // The original's `PinnedDrop for DmaSampleDriver`: everything is still live here.
     remove: () =>
       Effect.gen(function*() {
         const token = yield* RustDma.Bound
-        const ca = (yield* Ca).access(token)
+        const caRes = yield* Ca
+        const ca = caRes.access(token)
         const sgt = yield* Sgt
         const mapping = sgt.access(token)
         yield* info("Unload DMA test driver.")
+        // `check_dma`: `io_read!` each field, `assert_eq!` with the test value.
         const check = Effect.forEach(TEST_VALUES, ([h, b], i) => {
           const gotH = ca.view.get(i, "h")
           const gotB = ca.view.get(i, "b")
@@ -111,9 +121,11 @@ export const driver = (options: Options = {}) => {
             )
         }, { discard: true })
         yield* check.pipe(
+          // `for (i, entry) in self.sgt.iter().enumerate()`: one entry here.
           Effect.zipRight(info(`Entry[0]: DMA address: 0x${mapping.iova.toString(16)}`)),
-          // The SG table is dropped with the driver data, whatever the check said.
-          Effect.ensuring(Dma.unmap(sgt))
+          // Then the fields are dropped in declaration order: `ca` (freed), then `sgt`
+          // (unmapped). Done whatever the check said, so nothing is left to leak.
+          Effect.ensuring(Effect.zipRight(Devres.release(caRes), Dma.unmap(sgt)))
         )
       })
   })

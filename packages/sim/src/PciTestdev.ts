@@ -1,7 +1,9 @@
 /**
  * A QEMU-`pci-testdev`-like device: BAR0 describes tests (write TEST to select one; OFFSET
  * and DATA say where to write what), and COUNT counts the writes of the selected test seen
- * at its offset. Rust-for-Linux's `samples/rust/rust_driver_pci.rs` drives this device.
+ * at its offset. As in QEMU (`pci_testdev_start`), selecting a test zeroes its count, and
+ * only the selected test's writes are counted. Rust-for-Linux's
+ * `samples/rust/rust_driver_pci.rs` drives this device.
  *
  * @since 0.1.0
  */
@@ -36,7 +38,7 @@ export const registers = RegisterMap.make("pci-testdev", 0x100, {
   TEST: { offset: 0x00, access: "WO", width: 8, description: "selects a test" },
   WIDTH_TYPE: { offset: 0x01, access: "RO", width: 8, description: "access width of the test, 0 if none" },
   OFFSET: { offset: 0x04, access: "RO", description: "where to write for the selected test" },
-  DATA: { offset: 0x08, access: "RO", description: "what to write" },
+  DATA: { offset: 0x08, access: "RO", width: 8, description: "what to write (a u8, as QEMU's header)" },
   COUNT: { offset: 0x0c, access: "RO", description: "writes seen for the selected test" },
   TEST0: { offset: 0x20, access: "WO", width: 8 },
   TEST1: { offset: 0x24, access: "WO", width: 8 },
@@ -55,7 +57,6 @@ export const model = () =>
     start: (ctx) =>
       Effect.sync(() => {
         const [regs] = ctx.regions
-        const counts = tests.map(() => 0)
         let selected = -1
         const select = (index: number) => {
           const test = tests[index]
@@ -63,15 +64,16 @@ export const model = () =>
           regs.set("WIDTH_TYPE", test === undefined ? 0 : 1)
           regs.set("OFFSET", test?.offset ?? 0)
           regs.set("DATA", test?.data ?? 0)
-          regs.set("COUNT", test === undefined ? 0 : counts[index]!)
+          // QEMU's pci_testdev_start: (re)selecting a test zeroes its count.
+          regs.set("COUNT", 0)
         }
         regs.onWrite("TEST", (index) => select(index))
         const names = ["TEST0", "TEST1", "TEST2"] as const
         names.forEach((name, index) =>
           regs.onWrite(name, (value) => {
-            if (value !== tests[index]!.data) return
-            counts[index]!++
-            if (selected === index) regs.set("COUNT", counts[index]!)
+            // QEMU counts only writes to the selected test's offset.
+            if (selected !== index || value !== tests[index]!.data) return
+            regs.set("COUNT", regs.get("COUNT") + 1)
           })
         )
         select(-1)
