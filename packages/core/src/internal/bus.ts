@@ -31,6 +31,7 @@ import { LeaksDetected, type LeakReport } from "../Leak.js"
 import type { UnbindCause, UnbindReport } from "../Lifecycle.js"
 import { Binding, LazySite, type Revocation, type Site, UNCAPTURED } from "./binding.js"
 import { EventLog } from "./events.js"
+import { DeviceLock } from "./lock.js"
 import { DeviceImpl } from "./device.js"
 import {
   addLink,
@@ -179,7 +180,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           const startedAt = clock.unsafeCurrentTimeMillis()
           binding.core.held = true
           let exit: Exit.Exit<Context.Context<never>, unknown> = yield* Effect.exit(
-            restore(binding.supervised(provideAll(buildProbe(driver, device, scope), context)))
+            restore(binding.within(buildProbe(driver, device, scope), context))
           )
           binding.core.held = false
           if (Exit.isSuccess(exit)) {
@@ -249,7 +250,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         }
         if (next === undefined) return Effect.succeed(reports)
         const consumer = next
-        return consumer.lock.withPermits(1)(Effect.suspend(() =>
+        return consumer.lock.withLock(Effect.suspend(() =>
           consumer.binding !== undefined && consumer.device.state === "bound" && entry.consumers.has(consumer)
             ? Effect.map(unbindLocked(consumer, cause, site), (report) => void reports.push(report))
             : Effect.void
@@ -317,7 +318,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
 
     // Binds an unbound entry to `registered` (or the first matching driver). True if bound.
     const tryBind = (entry: Entry, registered: Registered | undefined, site: Site): Effect.Effect<boolean> =>
-      entry.lock.withPermits(1)(Effect.suspend(() => {
+      entry.lock.withLock(Effect.suspend(() => {
         const { state } = entry.device
         if (state !== "unbound" && state !== "deferred") return Effect.succeed(false)
         const chosen = registered ?? firstMatch(entry.device)
@@ -391,7 +392,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           )
         }
         if (consumer.device.state === "bound" && supplier.device.state !== "bound") {
-          return consumer.lock.withPermits(1)(Effect.suspend(() => {
+          return consumer.lock.withLock(Effect.suspend(() => {
             const binding = consumer.binding
             if (binding === undefined || consumer.device.state !== "bound" || supplier.device.state === "bound") {
               return Effect.void
@@ -421,7 +422,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const device = new DeviceImpl(spec.name, busName, spec.ids ?? {})
         const entry: Entry = {
           device,
-          lock: Effect.unsafeMakeSemaphore(1),
+          lock: new DeviceLock(),
           binding: undefined,
           suppliers: new Set(),
           consumers: new Set()
@@ -443,7 +444,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const site = callSite()
         const cause = removeOptions?.cause ?? "hot-unplug"
         return Effect.flatMap(resolve(ref), (entry) =>
-          entry.lock.withPermits(1)(Effect.gen(function*() {
+          entry.lock.withLock(Effect.gen(function*() {
             yield* checkPresent(entry)
             // Uninterruptible from here: an unbound device must not stay half-removed.
             const report = yield* Effect.uninterruptible(forget(entry, cause, site))
@@ -474,7 +475,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           drivers.delete(name)
           const bound = Array.from(entries.values()).filter((e) => e.binding?.driver === name)
           return Effect.forEach(bound, (entry) =>
-            entry.lock.withPermits(1)(Effect.suspend(() => {
+            entry.lock.withLock(Effect.suspend(() => {
               if (entry.binding?.driver !== name || entry.device.state !== "bound") return Effect.succeed(undefined)
               return unbindLocked(entry, "unload", site)
             }))).pipe(
@@ -488,7 +489,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       bind: (ref, driverName) => {
         const site = callSite()
         return Effect.flatMap(resolve(ref), (entry) =>
-          entry.lock.withPermits(1)(Effect.gen(function*() {
+          entry.lock.withLock(Effect.gen(function*() {
             yield* checkPresent(entry)
             if (entry.binding !== undefined) {
               return yield* new AlreadyBound({ device: entry.device.name, driver: entry.binding.driver })
@@ -511,7 +512,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       unbind: (ref) => {
         const site = callSite()
         return Effect.flatMap(resolve(ref), (entry) =>
-          entry.lock.withPermits(1)(Effect.gen(function*() {
+          entry.lock.withLock(Effect.gen(function*() {
             yield* checkPresent(entry)
             if (entry.binding === undefined) return yield* new NotBound({ device: entry.device.name })
             return yield* unbindLocked(entry, "manual", site)
@@ -559,7 +560,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     // lock (a probe may be in flight), and one failure does not stop the others.
     yield* Effect.addFinalizer(() =>
       Effect.forEach(Array.from(entries.values()), (entry) =>
-        Effect.exit(entry.lock.withPermits(1)(Effect.suspend(() =>
+        Effect.exit(entry.lock.withLock(Effect.suspend(() =>
           entry.device.state === "removed" ? Effect.void : Effect.asVoid(forget(entry, "hot-unplug", "bus shutdown", "unload"))
         ))), { discard: true })
     )
@@ -578,14 +579,10 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
 const runRemove = (binding: Binding, remove: Effect.Effect<void, unknown, any>): Effect.Effect<Exit.Exit<void, unknown>> =>
   Effect.uninterruptible(
     Effect.flatMap(
-      Effect.forkDaemon(Effect.interruptible(binding.supervised(provideAll(remove, binding.context!)))),
+      Effect.forkDaemon(Effect.interruptible(binding.within(remove, binding.context!))),
       Fiber.await
     )
   ).pipe(Effect.locally(FiberRef.currentSupervisor, Supervisor.none))
-
-// The binding's context is complete: it holds everything the driver declared it needs.
-const provideAll = <A, E>(effect: Effect.Effect<A, E, any>, context: Context.Context<any>): Effect.Effect<A, E> =>
-  Effect.provide(effect, context) as Effect.Effect<A, E>
 
 const isProbeDefer = (e: unknown): e is { readonly _tag: "ProbeDefer"; readonly reason: string } =>
   typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "ProbeDefer"

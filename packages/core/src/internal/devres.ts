@@ -13,6 +13,9 @@ import { type Binding, BoundImpl, LABELLED_SITE, LazySite, liveBinding, REVOKED,
 /** @internal */
 export const TypeId: typeof Devres.TypeId = Symbol.for("@devscope/core/Devres") as any
 
+/** How a release at unbind is told it runs at unbind. */
+const AT_UNBIND: Devres.Release = Object.freeze({ atUnbind: true, site: "unbind" })
+
 /** The owner of a released Devres: equals no token key, live or revoked. */
 const RELEASED: object = Object.freeze({ released: true })
 
@@ -124,6 +127,35 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     }))
   }
 
+  /**
+   * The binding scope's finalizer: the unbind's release (step 4), already uninterruptible
+   * there, so it does in plain code what `releaseNow` wraps in effects. A release that throws
+   * instead of returning an effect is a failure of its own, not of the scope's close.
+   */
+  releaseAtUnbind(): Effect.Effect<void> {
+    if (this.owner === RELEASED) return Effect.void
+    const { meta } = this
+    this.owner = RELEASED
+    meta.releasedAt = "unbind"
+    const value = this.value as A
+    this.value = undefined
+    if (meta.release === undefined) {
+      meta.binding.recordRelease(this.label, Exit.void, true)
+      return Effect.void
+    }
+    let release: Effect.Effect<void, unknown>
+    try {
+      release = meta.release(value, AT_UNBIND)
+    } catch (defect) {
+      meta.binding.recordRelease(this.label, Exit.die(defect), true)
+      return Effect.void
+    }
+    return Effect.matchCause(release, {
+      onFailure: (cause) => meta.binding.recordRelease(this.label, Exit.failCause(cause), true),
+      onSuccess: () => meta.binding.recordRelease(this.label, Exit.void, true)
+    })
+  }
+
   toString() {
     return `Devres(${this.label}, ${this.device.name}${this.isReleased ? ", released" : ""})`
   }
@@ -178,24 +210,25 @@ export const acquire = <A, E, R, D extends string>(
   label: string | undefined
 ): Effect.Effect<Devres.Devres<A, D>, E, R | Bound.Bound<D>> => {
   const site = siteOf(tag, label !== undefined)
-  return Effect.flatMap(tag, (token) =>
-    Effect.uninterruptible(Effect.suspend(() => {
-      const impl = token as unknown as BoundImpl<D>
-      // The resource name is only built for the defect, so that a default label (which
-      // names the site) is not formatted on the live path.
-      const binding = impl instanceof BoundImpl && impl.key === impl.binding
-        ? impl.binding
-        : liveBinding(token, `Devres "${label ?? `resource acquired at ${site}`}"`)
-      return Effect.flatMap(effect, (value) => {
-        const devres = new DevresImpl<A, D>(binding, value, label, site, release)
-        const finalizers = openFinalizers(binding.scope)
-        if (finalizers !== undefined) {
-          // Keyed by the Devres, so an early release can delete it (see `openFinalizers`).
-          finalizers.set(devres, () => devres.releaseNow("unbind", true))
-          return Effect.succeed(devres)
-        }
-        // A closed scope releases at once, as `Scope.addFinalizer` does.
-        return Effect.as(Scope.addFinalizer(binding.scope, devres.releaseNow("unbind", true)), devres)
-      })
-    })))
+  // One step for the token and the checks (a probe acquires many of these: B2).
+  return Effect.uninterruptible(Effect.withFiberRuntime<Devres.Devres<A, D>, E, R>((fiber) => {
+    const token = Context.unsafeGet(fiber.getFiberRef(FiberRef.currentContext), tag)
+    const impl = token as unknown as BoundImpl<D>
+    // The resource name is only built for the defect, so that a default label (which
+    // names the site) is not formatted on the live path.
+    const binding = impl instanceof BoundImpl && impl.key === impl.binding
+      ? impl.binding
+      : liveBinding(token, `Devres "${label ?? `resource acquired at ${site}`}"`)
+    return Effect.flatMap(effect, (value) => {
+      const devres = new DevresImpl<A, D>(binding, value, label, site, release)
+      const finalizers = openFinalizers(binding.scope)
+      if (finalizers !== undefined) {
+        // Keyed by the Devres, so an early release can delete it (see `openFinalizers`).
+        finalizers.set(devres, () => devres.releaseAtUnbind())
+        return Effect.succeed(devres)
+      }
+      // A closed scope releases at once, as `Scope.addFinalizer` does.
+      return Effect.as(Scope.addFinalizer(binding.scope, Effect.suspend(() => devres.releaseAtUnbind())), devres)
+    })
+  }))
 }

@@ -2,7 +2,7 @@
  * The bus's per-device record and the device-link graph between records.
  * @internal
  */
-import type * as Effect from "effect/Effect"
+import type { DeviceLock } from "./lock.js"
 import type { LeakReport } from "../Leak.js"
 import type { UnbindReport } from "../Lifecycle.js"
 import type { Binding } from "./binding.js"
@@ -10,7 +10,7 @@ import type { DeviceImpl } from "./device.js"
 
 export interface Entry {
   readonly device: DeviceImpl
-  readonly lock: Effect.Semaphore
+  readonly lock: DeviceLock
   binding: Binding | undefined
   /** Device links: the devices this one consumes, and the devices consuming it. */
   readonly suppliers: Set<Entry>
