@@ -4,9 +4,9 @@
  * acquisitions each adding a finalizer, F fibers forked into the scope, the scope closed).
  * Then the cost per resource and per fiber for R or F = 10 ... 10,000.
  */
-import { Effect, Exit, Layer, RuntimeFlags, RuntimeFlagsPatch, Scope, Supervisor } from "effect"
+import { Effect, Exit, Layer, Scope } from "effect"
 import { Bound, Bus, Devres, Driver } from "@devscope/core"
-import { measure, median, ratio, type Task } from "./harness.js"
+import { measure, median, ratio, stepsOf, type Task } from "./harness.js"
 import type { Row, Section } from "./report.js"
 
 // One driver (so one brand) per shape; a bus takes each driver name once.
@@ -91,31 +91,6 @@ const lifecycle = async (): Promise<Array<Row>> => {
       target: i === 0 ? { op: "<=", value: 1.5 } : undefined
     }))
   ]
-}
-
-/** Counts the run-loop steps (effect instructions) of the fibers it supervises. */
-class StepCounter extends Supervisor.AbstractSupervisor<void> {
-  steps = 0
-  get value() {
-    return Effect.void
-  }
-  override onEffect() {
-    this.steps++
-  }
-}
-
-/**
- * Run-loop steps per run of `effect` (in every fiber it starts), less those of `Effect.void`
- * run the same way: a figure that does not depend on the machine's load.
- */
-const stepsOf = async (effect: Effect.Effect<unknown, unknown>, runs = 20): Promise<number> => {
-  const count = async (e: Effect.Effect<unknown, unknown>) => {
-    const counter = new StepCounter()
-    const counted = Effect.supervised(Effect.withRuntimeFlagsPatch(e, RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)), counter)
-    for (let i = 0; i < runs; i++) await Effect.runPromise(counted)
-    return counter.steps / runs
-  }
-  return (await count(effect)) - (await count(Effect.void))
 }
 
 const stepsTable = async (): Promise<string> => {

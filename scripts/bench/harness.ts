@@ -7,6 +7,7 @@
  * than ratios.
  */
 import { performance } from "node:perf_hooks"
+import { Effect, RuntimeFlags, RuntimeFlagsPatch, Supervisor } from "effect"
 
 export interface Task {
   readonly name: string
@@ -93,3 +94,28 @@ export const ratio = (task: Measured, baseline: Measured): number =>
 
 /** Something the optimiser cannot see through, so measured loops are not dead code. */
 export const sink = { value: 0 }
+
+/** Counts the run-loop steps (effect instructions) of the fibers it supervises. */
+class StepCounter extends Supervisor.AbstractSupervisor<void> {
+  steps = 0
+  get value() {
+    return Effect.void
+  }
+  override onEffect() {
+    this.steps++
+  }
+}
+
+/**
+ * Run-loop steps per run of `effect` (in every fiber it starts), less those of `Effect.void`
+ * run the same way: a figure that does not depend on the machine's load.
+ */
+export const stepsOf = async (effect: Effect.Effect<unknown, unknown>, runs = 20): Promise<number> => {
+  const count = async (e: Effect.Effect<unknown, unknown>) => {
+    const counter = new StepCounter()
+    const counted = Effect.supervised(Effect.withRuntimeFlagsPatch(e, RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)), counter)
+    for (let i = 0; i < runs; i++) await Effect.runPromise(counted)
+    return counter.steps / runs
+  }
+  return (await count(effect)) - (await count(Effect.void))
+}
