@@ -152,7 +152,15 @@ const deviceOf = (
   if (typeof error === "object" && error !== null && typeof (error as { device?: unknown }).device === "string") {
     return (error as { device: string }).device
   }
-  return /device "([^"]+)"/.exec(text)?.[1] ?? "-"
+  return /device "([^"]+)"/.exec(text)?.[1] ?? / of "([^"]+)"/.exec(text)?.[1] ?? "-"
+}
+
+/** Whether the fiber that logged ran binding code (a Bound token in its context). */
+const inBinding = (refs: FiberRefs.FiberRefs): boolean => {
+  for (const key of FiberRefs.getOrDefault(refs, FiberRef.currentContext).unsafeMap.keys()) {
+    if (key.startsWith(BOUND_TAG)) return true
+  }
+  return false
 }
 
 const spanName = (refs: FiberRefs.FiberRefs): string | undefined => {
@@ -176,8 +184,11 @@ const messageText = (message: unknown): string =>
 
 const UNHANDLED = "Fiber terminated with an unhandled error"
 
-/** Collects failures and warnings logged during a run, counting identical ones. */
-class LogBook {
+/**
+ * Collects failures and warnings logged during a run, counting identical ones: install
+ * `logger` in place of the default one, with unhandled fiber failures logged at Error.
+ */
+export class LogBook {
   readonly failures = new Map<string, { -readonly [K in keyof DriverFailure]: DriverFailure[K] }>()
   readonly notes = new Map<string, { -readonly [K in keyof Note]: Note[K] }>()
   constructor(private readonly onNew: ((line: string) => void) | undefined) {}
@@ -195,7 +206,7 @@ class LogBook {
       const error = defects.length > 0 ? defects[0] : Option.getOrUndefined(failure)
       const device = deviceOf(annotations, context, text, error)
       const where = unhandled
-        ? `${spanName(context) ?? "a binding fiber"} died`
+        ? `${spanName(context) ?? (inBinding(context) ? "a binding fiber" : "a fiber")} died`
         : text.replace(` of device "${device}"`, "").replace(/^(.*?): (.*)$/, "$1 $2")
       const described = error === undefined ? text : describeError(error)
       const key = `${device}\u0000${where}\u0000${described}`
