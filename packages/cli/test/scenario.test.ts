@@ -2,6 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { BlkModel } from "@devscope/example-blk"
+import { NicModel } from "@devscope/example-nic"
+import { SensorModel } from "@devscope/example-sensor"
 import * as Scenario from "../src/Scenario.js"
 import { demo, demoJson } from "../src/internal/demo.js"
 
@@ -103,6 +106,13 @@ describe("Scenario", () => {
     expect(Either.isRight(Scenario.decode({ ...base, drivers: [{ kind: "blk", bug: "free-dma-before-stop" }] }, "t"))).toBe(true)
     // The catalogue of bugs is the drivers' own.
     expect(Scenario.kinds.sensor.bugs).not.toContain("free-dma-before-stop")
+  })
+
+  it("the catalogue of kinds matches the device models (interrupt lines) and the drivers (buses)", () => {
+    expect(NicModel.model({}).irqs).toBe(Scenario.kinds.nic.irqLines)
+    expect(BlkModel.model({ store: BlkModel.store(8) }).irqs).toBe(Scenario.kinds.blk.irqLines)
+    expect(SensorModel.model().irqs).toBe(Scenario.kinds.sensor.irqLines)
+    expect([Scenario.kinds.nic.bus, Scenario.kinds.blk.bus, Scenario.kinds.sensor.bus]).toEqual(["pci", "pci", "platform"])
   })
 
   it("times: no negative durations (not even as strings), a positive duration, nothing after the end", () => {
