@@ -7,6 +7,7 @@
 import type * as Effect from "effect/Effect"
 import * as perfetto from "./internal/perfetto.js"
 import type * as record from "./internal/record.js"
+import * as recordInternal from "./internal/record.js"
 import * as report from "./internal/report.js"
 import * as internal from "./internal/runner.js"
 import * as summary from "./internal/summary.js"
@@ -29,6 +30,34 @@ export type Violation = record.Violation
  * @category models
  */
 export type DeviceSummary = record.DeviceSummary
+
+/**
+ * Driver code that failed where the binding machinery caught it (a failed run).
+ * @since 0.1.0
+ * @category models
+ */
+export type DriverFailure = record.DriverFailure
+
+/**
+ * A hung action, a stall or a run cut at the time limit, with its wait sites.
+ * @since 0.1.0
+ * @category models
+ */
+export type Stall = record.Stall
+
+/**
+ * A warning logged during a run.
+ * @since 0.1.0
+ * @category models
+ */
+export type Note = record.Note
+
+/**
+ * Whether a run passed: no guarantee broken, no driver failure (exit code 0).
+ * @since 0.1.0
+ * @category models
+ */
+export const passed: (record: RunRecord) => boolean = recordInternal.passed
 
 /**
  * @since 0.1.0

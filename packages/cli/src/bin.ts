@@ -1,18 +1,19 @@
 /**
- * The `devscope` executable: `tsx packages/cli/src/bin.ts <command>` (or `pnpm devscope`).
- * Exit codes: 0 every guarantee held, 1 a guarantee was broken, 2 the scenario cannot run.
+ * The `devscope` executable: `bin/devscope.js` (the package's bin) or
+ * `tsx packages/cli/src/bin.ts <command>` (`pnpm devscope`).
+ *
+ * Exit codes: 0 every guarantee held; 1 a guarantee was broken or driver code failed; 2 the
+ * scenario cannot run or the command line is wrong; 130 interrupted (Ctrl-C).
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import { main } from "./Cli.js"
+import * as Exit from "effect/Exit"
+import { exitCode } from "./Cli.js"
 
-main(process.argv).pipe(
-  Effect.catchTags({
-    GuaranteesBroken: (e) =>
-      Effect.zipRight(Console.error(`\ndevscope: FAILED: ${e.message}`), Effect.sync(() => void (process.exitCode = 1))),
-    InvalidScenario: (e) => Effect.zipRight(Console.error(`devscope: ${e.message}`), Effect.sync(() => void (process.exitCode = 2)))
-  }),
+exitCode(process.argv).pipe(
   Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ disableErrorReporting: false })
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) && typeof exit.value === "number" ? exit.value : 130)
+  })
 )

@@ -58,6 +58,28 @@ describe("devscope runs", () => {
       expect(byName.get("temp0")!.unbinds.map((u) => u.cause)).toEqual(["unload", "unload"])
       // Operations in flight at a removal failed with DeviceGone rather than vanishing.
       expect(byName.get("eth1")!.failedGone).toBeGreaterThan(0)
+      // Under load: the disk had requests in flight at its hot-unplug, and the unbind waited
+      // for them to drain (virtual time passed; new submissions met the closed gate).
+      const action = (name: string) => record.timeline.find((t) => `${t.action} ${t.target}` === name)!
+      const unplug = action("unplug disk0")
+      const requests = (unplug.inFlight?.read ?? 0) + (unplug.inFlight?.write ?? 0) + (unplug.inFlight?.flush ?? 0)
+      expect(requests, JSON.stringify(unplug)).toBeGreaterThan(0)
+      expect(unplug.tookMillis).toBeGreaterThan(0)
+      const hotUnplug = byName.get("disk0")!.unbinds.find((u) => u.cause === "hot-unplug")!
+      expect(hotUnplug.virtualMillis).toBeGreaterThan(0)
+      expect(byName.get("disk0")!.failedGone).toBeGreaterThan(0)
+      // The NIC was surprise-removed mid-transfer: frames sent and not yet completed, which
+      // then failed with DeviceGone (more than the one pending receive).
+      const surprise = action("surprise eth1")
+      expect(surprise.inFlight?.send ?? 0, JSON.stringify(surprise)).toBeGreaterThan(0)
+      expect(byName.get("eth1")!.failedGone).toBeGreaterThan(1)
+      // ... and it shows in the report and the trace.
+      const html = Runner.html(record)
+      expect(html).toMatch(/<td>unplug<\/td><td><code>disk0<\/code><\/td><td class="in-flight">[^<]*\d+ (read|write|flush)/)
+      const traced = JSON.parse(Runner.chromeTrace(record)).traceEvents.find((e: { name: string }) => e.name === "surprise eth1")
+      expect(traced.args.inFlight.send).toBeGreaterThan(0)
+      expect(record.failures).toEqual([])
+      expect(record.stalls).toEqual([])
       expect(record.timeline.map((t) => `${t.action} ${t.target}`).slice(0, 6)).toEqual([
         "unplug disk0",
         "surprise eth1",
@@ -95,6 +117,12 @@ describe("the devscope command", () => {
       expect(stdout).toContain("memory freed before the device was stopped")
       expect(stdout).toMatch(/freed\/unmapped at .*examples\/blk\/src\/driver\.ts/)
       expect(stderr).toContain("FAILED")
+      // The interrupt handler's defect is in the verdict, one line naming device and defect,
+      // not a raw stack dump from the logger.
+      expect(stdout).toMatch(/^ {2}defect disk0: irq 0 handler failed: UseAfterUnbind: Use of Devres .* after it was released early at .*\(at [\d.]+ ms/m)
+      expect(stderr).toMatch(/FAILED: \d+ guarantee violation\(s\), 1 driver failure\(s\)/)
+      expect(stdout + stderr).not.toContain("DevresImpl.accessFailed")
+      expect(stdout + stderr).not.toContain("level=ERROR")
     }), 120_000)
 
   it.effect("an invalid scenario file exits 2, naming each field, and runs nothing", () =>
@@ -144,5 +172,93 @@ describe("the devscope command", () => {
       const valid = yield* devscope("validate", "examples/scenarios/demo.json")
       expect(valid.code).toBe(0)
       expect(valid.stdout).toContain("valid scenario \"demo\"")
+    }), 120_000)
+
+  it.effect("every way a run cannot start exits 2 with a short message, and runs nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/devscope-")))
+      const cases: Array<[Array<string>, RegExp]> = [
+        [["run", "nope.json"], /Path 'nope\.json' must exist/],
+        [["run"], /Missing argument <scenario\.json>/],
+        [["frob"], /Invalid subcommand/],
+        [["demo", "--seed", "abc"], /'abc' is not a integer/],
+        [["demo", "--seed", "-5"], /--seed -5: expected an integer from 0 to 4294967295, got -5/],
+        [["demo", "--seed", "4294967296"], /--seed 4294967296: expected an integer from 0 to 4294967295/],
+        [["demo", "--trace", "/nonexistent-dir/t.json"], /--trace \/nonexistent-dir\/t\.json: directory \/nonexistent-dir does not exist/],
+        [["run", "examples/scenarios/demo.json", "--report", dir], /to be a regular file|is a directory/],
+        [["run", "examples/scenarios/demo.json", "--trace", `${dir}/x`, "--report", `${dir}/x`], /--trace and --report name the same file/],
+        [["validate", dir], /to be a regular file/]
+      ]
+      const results = yield* Effect.all(cases.map(([args]) => devscope(...args)), { concurrency: 3 })
+      results.forEach((result, i) => {
+        const [args, message] = cases[i]!
+        const what = `${args.join(" ")}: ${result.stderr}`
+        expect(result.code, what).toBe(2)
+        expect(stripAnsi(result.stderr), what).toMatch(message)
+        // No raw JSON of an @effect/cli error, no stack, no log line; nothing ran.
+        expect(result.stderr, what).not.toContain("{\"_tag\"")
+        expect(result.stderr, what).not.toMatch(/\n\s+at /)
+        expect(result.stderr.trim().split("\n").length, what).toBeLessThanOrEqual(3)
+        expect(result.stdout, what).not.toContain("devscope: scenario")
+      })
+    }), 180_000)
+
+  it.effect("a hung unbind: the run stops, names the wait site, keeps its evidence, writes trace and report, exits 1", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/devscope-")))
+      const { code, stdout, stderr } = yield* devscope(
+        "run",
+        "examples/scenarios/bug-hang-in-remove.json",
+        "-q",
+        "--trace",
+        `${dir}/t.json`,
+        "--report",
+        `${dir}/r.html`
+      )
+      expect(code, stderr).toBe(1)
+      expect(stdout).toContain("hung at 20.0 ms: unplug disk0")
+      expect(stdout).toContain("waiting in: devscope.remove (device=disk0, driver=blk, bug=hang-in-remove)")
+      expect(stdout).toMatch(/G4 disk0: unplug disk0 at 20 ms did not finish within 1000 ms of virtual time \(hung\)/)
+      expect(stdout).toMatch(/stalled at [\d.]+ ms: nothing could run any more/)
+      // The evidence recorded before the hang is kept: operations, lifecycle, trace.
+      expect(stdout).toMatch(/disk0\s+blk\s+[1-9][\d,]*/)
+      const fs = yield* Effect.promise(() => import("node:fs/promises"))
+      const trace = JSON.parse(yield* Effect.promise(() => fs.readFile(`${dir}/t.json`, "utf8")))
+      expect(trace.traceEvents.length).toBeGreaterThan(100)
+      expect(trace.traceEvents.some((e: { name: string }) => /^hung: unplug disk0/.test(e.name))).toBe(true)
+      expect(trace.traceEvents.some((e: { cat?: string; name: string }) => e.cat === "scenario" && e.name === "unplug disk0")).toBe(true)
+      expect(trace.metadata["devscope-result"]).toBe("FAIL")
+      const html = yield* Effect.promise(() => fs.readFile(`${dir}/r.html`, "utf8"))
+      expect(html).toContain("FAIL")
+      expect(html).toContain("waiting in: <code>devscope.remove (device=disk0, driver=blk, bug=hang-in-remove)</code>")
+      expect(stderr).toMatch(/FAILED: .*the run stalled/)
+    }), 180_000)
+
+  it.effect("validate warns about actions that will be refused; the package's bin runs the command", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/devscope-")))
+      const fs = yield* Effect.promise(() => import("node:fs/promises"))
+      yield* Effect.promise(() =>
+        fs.writeFile(
+          `${dir}/w.json`,
+          JSON.stringify({
+            name: "w",
+            duration: 50,
+            devices: [{ name: "disk0", kind: "blk" }],
+            drivers: [{ kind: "blk" }],
+            timeline: [{ at: 10, action: "unplug", device: "disk0" }, { at: 20, action: "unplug", device: "disk0" }]
+          })
+        )
+      )
+      const warned = yield* devscope("validate", `${dir}/w.json`)
+      expect(warned.code).toBe(0)
+      expect(warned.stdout).toContain("timeline[1]: unplug of disk0 at 20 ms: it is not plugged then (refused)")
+      const viaBin = yield* Effect.async<{ readonly code: number; readonly stdout: string }>((resume) => {
+        execFile(process.execPath, [path.join(root, "packages/cli/bin/devscope.js"), "validate", `${dir}/w.json`], { cwd: root }, (error, stdout) => {
+          resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout }))
+        })
+      })
+      expect(viaBin.code).toBe(0)
+      expect(viaBin.stdout).toContain("valid scenario \"w\"")
     }), 120_000)
 })

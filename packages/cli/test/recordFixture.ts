@@ -200,7 +200,10 @@ export const makeRecord = (options: { readonly large?: boolean } = {}): Effect.E
       lifecycle,
       trace: sim.trace.events(),
       iommuFaults: sim.iommuFaults(),
-      timeline
+      timeline,
+      failures: [],
+      notes: [],
+      stalls: []
     }
     const violations: Array<Violation> = base.iommuFaults.map((f) => ({
       guarantee: "G5",

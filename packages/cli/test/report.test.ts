@@ -6,6 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Trace } from "@devscope/sim"
 import type { RunRecord } from "../src/internal/record.js"
+import { toChromeTrace } from "../src/internal/perfetto.js"
 import { toHtml, writeHtml } from "../src/internal/report.js"
 import { escape } from "../src/internal/svg.js"
 import { HOSTILE, makeRecord, unboundEvents } from "./recordFixture.js"
@@ -49,6 +50,27 @@ describe("toHtml", () => {
       const passing = toHtml({ ...record, violations: [] })
       expect(passing).toContain(`id="result">PASS<`)
       expect(passing).not.toContain(`class="violation"`)
+    }))
+
+  it.effect("driver failures and stalls are shown (escaped), and fail the run even with no violation", () =>
+    Effect.gen(function*() {
+      const record = yield* makeRecord()
+      const failing: RunRecord = {
+        ...record,
+        violations: [],
+        failures: [{ device: HOSTILE, where: "irq 0 handler failed", error: "UseAfterUnbind: <b>x</b>", defect: true, at: 3, count: 2 }],
+        stalls: [{ outcome: "Hung", device: HOSTILE, at: 5, what: "unplug x at 5 ms", waitSites: ["devscope.remove (device=<i>)"] }]
+      }
+      const html = toHtml(failing)
+      expect(html).toContain(`id="result">FAIL<`)
+      expect(html).toContain("Driver failures (1)")
+      expect(html).toContain(`<code>${escape(HOSTILE)}</code>: irq 0 handler failed: UseAfterUnbind: &lt;b&gt;x&lt;/b&gt;`)
+      expect(html).toContain("waiting in: <code>devscope.remove (device=&lt;i&gt;)</code>")
+      for (const tag of tags(html)) expect(ALLOWED.has(tag), tag).toBe(true)
+      const trace = toChromeTrace(failing)
+      expect(trace.metadata["devscope-result"]).toBe("FAIL")
+      expect(trace.traceEvents.some((e) => e.cat === "failure")).toBe(true)
+      expect(trace.traceEvents.some((e) => e.cat === "stall")).toBe(true)
     }))
 
   it.effect("escapes every text from the scenario: no element but the report's own", () =>

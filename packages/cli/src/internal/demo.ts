@@ -7,24 +7,27 @@ import * as Scenario from "../Scenario.js"
 
 export const demoJson = {
   "name": "demo",
-  "description": "Two NICs on a cable, a block device and a temperature sensor under load: hot-unplug the disk, surprise-remove a NIC, plug both back, unload and reload the sensor driver.",
+  "description": "Two NICs on a cable, a block device and a temperature sensor under load: hot-unplug the disk with requests in flight, surprise-remove a NIC mid-transfer, plug both back, unload and reload the sensor driver.",
   "seed": 42,
   "duration": "300 millis",
   "devices": [
     {
       "name": "eth0",
       "kind": "nic",
-      "cable": "cable0"
+      "cable": "cable0",
+      "latency": "100 micros"
     },
     {
       "name": "eth1",
       "kind": "nic",
-      "cable": "cable0"
+      "cable": "cable0",
+      "latency": "100 micros"
     },
     {
       "name": "disk0",
       "kind": "blk",
-      "sectors": 4096
+      "sectors": 4096,
+      "latency": "200 micros"
     },
     {
       "name": "temp0",
@@ -44,12 +47,12 @@ export const demoJson = {
   ],
   "workload": {
     "nic": {
-      "window": 4,
+      "window": 8,
       "frameSize": 256,
       "interval": "50 micros"
     },
     "blk": {
-      "workers": 4,
+      "workers": 8,
       "writeRatio": 0.5,
       "sectorsPerRequest": 2,
       "interval": "100 micros",

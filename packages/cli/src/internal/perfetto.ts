@@ -8,7 +8,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import type { PlatformError } from "@effect/platform/Error"
 import * as Effect from "effect/Effect"
 import { Leak } from "@devscope/core"
-import type { RunRecord } from "./record.js"
+import { passed, type RunRecord } from "./record.js"
 import * as Spans from "./spans.js"
 
 /** One event of the Chrome Trace Event Format. `ts` and `dur` are microseconds. */
@@ -315,7 +315,32 @@ export const toChromeTrace = (record: RunRecord): ChromeTrace => {
       ts: us(t.at),
       pid: PID.scenario,
       tid: actionsTid,
-      args: { action: t.action, target: t.target, detail: t.detail }
+      args: { action: t.action, target: t.target, detail: t.detail, inFlight: t.inFlight, tookMillis: t.tookMillis }
+    })
+  }
+
+  for (const f of record.failures) {
+    events.push({
+      name: `driver ${f.defect ? "defect" : "error"} ${f.device}: ${f.where}`,
+      ph: "i",
+      s: "g",
+      cat: "failure",
+      ts: us(f.at),
+      pid: PID.scenario,
+      tid: actionsTid,
+      args: { device: f.device, where: f.where, error: f.error, count: f.count }
+    })
+  }
+  for (const stall of record.stalls) {
+    events.push({
+      name: `${stall.outcome === "Hung" ? "hung" : stall.outcome === "Stalled" ? "stalled" : "timed out"}: ${stall.what}`,
+      ph: "i",
+      s: "g",
+      cat: "stall",
+      ts: us(stall.at),
+      pid: PID.scenario,
+      tid: actionsTid,
+      args: { outcome: stall.outcome, device: stall.device, waitSites: stall.waitSites }
     })
   }
 
@@ -326,10 +351,12 @@ export const toChromeTrace = (record: RunRecord): ChromeTrace => {
     metadata: {
       "devscope-scenario": record.scenario,
       "devscope-seed": record.seed,
-      "devscope-result": record.violations.length === 0 ? "PASS" : "FAIL",
+      "devscope-result": passed(record) ? "PASS" : "FAIL",
       "devscope-virtual-ms": record.endedAt,
       "devscope-wall-ms": record.wallMillis,
       "devscope-violations": record.violations.map((v) => `${v.guarantee} ${v.device}: ${v.message}`),
+      "devscope-driver-failures": record.failures.map((f) => `${f.device}: ${f.where}: ${f.error} (x${f.count})`),
+      "devscope-stalls": record.stalls.map((s) => `${s.outcome} at ${s.at} ms: ${s.what}; waiting in: ${s.waitSites.join("; ") || "-"}`),
       ...(unplaced.length > 0 ? { "devscope-iommu-faults-without-time": unplaced } : {})
     }
   }

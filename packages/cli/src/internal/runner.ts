@@ -2,19 +2,33 @@
  * Runs a scenario on the simulator, in virtual time: boots the machine (drivers, devices,
  * cables, media), starts the workload, plays the timeline, and at the end unloads every
  * driver, waits for the operations in flight, and checks the guarantees.
+ *
+ * Whatever way the run ends (on its own, with an action that hung, stalled, or past the time
+ * limit), the record keeps what was recorded until then: the lifecycle events, the trace, the
+ * IOMMU faults, the operations' accounting, and where the run was waiting.
  */
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as HashMap from "effect/HashMap"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import { type DeviceError, Hardware, type Lifecycle } from "@devscope/core"
+import * as Tracer from "effect/Tracer"
+import { type DeviceError, type Driver, Hardware, type Lifecycle } from "@devscope/core"
 import { BlkModel, BlockDevices, driver as blkDriver, makeBlockDevices } from "@devscope/example-blk"
 import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devscope/example-nic"
 import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
-import { Simulator, VirtualTime } from "@devscope/sim"
+import { type Iommu, Simulator, type Trace, VirtualTime } from "@devscope/sim"
 import { Oracle } from "@devscope/testing"
-import type * as Scenario from "../Scenario.js"
-import type { DeviceSummary, RunRecord, TimelineEntry, UnbindSummary } from "./record.js"
+import * as Scenario from "../Scenario.js"
+import type { DeviceSummary, DriverFailure, Note, RunRecord, Stall, TimelineEntry, UnbindSummary, Violation } from "./record.js"
 import * as Workloads from "./workloads.js"
 
 /** What the live display shows. */
@@ -32,12 +46,27 @@ export interface RunOptions {
   readonly onProgress?: ((progress: Progress) => void) | undefined
   /** Called after each timeline action, in virtual-time order. */
   readonly onAction?: ((entry: TimelineEntry, progress: Progress) => void) | undefined
+  /**
+   * Called when driver code fails where the binding machinery catches it (the first of a
+   * kind), when a warning is logged (the first of a kind), and when an action hangs.
+   */
+  readonly onNote?: ((line: string) => void) | undefined
 }
 
 /** Virtual time the end of a run may take to resolve the operations in flight. */
 const DRAIN = 1_000
 
-const busOf = (kind: Scenario.Kind): "pci" | "platform" => kind === "sensor" ? "platform" : "pci"
+/**
+ * Virtual time a scenario action (or an unload at the end) may take before it is reported
+ * as hung. Unbinds of the example drivers take microseconds to a few milliseconds; the core's
+ * own deadlines (gate drain, fiber stop) are shorter than this.
+ */
+export const HANG = 1_000
+
+/** Virtual time after the scenario's end at which a run still going is cut (TimedOut). */
+const LIMIT = 60_000
+
+const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
 
 const defaults = (workload: Scenario.Workload | undefined) => ({
   nic: {
@@ -55,6 +84,167 @@ const defaults = (workload: Scenario.Workload | undefined) => ({
   sensor: { readers: workload?.sensor?.readers ?? 2, interval: workload?.sensor?.interval ?? 2 }
 })
 
+// ---------------------------------------------------------------------------------------
+// Planted bugs the runner adds to any driver.
+
+/** Never resumes, and holds no timer: a wait for an interrupt that never comes. */
+const neverInterrupted = Effect.withSpan(
+  Effect.async<void>(() => {}),
+  "waiting for an interrupt that never comes (planted bug hang-in-remove)"
+)
+
+/** `hang-in-remove`: the driver's remove does its work, then waits forever. */
+const plant = <D extends Driver.Any>(driver: D, bug: Scenario.Bug | undefined): D =>
+  bug !== "hang-in-remove" ? driver : {
+    ...driver,
+    remove: (device) =>
+      Effect.withSpan(
+        Effect.zipRight(driver.remove?.(device) ?? Effect.void, neverInterrupted),
+        "devscope.remove",
+        { attributes: { device: device.name, driver: driver.name, bug } }
+      )
+  }
+
+// ---------------------------------------------------------------------------------------
+// Evidence beyond the trace: what the drivers and the core log, which spans are open.
+
+const describeSpan = (span: Tracer.Span): string => {
+  const attributes = [...span.attributes].map(([k, v]) => `${k}=${String(v)}`).join(", ")
+  return attributes === "" ? span.name : `${span.name} (${attributes})`
+}
+
+/** Wraps a tracer to know which spans are open (started, not ended), for hang reports. */
+const trackingTracer = (inner: Tracer.Tracer, open: Set<Tracer.Span>): Tracer.Tracer =>
+  Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      const span = inner.span(name, parent, context, links, startTime, kind, options)
+      const tracked: Tracer.Span = Object.create(span)
+      ;(tracked as { end: Tracer.Span["end"] }).end = (endTime, exit) => {
+        open.delete(tracked)
+        span.end(endTime, exit)
+      }
+      open.add(tracked)
+      return tracked
+    },
+    context: (f, fiber) => inner.context(f, fiber)
+  })
+
+const BOUND_TAG = "@devscope/core/Bound/"
+
+/** The device a log entry is about: its annotation, the binding or span it ran in, the error. */
+const deviceOf = (
+  annotations: HashMap.HashMap<string, unknown>,
+  refs: FiberRefs.FiberRefs,
+  text: string,
+  error: unknown
+): string => {
+  const annotated = HashMap.get(annotations, "device")
+  if (Option.isSome(annotated)) return String(annotated.value)
+  const context = FiberRefs.getOrDefault(refs, FiberRef.currentContext)
+  for (const [key, value] of context.unsafeMap) {
+    if (key.startsWith(BOUND_TAG) && typeof value?.device?.name === "string") return value.device.name
+  }
+  const span = Context.getOption(context, Tracer.ParentSpan)
+  if (Option.isSome(span) && span.value._tag === "Span") {
+    const device = span.value.attributes.get("device")
+    if (device !== undefined) return String(device)
+  }
+  if (typeof error === "object" && error !== null && typeof (error as { device?: unknown }).device === "string") {
+    return (error as { device: string }).device
+  }
+  return /device "([^"]+)"/.exec(text)?.[1] ?? / of "([^"]+)"/.exec(text)?.[1] ?? "-"
+}
+
+/** Whether the fiber that logged ran binding code (a Bound token in its context). */
+const inBinding = (refs: FiberRefs.FiberRefs): boolean => {
+  for (const key of FiberRefs.getOrDefault(refs, FiberRef.currentContext).unsafeMap.keys()) {
+    if (key.startsWith(BOUND_TAG)) return true
+  }
+  return false
+}
+
+const spanName = (refs: FiberRefs.FiberRefs): string | undefined => {
+  const span = Context.getOption(FiberRefs.getOrDefault(refs, FiberRef.currentContext), Tracer.ParentSpan)
+  return Option.isSome(span) && span.value._tag === "Span" ? span.value.name : undefined
+}
+
+/** An error or defect in one line: `Tag: message`. */
+const describeError = (error: unknown): string => {
+  if (typeof error === "object" && error !== null) {
+    const e = error as { _tag?: unknown; name?: unknown; message?: unknown }
+    const tag = typeof e._tag === "string" ? e._tag : typeof e.name === "string" ? e.name : "Error"
+    const message = typeof e.message === "string" ? e.message : ""
+    return (message === "" ? tag : `${tag}: ${message}`).split("\n")[0]!
+  }
+  return String(error).split("\n")[0]!
+}
+
+const messageText = (message: unknown): string =>
+  (Array.isArray(message) ? message.map(String).join(" ") : String(message)).split("\n")[0]!
+
+const UNHANDLED = "Fiber terminated with an unhandled error"
+
+/**
+ * Collects failures and warnings logged during a run, counting identical ones: install
+ * `logger` in place of the default one, with unhandled fiber failures logged at Error.
+ */
+export class LogBook {
+  readonly failures = new Map<string, { -readonly [K in keyof DriverFailure]: DriverFailure[K] }>()
+  readonly notes = new Map<string, { -readonly [K in keyof Note]: Note[K] }>()
+  constructor(private readonly onNew: ((line: string) => void) | undefined) {}
+
+  readonly logger = Logger.make<unknown, void>(({ annotations, cause, context, date, logLevel, message }) => {
+    if (LogLevel.lessThan(logLevel, LogLevel.Warning)) return
+    const text = messageText(message)
+    const at = date.getTime()
+    if (LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) {
+      const defects = Chunk.toReadonlyArray(Cause.defects(cause))
+      const unhandled = text === UNHANDLED
+      // A fiber failing with a typed error is someone's control flow; one dying is a bug.
+      if (unhandled && defects.length === 0) return
+      const failure = Cause.failureOption(cause)
+      const error = defects.length > 0 ? defects[0] : Option.getOrUndefined(failure)
+      const device = deviceOf(annotations, context, text, error)
+      const where = unhandled
+        ? `${spanName(context) ?? (inBinding(context) ? "a binding fiber" : "a fiber")} died`
+        : text.replace(` of device "${device}"`, "").replace(/^(.*?): (.*)$/, "$1 $2")
+      const described = error === undefined ? text : describeError(error)
+      const key = `${device}\u0000${where}\u0000${described}`
+      const known = this.failures.get(key)
+      if (known !== undefined) known.count++
+      else {
+        this.failures.set(key, { device, where, error: described, defect: defects.length > 0, at, count: 1 })
+        this.onNew?.(`${at.toFixed(3)} ms  ${device}: ${where}: ${described}`)
+      }
+    } else {
+      const device = deviceOf(annotations, context, text, undefined)
+      const key = `${device}\u0000${text}`
+      const known = this.notes.get(key)
+      if (known !== undefined) known.count++
+      else {
+        this.notes.set(key, { device, message: text, at, count: 1 })
+        this.onNew?.(`${at.toFixed(3)} ms  ${device}: warning: ${text}`)
+      }
+    }
+  })
+}
+
+/** Keeps at most a few violations of one kind per device, as the oracle does. */
+const capped = (list: ReadonlyArray<Violation>, max = 5): Array<Violation> => {
+  const counts = new Map<string, number>()
+  const out: Array<Violation> = []
+  for (const v of list) {
+    const key = `${v.guarantee}/${v.device}/${v.message.slice(0, 40)}`
+    const n = (counts.get(key) ?? 0) + 1
+    counts.set(key, n)
+    if (n <= max) out.push(v)
+    else if (n === max + 1) out.push({ guarantee: v.guarantee, device: v.device, message: "(more of the same left out)" })
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------
+
 export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effect.Effect<RunRecord> =>
   Effect.gen(function*() {
     const seed = options.seed ?? scenario.seed ?? 1
@@ -62,10 +252,19 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     const lifecycle: Array<{ readonly bus: "pci" | "platform"; readonly event: Lifecycle.LifecycleEvent }> = []
     const unbindStartedWall = new Map<string, number>()
     const unbinds = new Map<string, Array<UnbindSummary>>()
+    const ended = new Map<string, number>()
     const bound = new Set<string>()
     const present = new Set<string>()
     const timeline: Array<TimelineEntry> = []
     const ops = Oracle.makeOps()
+    const busy = new Workloads.Busy()
+    const seen: Array<Violation> = []
+    const stalls: Array<Stall> = []
+    const openSpans = new Set<Tracer.Span>()
+    const book = new LogBook(options.onNote)
+    // The simulator, kept outside the program: its trace and faults are evidence however the
+    // program ends.
+    let simulator: Simulator.Service | undefined
     let now = 0
 
     const progress = (): Progress => ({
@@ -91,6 +290,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         case "Unbound": {
           const name = event.device.name
           bound.delete(name)
+          ended.set(name, (ended.get(name) ?? 0) + 1)
           const list = unbinds.get(name) ?? []
           list.push({
             cause: event.cause,
@@ -106,6 +306,12 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       }
     }
 
+    /** Spans opened since `since` and still open: what a hung action waits in. */
+    const openSince = (since: number) =>
+      [...openSpans]
+        .filter((s) => s.status._tag === "Started" && Number(s.status.startTime) / 1e6 >= since - 1e-9)
+        .map(describeSpan)
+
     const program = Effect.scoped(Effect.gen(function*() {
       const sim = yield* Simulator.make({
         seed,
@@ -113,6 +319,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         traceLimit: 1_000_000,
         onLifecycle
       })
+      simulator = sim
       const netDevices = makeNetDevices()
       const blockDevices = makeBlockDevices()
       const hwmon = makeHwmon()
@@ -125,13 +332,14 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       const driverSpecs = new Map(scenario.drivers.map((d) => [d.kind, d]))
       const load = (kind: Scenario.Kind): Effect.Effect<void, DeviceError.DriverAlreadyRegistered> => {
         const bug = driverSpecs.get(kind)?.bug
+        const own = bug === "free-dma-before-stop" ? bug : undefined
         switch (kind) {
           case "nic":
-            return Effect.provide(sim.pci.registerDriver(nicDriver({ bug })), context)
+            return Effect.provide(sim.pci.registerDriver(plant(nicDriver({ bug: own }), bug)), context)
           case "blk":
-            return Effect.provide(sim.pci.registerDriver(blkDriver({ bug })), context)
+            return Effect.provide(sim.pci.registerDriver(plant(blkDriver({ bug: own }), bug)), context)
           case "sensor":
-            return Effect.provide(sim.platform.registerDriver(sensorDriver()), context)
+            return Effect.provide(sim.platform.registerDriver(plant(sensorDriver(), bug)), context)
         }
       }
 
@@ -164,13 +372,17 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
               model: NicModel.model({
                 cable: spec.cable === undefined ? undefined : cables.get(spec.cable),
                 port: ports.get(spec.name),
-                loopback: spec.loopback
+                loopback: spec.loopback,
+                latency: spec.latency
               })
             }))
           case "blk":
-            return Effect.asVoid(
-              sim.plug({ bus: "pci", name: spec.name, ids: BlkModel.ids, model: BlkModel.model({ store: stores.get(spec.store ?? spec.name)! }) })
-            )
+            return Effect.asVoid(sim.plug({
+              bus: "pci",
+              name: spec.name,
+              ids: BlkModel.ids,
+              model: BlkModel.model({ store: stores.get(spec.store ?? spec.name)!, latency: spec.latency })
+            }))
           case "sensor":
             return Effect.asVoid(sim.plug({ bus: "platform", name: spec.name, ids: SensorModel.ids, model: SensorModel.model() }))
         }
@@ -189,14 +401,20 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
 
       // The workload: user code, started once, for the whole run.
       const config = defaults(scenario.workload)
+      const loadContext: Workloads.LoadContext = {
+        ops,
+        busy,
+        bindingsEnded: (device) => ended.get(device) ?? 0,
+        violation: (v) => void seen.push(v)
+      }
       const loads = scenario.devices.map((device, index) => {
         switch (device.kind) {
           case "nic":
-            return Workloads.nicLoad(ops, netDevices, device.name, index, config.nic)
+            return Workloads.nicLoad(loadContext, netDevices, device.name, index, seed + index, config.nic)
           case "blk":
-            return Workloads.blkLoad(ops, blockDevices, device.name, seed + index, config.blk)
+            return Workloads.blkLoad(loadContext, blockDevices, device.name, seed + index, config.blk)
           case "sensor":
-            return Workloads.sensorLoad(ops, hwmon, device.name, config.sensor)
+            return Workloads.sensorLoad(loadContext, hwmon, device.name, seed + index, config.sensor)
         }
       })
       const workload = yield* Effect.fork(Effect.all(loads, { concurrency: "unbounded", discard: true }))
@@ -226,55 +444,153 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         }
       }
 
+      /**
+       * Runs an action; one still going after HANG ms of virtual time is left running in the
+       * background (it cannot be interrupted: an unbind holds on) and reported as hung, with
+       * the spans opened since it started as its wait sites.
+       */
+      const guarded = <A>(device: string, what: string, effect: Effect.Effect<A>) =>
+        Effect.gen(function*() {
+          const started = yield* Clock.currentTimeMillis
+          const result = yield* Effect.timeoutOption(Effect.disconnect(effect), HANG)
+          if (Option.isNone(result)) {
+            // What opened since the action started; if nothing did (it waits on a lock held
+            // by an earlier hang), every span still open.
+            const since = openSince(started)
+            const waitSites = since.length > 0 ? since : openSince(-Infinity)
+            stalls.push({ outcome: "Hung", device, at: started, what, waitSites })
+            options.onNote?.(
+              `${started.toFixed(3)} ms  ${what} did not finish within ${HANG} ms of virtual time (hung)` +
+                (waitSites.length > 0 ? `; waiting in: ${waitSites.join("; ")}` : "")
+            )
+          }
+          return result
+        })
+
+      const devicesOf = (kind: Scenario.Kind) => scenario.devices.filter((d) => d.kind === kind).map((d) => d.name)
+      const inFlightOf = (names: ReadonlyArray<string>): Record<string, number> => {
+        const total: Record<string, number> = {}
+        for (const name of names) for (const [what, n] of Object.entries(busy.of(name))) total[what] = (total[what] ?? 0) + n
+        return total
+      }
+
+      let hung = false
       const events = [...(scenario.timeline ?? [])].map((e, i) => [e, i] as const).sort((a, b) => a[0].at - b[0].at || a[1] - b[1])
       for (const [event, _] of events) {
-        const wait = event.at - now
+        const target = "device" in event ? event.device : event.driver
+        if (hung) {
+          timeline.push({ at: event.at, action: event.action, target, detail: "skipped: the run ended early after a hung action" })
+          continue
+        }
+        // From the clock, not `now`: an action that took time must not delay the next one.
+        const wait = event.at - (yield* Clock.currentTimeMillis)
         if (wait > 0) yield* Effect.sleep(wait)
-        now = event.at
-        const detail = yield* act(event)
+        const clock = yield* Clock.currentTimeMillis
+        // The clock adds floats: 15.011 + (20 - 15.011) may be 19.99999999999995.
+        const started = Math.abs(clock - event.at) < 1e-6 ? event.at : clock
+        now = Math.max(now, started)
+        const inFlight = inFlightOf("device" in event ? [event.device] : devicesOf(event.driver))
+        const result = yield* guarded(target, `${event.action} ${target} at ${event.at} ms`, act(event))
         const entry: TimelineEntry = {
-          at: event.at,
+          at: started,
           action: event.action,
-          target: "device" in event ? event.device : event.driver,
-          detail
+          target,
+          detail: Option.isNone(result) ? `hung: did not finish within ${HANG} ms` : result.value,
+          inFlight,
+          tookMillis: Option.isNone(result) ? undefined : Math.max(0, (yield* Clock.currentTimeMillis) - clock)
         }
         timeline.push(entry)
         options.onAction?.(entry, progress())
+        if (Option.isNone(result)) hung = true
       }
-      if (scenario.duration > now) yield* Effect.sleep(scenario.duration - now)
-      now = scenario.duration
+      const last = yield* Clock.currentTimeMillis
+      if (!hung && scenario.duration > last) yield* Effect.sleep(scenario.duration - last)
+      const end = yield* Clock.currentTimeMillis
+      now = Math.max(now, !hung && Math.abs(end - scenario.duration) < 1e-6 ? scenario.duration : end)
 
       // The end: stop starting operations, unload every driver (which resolves the ones in
       // flight, with a result or DeviceGone), then give them a bounded time to come back.
       ops.stopping = true
       for (const kind of [...registered]) {
-        const reports = yield* Effect.option(sim[busOf(kind)].unregisterDriver(kind))
-        timeline.push({ at: now, action: "unload", target: kind, detail: Option.isNone(reports) ? "not registered" : "end of run" })
+        const unloaded = yield* guarded(kind, `unload ${kind} at the end`, Effect.option(sim[busOf(kind)].unregisterDriver(kind)))
+        timeline.push({
+          at: now,
+          action: "unload",
+          target: kind,
+          detail: Option.isNone(unloaded)
+            ? `hung: did not finish within ${HANG} ms`
+            : Option.isNone(unloaded.value)
+            ? "not registered"
+            : "end of run"
+        })
       }
       const drained = yield* Fiber.join(workload).pipe(Effect.timeout(DRAIN), Effect.option)
-      if (Option.isNone(drained)) yield* Fiber.interrupt(workload)
-      const trace = sim.trace.events()
-      const iommuFaults = sim.iommuFaults()
-      return { trace, iommuFaults, end: now }
+      if (Option.isNone(drained)) yield* Effect.timeoutOption(Fiber.interrupt(workload), HANG)
     }))
 
-    const outcome = yield* VirtualTime.run(program, {
-      onProgress: options.onProgress === undefined ? undefined : (t) => {
-        now = Math.max(now, t)
-        options.onProgress!(progress())
-      }
-    })
-    const result = outcome.exit !== undefined && outcome.exit._tag === "Success" ? outcome.exit.value : undefined
-    if (outcome.exit !== undefined && outcome.exit._tag === "Failure" && outcome._tag === "Done") {
-      return yield* Effect.die(outcome.exit.cause)
+    const outcome = yield* Effect.flatMap(Effect.tracer, (tracer) =>
+      VirtualTime.run(
+        program.pipe(
+          Effect.withTracer(trackingTracer(tracer, openSpans)),
+          Effect.provide(Logger.replace(Logger.defaultLogger, book.logger)),
+          Effect.withUnhandledErrorLogLevel(Option.some(LogLevel.Error))
+        ),
+        {
+          until: scenario.duration + LIMIT,
+          onProgress: options.onProgress === undefined ? undefined : (t) => {
+            now = Math.max(now, t)
+            options.onProgress!(progress())
+          }
+        }
+      ))
+
+    // Evidence, whatever the outcome.
+    const trace: ReadonlyArray<Trace.TraceEvent> = simulator?.trace.events() ?? []
+    const iommuFaults: ReadonlyArray<Iommu.Fault> = simulator?.iommuFaults() ?? []
+    if (outcome._tag === "Stalled") {
+      // Fiber ids differ from run to run; spans do not.
+      const sites = outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < "))
+      stalls.push({
+        outcome: "Stalled",
+        device: "-",
+        at: outcome.virtualMillis,
+        what: `nothing could run any more, ${outcome.waiting.length} fiber(s) waiting`,
+        waitSites: sites
+      })
+    } else if (outcome._tag === "TimedOut") {
+      stalls.push({
+        outcome: "TimedOut",
+        device: "-",
+        at: outcome.virtualMillis,
+        what: `still running ${LIMIT} ms of virtual time after the end of the scenario`,
+        waitSites: [...openSpans].map(describeSpan)
+      })
     }
-    const violations = Oracle.check({
-      lifecycle,
-      trace: result?.trace ?? [],
-      iommuFaults: result?.iommuFaults ?? [],
-      ops: ops.devices,
-      outcome: outcome._tag
-    })
+    const failures: Array<DriverFailure> = [...book.failures.values()]
+    if (outcome.exit !== undefined && Exit.isFailure(outcome.exit) && !Cause.isInterruptedOnly(outcome.exit.cause)) {
+      // The run itself died: a defect that reached the scenario's own fiber.
+      const cause = outcome.exit.cause
+      const defect = Chunk.toReadonlyArray(Cause.defects(cause))[0] ?? Option.getOrUndefined(Cause.failureOption(cause))
+      failures.push({
+        device: "-",
+        where: "the scenario run died",
+        error: defect === undefined ? Cause.pretty(cause).split("\n")[0]! : describeError(defect),
+        defect: true,
+        at: outcome.virtualMillis,
+        count: 1
+      })
+    }
+    const violations: Array<Violation> = [
+      ...Oracle.check({ lifecycle, trace, iommuFaults, ops: ops.devices, outcome: outcome._tag }),
+      ...capped(seen),
+      ...stalls.filter((s) => s.outcome === "Hung").map((s): Violation => ({
+        guarantee: "G4",
+        device: s.device,
+        message: `${s.what} did not finish within ${HANG} ms of virtual time (hung)${
+          s.waitSites.length > 0 ? `; waiting in: ${s.waitSites.join("; ")}` : ""
+        }`
+      }))
+    ]
     const devices: Array<DeviceSummary> = scenario.devices.map((spec) => {
       const mine = ops.of(spec.name)
       const list = unbinds.get(spec.name) ?? []
@@ -289,7 +605,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         unbinds: list,
         released: list.reduce((n, u) => n + u.released, 0),
         leaks: list.reduce((n, u) => n + u.leaks, 0),
-        iommuFaults: (result?.iommuFaults ?? []).filter((f) => f.device === spec.name).length
+        iommuFaults: iommuFaults.filter((f) => f.device === spec.name).length
       }
     })
     return {
@@ -298,10 +614,13 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       endedAt: outcome.virtualMillis,
       wallMillis: performance.now() - wallStart,
       lifecycle,
-      trace: result?.trace ?? [],
-      iommuFaults: result?.iommuFaults ?? [],
+      trace,
+      iommuFaults,
       timeline,
       devices,
-      violations
+      violations,
+      failures,
+      notes: [...book.notes.values()],
+      stalls
     } satisfies RunRecord
   })

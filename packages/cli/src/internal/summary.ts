@@ -1,7 +1,7 @@
 /**
  * Text output of a run: the live progress line, the timeline lines and the summary table.
  */
-import type { RunRecord, TimelineEntry } from "./record.js"
+import { passed, type RunRecord, type TimelineEntry } from "./record.js"
 import type { Progress } from "./runner.js"
 
 const pad = (s: string, n: number, right = false) => right ? s.padStart(n) : s.padEnd(n)
@@ -19,8 +19,43 @@ export const progressLine = (p: Progress): string => {
     `ops ${pad(fmt(p.resolved), 8, true)} (${fmt(Math.round(rate))}/s virtual)  in flight ${pad(String(p.inFlight), 3, true)}  ${states}`
 }
 
-export const actionLine = (entry: TimelineEntry): string =>
-  `  ${pad(entry.at.toFixed(1), 8, true)} ms  ${pad(entry.action, 8)} ${entry.target}${entry.detail ? `  (${entry.detail})` : ""}`
+/** `3 write, 1 read` */
+export const inFlightText = (inFlight: Readonly<Record<string, number>> | undefined): string => {
+  const parts = Object.entries(inFlight ?? {}).filter(([, n]) => n > 0).map(([what, n]) => `${n} ${what}`)
+  return parts.length === 0 ? "nothing" : parts.join(", ")
+}
+
+export const actionLine = (entry: TimelineEntry): string => {
+  const facts = [
+    ...(entry.inFlight === undefined ? [] : [`in flight: ${inFlightText(entry.inFlight)}`]),
+    ...(entry.tookMillis !== undefined && entry.tookMillis > 0 ? [`took ${ms(entry.tookMillis)}`] : []),
+    ...(entry.detail ? [entry.detail] : [])
+  ]
+  return `  ${pad(entry.at.toFixed(1), 8, true)} ms  ${pad(entry.action, 8)} ${entry.target}${facts.length > 0 ? `  (${facts.join("; ")})` : ""}`
+}
+
+/** The run's failures of driver code, one line each. */
+export const failureLines = (record: RunRecord): Array<string> =>
+  record.failures.map((f) =>
+    `  ${f.defect ? "defect" : "error"} ${f.device}: ${f.where}: ${f.error} (at ${ms(f.at)}${f.count > 1 ? `, ${fmt(f.count)} times` : ""})`
+  )
+
+/** Stalls and hangs, with their wait sites. */
+export const stallLines = (record: RunRecord): Array<string> =>
+  record.stalls.flatMap((s) => [
+    `  ${s.outcome === "Hung" ? "hung" : s.outcome === "Stalled" ? "stalled" : "timed out"} at ${ms(s.at)}: ${s.what}`,
+    ...(s.waitSites.length === 0 ? ["    wait sites: none recorded"] : s.waitSites.map((w) => `    waiting in: ${w}`))
+  ])
+
+/** The one-line verdict the command ends with on failure. */
+export const verdict = (record: RunRecord): string => {
+  const parts = [
+    ...(record.violations.length > 0 ? [`${record.violations.length} guarantee violation(s)`] : []),
+    ...(record.failures.length > 0 ? [`${record.failures.length} driver failure(s)`] : []),
+    ...(record.stalls.length > 0 ? [record.stalls.some((s) => s.outcome !== "Hung") ? "the run stalled" : "an action hung"] : [])
+  ]
+  return passed(record) ? "all guarantees held" : parts.join(", ")
+}
 
 /** Renders rows as an aligned table with a header rule. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>, numeric: ReadonlySet<number>) => {
@@ -69,12 +104,24 @@ export const summary = (record: RunRecord): string => {
     table(header, rows, new Set([2, 3, 4, 8, 9, 10])),
     ""
   ]
+  if (record.stalls.length > 0) {
+    lines.push("The run did not end on its own:", ...stallLines(record), "")
+  }
+  if (record.notes.length > 0) {
+    lines.push("Warnings logged during the run:")
+    for (const n of record.notes) lines.push(`  ${n.device}: ${n.message} (at ${ms(n.at)}${n.count > 1 ? `, ${fmt(n.count)} times` : ""})`)
+    lines.push("")
+  }
   if (record.violations.length === 0) {
     lines.push("All guarantees held: G1 no revoked access returned a value, G2 every resource released once, " +
       "G3 no fiber outlived its unbind, G4 every operation resolved once, G5 no unreported or faulting DMA.")
   } else {
     lines.push(`${record.violations.length} guarantee violation(s):`)
     for (const v of record.violations) lines.push(`  ${v.guarantee} ${v.device}: ${v.message}`)
+  }
+  if (record.failures.length > 0) {
+    lines.push(`${record.failures.length} driver failure(s) (caught by the binding machinery, reported instead of dumped):`)
+    lines.push(...failureLines(record))
   }
   return lines.join("\n")
 }

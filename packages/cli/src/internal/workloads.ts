@@ -5,15 +5,22 @@
  *
  * Each load checks what it gets back: NIC frames carry their origin and a checksummed
  * payload; block workers own disjoint sector ranges and know what every acknowledged write
- * left on the medium; sensor readings must be in the model's range.
+ * left on the medium; sensor readings must be in the model's range, and an attribute read
+ * outside the binding must say None once that binding has ended.
+ *
+ * Pauses are random (exponentially distributed with the interval as mean, as the gaps of
+ * Poisson arrivals, from the seed), and each sender, worker or reader starts at a random point
+ * of its first interval: loads started together do not run in lockstep, so a scenario action
+ * at a round time finds operations in flight rather than an idle gap between rounds.
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { BlockDevice, BlockDevicesRegistry } from "@devscope/example-blk"
 import type { NetDevice, NetDevicesRegistry } from "@devscope/example-nic"
-import { type HwmonRegistry, SensorModel } from "@devscope/example-sensor"
+import { type HwmonRegistry, type SensorHandle, SensorModel } from "@devscope/example-sensor"
 import { Simulator } from "@devscope/sim"
 import type { Oracle } from "@devscope/testing"
+import type { Violation } from "./record.js"
 
 type Ops = Oracle.Ops
 
@@ -21,6 +28,45 @@ type Ops = Oracle.Ops
 export const random = Simulator.random
 
 const isGone = (e: { readonly _tag: string }) => e._tag === "DeviceGone" ? "gone" as const : "rejected" as const
+
+/** Operations in flight, per device and operation: what a scenario action finds running. */
+export class Busy {
+  private readonly devices = new Map<string, Map<string, number>>()
+
+  /** `ops.track`, counting the operation as in flight (by name) until it resolves. */
+  track<A, E, R>(
+    ops: Ops,
+    device: string,
+    what: string,
+    op: Effect.Effect<A, E, R>,
+    classify: (error: E) => "gone" | "rejected"
+  ): Effect.Effect<Option.Option<A>, never, R> {
+    return Effect.suspend(() => {
+      let mine = this.devices.get(device)
+      if (mine === undefined) this.devices.set(device, mine = new Map())
+      const counts = mine
+      counts.set(what, (counts.get(what) ?? 0) + 1)
+      return Effect.ensuring(ops.track(device, what, op, classify), Effect.sync(() => void counts.set(what, counts.get(what)! - 1)))
+    })
+  }
+
+  /** The operations of `device` in flight now, by operation (only the nonzero ones). */
+  of(device: string): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const [what, n] of this.devices.get(device) ?? []) if (n > 0) out[what] = n
+    return out
+  }
+}
+
+/** What every load gets. */
+export interface LoadContext {
+  readonly ops: Ops
+  readonly busy: Busy
+  /** How many bindings of `device` have ended so far (its `Unbound` events). */
+  readonly bindingsEnded: (device: string) => number
+  /** A guarantee the load saw broken itself (a value read outside an ended binding). */
+  readonly violation: (violation: Violation) => void
+}
 
 /** Waits for `lookup` to find the device, polling every `poll` ms; None once the run stops. */
 const waitFor = <A>(ops: Ops, lookup: () => Option.Option<A>, poll: number): Effect.Effect<Option.Option<A>> =>
@@ -32,6 +78,20 @@ const waitFor = <A>(ops: Ops, lookup: () => Option.Option<A>, poll: number): Eff
       yield* Effect.sleep(poll)
     }
   })
+
+/**
+ * A pause of `interval` ms on average, exponentially distributed (the gaps of Poisson
+ * arrivals), capped at five times the mean; a yield when the interval is 0.
+ */
+export const pauseMillis = (interval: number, rand: () => number): number =>
+  interval * Math.min(5, -Math.log(1 - rand()))
+
+const pause = (interval: number, rand: () => number): Effect.Effect<void> =>
+  interval > 0 ? Effect.sleep(pauseMillis(interval, rand)) : Effect.yieldNow()
+
+/** A random start within the first interval. */
+const stagger = (interval: number, rand: () => number): Effect.Effect<void> =>
+  interval > 0 ? Effect.sleep(interval * rand()) : Effect.void
 
 // ---------------------------------------------------------------------------------------
 // NIC: frames carry [magic][origin index][sequence][length] and a payload derived from them.
@@ -67,25 +127,35 @@ export interface NicLoad {
 }
 
 /** `window` senders and one receiver for one NIC, for the whole run. */
-export const nicLoad = (ops: Ops, registry: NetDevicesRegistry, device: string, origin: number, load: NicLoad) => {
+export const nicLoad = (
+  context: LoadContext,
+  registry: NetDevicesRegistry,
+  device: string,
+  origin: number,
+  seed: number,
+  load: NicLoad
+) => {
+  const { busy, ops } = context
   const lookup = () => registry.lookup(device)
   let seq = 0
-  const sender = Effect.gen(function*() {
-    while (!ops.stopping) {
-      const found = yield* waitFor<NetDevice>(ops, lookup, 1)
-      if (Option.isNone(found)) return
-      const frame = makeFrame(origin, seq++, load.frameSize)
-      yield* ops.track(device, "send", found.value.send(frame), isGone)
-      if (load.interval > 0) yield* Effect.sleep(load.interval)
-      else yield* Effect.yieldNow()
-    }
-  })
+  const sender = (index: number) =>
+    Effect.gen(function*() {
+      const rand = random(seed * 1_000 + index)
+      yield* stagger(load.interval, rand)
+      while (!ops.stopping) {
+        const found = yield* waitFor<NetDevice>(ops, lookup, 1)
+        if (Option.isNone(found)) return
+        const frame = makeFrame(origin, seq++, load.frameSize)
+        yield* busy.track(ops, device, "send", found.value.send(frame), isGone)
+        yield* pause(load.interval, rand)
+      }
+    })
   const seen = new Map<number, Set<number>>()
   const receiver = Effect.gen(function*() {
     while (!ops.stopping) {
       const found = yield* waitFor<NetDevice>(ops, lookup, 1)
       if (Option.isNone(found)) return
-      const frame = yield* ops.track(device, "receive", found.value.receive(), isGone)
+      const frame = yield* busy.track(ops, device, "receive", found.value.receive(), isGone)
       if (Option.isNone(frame)) {
         // Gone: the device is going away; look it up again once it is back.
         yield* Effect.sleep(1)
@@ -107,7 +177,7 @@ export const nicLoad = (ops: Ops, registry: NetDevicesRegistry, device: string, 
       fromOrigin.add(header.seq)
     }
   })
-  return Effect.all([...Array.from({ length: load.window }, () => sender), receiver], {
+  return Effect.all([...Array.from({ length: load.window }, (_, i) => sender(i)), receiver], {
     concurrency: "unbounded",
     discard: true
   })
@@ -144,13 +214,17 @@ const equalBytes = (a: Uint8Array, b: Uint8Array) => {
 /** What a worker knows of a sector: the version last acknowledged, or unknown after a failed write. */
 type Known = number | "unknown"
 
-export const blkLoad = (ops: Ops, registry: BlockDevicesRegistry, device: string, seed: number, load: BlkLoad) => {
+export const blkLoad = (context: LoadContext, registry: BlockDevicesRegistry, device: string, seed: number, load: BlkLoad) => {
+  const { busy, ops } = context
   const lookup = () => registry.lookup(device)
   // The medium outlives the device: what the workers know survives unplug and re-plug.
   const known = new Map<number, Known>()
   const worker = (index: number) =>
     Effect.gen(function*() {
       const rand = random(seed * 1_000 + index)
+      // A stream of its own for the pauses: the requests stay what they were for a seed.
+      const jitter = random(seed * 1_000 + 500 + index)
+      yield* stagger(load.interval, jitter)
       let requests = 0
       while (!ops.stopping) {
         const found = yield* waitFor<BlockDevice>(ops, lookup, 1)
@@ -162,7 +236,7 @@ export const blkLoad = (ops: Ops, registry: BlockDevicesRegistry, device: string
         const sector = base + Math.floor(rand() * Math.max(1, span - count))
         requests++
         if (load.flushEvery > 0 && requests % load.flushEvery === 0) {
-          yield* ops.track(device, "flush", blk.flush(), isGone)
+          yield* busy.track(ops, device, "flush", blk.flush(), isGone)
         } else if (rand() < load.writeRatio) {
           const data = new Uint8Array(count * blk.sectorSize)
           const versions: Array<number> = []
@@ -172,10 +246,10 @@ export const blkLoad = (ops: Ops, registry: BlockDevicesRegistry, device: string
             versions.push(version)
             data.set(sectorContents(sector + s, version, blk.sectorSize), s * blk.sectorSize)
           }
-          const written = yield* ops.track(device, "write", Effect.as(blk.write(sector, data), true), isGone)
+          const written = yield* busy.track(ops, device, "write", Effect.as(blk.write(sector, data), true), isGone)
           for (let s = 0; s < count; s++) known.set(sector + s, Option.isSome(written) ? versions[s]! : "unknown")
         } else {
-          const data = yield* ops.track(device, "read", blk.read(sector, count), isGone)
+          const data = yield* busy.track(ops, device, "read", blk.read(sector, count), isGone)
           if (Option.isSome(data)) {
             for (let s = 0; s < count; s++) {
               const expected = known.get(sector + s) ?? 0
@@ -188,8 +262,7 @@ export const blkLoad = (ops: Ops, registry: BlockDevicesRegistry, device: string
             }
           }
         }
-        if (load.interval > 0) yield* Effect.sleep(load.interval)
-        else yield* Effect.yieldNow()
+        yield* pause(load.interval, jitter)
       }
     })
   return Effect.all(Array.from({ length: load.workers }, (_, i) => worker(i)), { concurrency: "unbounded", discard: true })
@@ -203,21 +276,63 @@ export interface SensorLoad {
   readonly interval: number
 }
 
-export const sensorLoad = (ops: Ops, registry: HwmonRegistry, device: string, load: SensorLoad) => {
+/** Attributes read from outside the binding; each must be None once its binding has ended. */
+const ATTRIBUTES = ["temp1_input", "temp1_max", "samples"] as const
+
+export const sensorLoad = (context: LoadContext, registry: HwmonRegistry, device: string, seed: number, load: SensorLoad) => {
+  const { busy, ops } = context
   const lookup = () => registry.lookup(device)
-  const reader = Effect.gen(function*() {
-    while (!ops.stopping) {
-      const found = yield* waitFor(ops, lookup, 1)
-      if (Option.isNone(found)) return
-      const value = yield* ops.track(device, "readTemperature", found.value.readTemperature(), isGone)
-      if (Option.isSome(value) && (value.value < SensorModel.TEMP_MIN || value.value >= SensorModel.TEMP_MAX + SensorModel.NOISE)) {
+  /**
+   * Reads a handle's attributes as code outside the binding does (`tryAccess`). A handle
+   * belongs to the binding it was published by: once that binding has ended (the device's
+   * `Unbound` count went past `epoch`), every read must be None. A value then is a revoked
+   * resource returning a value: G1 broken.
+   */
+  const readAttributes = (handle: SensorHandle, epoch: number) => {
+    const ended = context.bindingsEnded(device) > epoch
+    for (const name of ATTRIBUTES) {
+      const value = handle.attribute(name)
+      if (Option.isNone(value)) continue
+      if (ended) {
+        context.violation({
+          guarantee: "G1",
+          device,
+          message: `attribute ${name} read outside the binding returned ${value.value} after the binding had ended ` +
+            `(tryAccess must say None)`
+        })
+      } else if (name === "temp1_input" && (value.value < SensorModel.TEMP_MIN || value.value >= SensorModel.TEMP_MAX + SensorModel.NOISE)) {
         ops.of(device).corrupt++
-        ops.problem(device, `temperature ${value.value} out of the model's range`)
+        ops.problem(device, `attribute temp1_input ${value.value} out of the model's range`)
       }
-      // An attribute read outside the binding: None once the device is gone, never a stale value.
-      found.value.attribute("temp1_input")
-      yield* Effect.sleep(load.interval)
     }
-  })
-  return Effect.all(Array.from({ length: load.readers }, () => reader), { concurrency: "unbounded", discard: true })
+    return ended
+  }
+  const reader = (index: number) =>
+    Effect.gen(function*() {
+      const rand = random(seed * 1_000 + index)
+      yield* stagger(load.interval, rand)
+      // Handles of bindings this reader used, read again once their binding has ended.
+      let retired: Array<{ readonly handle: SensorHandle; readonly epoch: number }> = []
+      let current: { readonly handle: SensorHandle; readonly epoch: number } | undefined
+      while (!ops.stopping) {
+        const found = yield* waitFor(ops, lookup, 1)
+        if (Option.isNone(found)) break
+        if (current?.handle !== found.value) {
+          if (current !== undefined) retired.push(current)
+          current = { handle: found.value, epoch: context.bindingsEnded(device) }
+        }
+        const value = yield* busy.track(ops, device, "readTemperature", found.value.readTemperature(), isGone)
+        if (Option.isSome(value) && (value.value < SensorModel.TEMP_MIN || value.value >= SensorModel.TEMP_MAX + SensorModel.NOISE)) {
+          ops.of(device).corrupt++
+          ops.problem(device, `temperature ${value.value} out of the model's range`)
+        }
+        readAttributes(current.handle, current.epoch)
+        // An old handle is checked once its binding has ended, then dropped.
+        retired = retired.filter((r) => !readAttributes(r.handle, r.epoch))
+        yield* pause(load.interval, rand)
+      }
+      // At the end every binding has ended: no handle this reader held may return a value.
+      for (const r of current === undefined ? retired : [...retired, current]) readAttributes(r.handle, r.epoch)
+    })
+  return Effect.all(Array.from({ length: load.readers }, (_, i) => reader(i)), { concurrency: "unbounded", discard: true })
 }
