@@ -34,8 +34,17 @@ export interface CaseResult {
   readonly case: Case
   readonly token: string
   readonly outcome: "Done" | "Stalled" | "TimedOut"
+  /**
+   * The removal was injected (the run reached the point). For `surprise-in-remove`: both the
+   * orderly removal and the surprise removal inside its unbind were.
+   */
   readonly injected: boolean
+  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
   readonly violations: ReadonlyArray<Oracle.Violation>
+  /** How many violations the oracle found (the sample may show fewer). */
+  readonly violationCount: number
+  /** Per guarantee and device, the violations the sample leaves out. */
+  readonly omitted: ReadonlyArray<Oracle.Omitted>
   readonly failure: string | undefined
   /** Suspension points seen while the device was bound, and during its unbind. */
   readonly points: { readonly bound: number; readonly unbinding: number }
@@ -51,11 +60,28 @@ export interface Options {
   readonly timeout?: number | undefined
 }
 
+/** What one mode explored. */
+export interface ModeCoverage {
+  readonly mode: Mode
+  /**
+   * Suspension points the mode could inject at: those of the bound device (`surprise`,
+   * `unplug`), or of the orderly unbind in the middle of the run (`surprise-in-remove`).
+   */
+  readonly points: number
+  /** Cases run (at most `maxPoints`, spread evenly over the points). */
+  readonly cases: number
+  /** Cases whose removal was injected (the run reached the point). */
+  readonly injected: number
+}
+
 export interface Report {
   readonly scenario: string
   readonly seed: number
   readonly points: { readonly bound: number; readonly unbinding: number }
+  /** Cases run in all: the baseline, every mode's, and the middle unplug of `surprise-in-remove`. */
   readonly cases: number
+  /** Per mode explored, in order. */
+  readonly modes: ReadonlyArray<ModeCoverage>
   readonly failures: ReadonlyArray<CaseResult>
 }
 
@@ -113,7 +139,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       yield* scenario.run({ sim, oracle })
     }))
     const outcome = yield* VirtualTime.run(program, { onTask, until: timeout })
-    const violations = sim === undefined ? [] : oracle.check(sim, outcome._tag)
+    const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
     let failure: string | undefined
     if (outcome._tag === "Stalled") {
       // Fiber ids differ from run to run (they are process-wide); spans do not.
@@ -129,8 +155,10 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       case: c,
       token: token(scenario.name, seed, c),
       outcome: outcome._tag,
-      injected,
-      violations,
+      injected: c.mode === "surprise-in-remove" ? injected && innerInjected : injected,
+      violations: verdict.violations,
+      violationCount: verdict.count,
+      omitted: verdict.omitted,
       failure,
       points: { bound, unbinding },
       virtualMillis: outcome.virtualMillis
@@ -144,7 +172,7 @@ const spread = (count: number, max: number): Array<number> => {
   return [...points]
 }
 
-const failed = (r: CaseResult) => r.failure !== undefined || r.violations.length > 0
+const failed = (r: CaseResult) => r.failure !== undefined || r.violationCount > 0
 
 export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect.Effect<Report> =>
   Effect.gen(function*() {
@@ -154,9 +182,17 @@ export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect
     const baseline = yield* runCase(scenario, seed, { mode: "baseline", point: 0 }, options.timeout ?? 600_000)
     const timeout = options.timeout ?? baseline.virtualMillis * 20 + 1_000
     const failures: Array<CaseResult> = failed(baseline) ? [baseline] : []
+    const coverage: Array<ModeCoverage> = []
     let cases = 1
     const points = spread(baseline.points.bound, max)
     for (const mode of modes) {
+      let run = 0
+      let injected = 0
+      const judge = (result: CaseResult) => {
+        run++
+        if (result.injected) injected++
+        if (failed(result)) failures.push(result)
+      }
       if (mode === "surprise-in-remove") {
         // An orderly unplug in the middle of the run, and a surprise removal at each point
         // of its unbind (gate drain, remove, teardown).
@@ -165,23 +201,21 @@ export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect
         cases++
         if (failed(probe)) failures.push(probe)
         for (const inner of spread(probe.points.unbinding, max)) {
-          const result = yield* runCase(scenario, seed, { mode, point: middle, inner }, timeout)
-          cases++
-          if (failed(result)) failures.push(result)
+          judge(yield* runCase(scenario, seed, { mode, point: middle, inner }, timeout))
         }
-        continue
+        coverage.push({ mode, points: probe.points.unbinding, cases: run, injected })
+      } else {
+        for (const point of points) judge(yield* runCase(scenario, seed, { mode, point }, timeout))
+        coverage.push({ mode, points: baseline.points.bound, cases: run, injected })
       }
-      for (const point of points) {
-        const result = yield* runCase(scenario, seed, { mode, point }, timeout)
-        cases++
-        if (failed(result)) failures.push(result)
-      }
+      cases += run
     }
-    return { scenario: scenario.name, seed, points: baseline.points, cases, failures }
+    return { scenario: scenario.name, seed, points: baseline.points, cases, modes: coverage, failures }
   })
 
 export const describe = (result: CaseResult): string =>
   [
     `replay token ${result.token}: ${result.failure ?? "guarantees broken"}`,
-    ...result.violations.map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`)
+    ...result.violations.map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`),
+    ...result.omitted.map((o) => `  ${o.guarantee} ${o.device}: (${o.count} more of the same left out)`)
   ].join("\n")

@@ -75,7 +75,12 @@ export interface RunResult {
   readonly outcome: "Done" | "Stalled" | "TimedOut"
   /** Operations started, and how many completed or failed with DeviceGone. */
   readonly operations: { readonly started: number; readonly completed: number; readonly gone: number; readonly rejected: number }
+  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
   readonly violations: ReadonlyArray<Oracle.Violation>
+  /** How many violations the oracle found (the sample may show fewer). */
+  readonly violationCount: number
+  /** Per guarantee and device, the violations the sample leaves out. */
+  readonly omitted: ReadonlyArray<Oracle.Omitted>
   readonly failure: string | undefined
 }
 
@@ -147,7 +152,7 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       yield* Effect.timeout(all, DRAIN).pipe(Effect.ignore)
     }))
     const outcome = yield* VirtualTime.run(program, { until: 600_000 })
-    const violations = sim === undefined ? [] : oracle.check(sim, outcome._tag)
+    const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
     const failure = outcome._tag === "Stalled"
       ? `stalled; wait sites: ${outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < ")).join("; ") || "none"}`
       : outcome._tag === "TimedOut"
@@ -162,7 +167,14 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       gone += ops.gone
       rejected += ops.rejected
     }
-    return { outcome: outcome._tag, operations: { started, completed, gone, rejected }, violations, failure }
+    return {
+      outcome: outcome._tag,
+      operations: { started, completed, gone, rejected },
+      violations: verdict.violations,
+      violationCount: verdict.count,
+      omitted: verdict.omitted,
+      failure
+    }
   })
 
 export interface Options {
@@ -182,7 +194,7 @@ export interface Report {
   readonly path: string | undefined
 }
 
-const bad = (r: RunResult) => r.failure !== undefined || r.violations.length > 0
+const bad = (r: RunResult) => r.failure !== undefined || r.violationCount > 0
 
 export const check = (spec: Spec, options: Options = {}): Effect.Effect<Report> =>
   Effect.promise(async () => {
@@ -210,5 +222,6 @@ export const describe = (report: Report): string =>
       `failing sequence (shrunk; seed ${report.seed}, path ${report.path}):`,
       ...report.counterexample.map((a, i) => `  ${i + 1}. ${show(a)}`),
       `  => ${report.result?.failure ?? "guarantees broken"}`,
-      ...(report.result?.violations ?? []).map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`)
+      ...(report.result?.violations ?? []).map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`),
+      ...(report.result?.omitted ?? []).map((o) => `  ${o.guarantee} ${o.device}: (${o.count} more of the same left out)`)
     ].join("\n")
