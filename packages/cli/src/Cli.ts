@@ -100,7 +100,7 @@ const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
       yield* Console.log(`report written to ${flags.report.value}`)
     }
     if (record.violations.length > 0) {
-      return yield* Effect.fail(new GuaranteesBroken({ scenario: scenario.name, violations: record.violations.length }))
+      return yield* Effect.fail(new GuaranteesBroken({ scenario: scenario.name, violations: record.violationCount }))
     }
   })
 

@@ -61,5 +61,8 @@ export interface RunRecord {
   /** Scenario actions as executed. */
   readonly timeline: ReadonlyArray<TimelineEntry>
   readonly devices: ReadonlyArray<DeviceSummary>
+  /** A sample of the violations found (the oracle shows at most 5 per guarantee and device). */
   readonly violations: ReadonlyArray<Violation>
+  /** How many violations were found, shown or not. */
+  readonly violationCount: number
 }

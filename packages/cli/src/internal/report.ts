@@ -153,7 +153,7 @@ export const toHtml = (record: RunRecord): string => {
 <span>wall <b>${escape(ms(record.wallMillis))}</b></span>
 <span>devices <b>${record.devices.length}</b></span>
 <span>trace events <b>${record.trace.length}</b></span></div>
-${section(pass ? "Guarantees" : `Violations (${record.violations.length})`, violations)}
+${section(pass ? "Guarantees" : `Violations (${record.violationCount})`, violations)}
 ${section("Devices", devices)}
 ${section("Timeline (virtual ms)", timeline(record))}
 ${faults}

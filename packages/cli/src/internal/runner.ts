@@ -268,7 +268,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     if (outcome.exit !== undefined && outcome.exit._tag === "Failure" && outcome._tag === "Done") {
       return yield* Effect.die(outcome.exit.cause)
     }
-    const violations = Oracle.check({
+    const verdict = Oracle.judge({
       lifecycle,
       trace: result?.trace ?? [],
       iommuFaults: result?.iommuFaults ?? [],
@@ -302,6 +302,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       iommuFaults: result?.iommuFaults ?? [],
       timeline,
       devices,
-      violations
+      violations: verdict.violations,
+      violationCount: verdict.count
     } satisfies RunRecord
   })

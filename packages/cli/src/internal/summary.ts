@@ -73,8 +73,10 @@ export const summary = (record: RunRecord): string => {
     lines.push("All guarantees held: G1 no revoked access returned a value, G2 every resource released once, " +
       "G3 no fiber outlived its unbind, G4 every operation resolved once, G5 no unreported or faulting DMA.")
   } else {
-    lines.push(`${record.violations.length} guarantee violation(s):`)
+    lines.push(`${record.violationCount} guarantee violation(s):`)
     for (const v of record.violations) lines.push(`  ${v.guarantee} ${v.device}: ${v.message}`)
+    const hidden = record.violationCount - record.violations.length
+    if (hidden > 0) lines.push(`  (${hidden} more not shown: at most 5 per guarantee and device)`)
   }
   return lines.join("\n")
 }
