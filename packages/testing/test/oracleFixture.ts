@@ -15,7 +15,9 @@
  * - `stuck-fiber` (G3): a binding fiber that does not stop within the stop timeout;
  * - `late-fiber` (G3): a handle that starts a fiber from a runtime captured at probe, which
  *   still works after the unbind;
- * - `lost-operation` (G4): `remove` does not fail the operation waiting for the device.
+ * - `lost-operation` (G4): `remove` does not fail the operation waiting for the device;
+ * - `probe-error-leak` (G2): a probe that fails after mapping (an allocation refused) leaves
+ *   the mapping mapped; only a fault finds it.
  *
  * The correct driver (no plant) does each of these right.
  */
@@ -37,6 +39,7 @@ export type Plant =
   | "stuck-fiber"
   | "late-fiber"
   | "lost-operation"
+  | "probe-error-leak"
 
 export interface Handle {
   /** Writes LIVENESS and reads it back (the device answers with the inverse). */
@@ -60,7 +63,9 @@ export const driver = (plant: Plant | undefined, handles: Map<string, Handle>) =
     // Mapped first, unmapped early in remove: out of order, and fine. A probe failing after
     // it unmaps it too (the unbind's leak check reports a mapping the driver left mapped).
     const mapping = yield* Dma.map(OracleX, new Uint8Array(64), "to-device", { label: "status block" })
-    return yield* Effect.onError(rest(token, hardware, mapping), () => Dma.unmap(mapping))
+    return yield* plant === "probe-error-leak"
+      ? rest(token, hardware, mapping)
+      : Effect.onError(rest(token, hardware, mapping), () => Dma.unmap(mapping))
   }))
 
   const rest = (
