@@ -100,7 +100,7 @@ describe("Oracle: a correct driver", () => {
       expect(oracle.ops.of("edu0")).toMatchObject({ started: 4, gone: 4, completed: 0 })
     }))
 
-  it.effect("a probe failing at an injected allocation, mapping or interrupt request leaves nothing behind", () =>
+  it.effect("a probe failing at an injected allocation or mapping leaves nothing behind", () =>
     Effect.gen(function*() {
       for (const request of ["dma-alloc", "dma-map"] as const) {
         const { outcome, verdict, oracle } = yield* run(

@@ -26,7 +26,10 @@ export interface Case {
   readonly mode: Mode | "baseline"
   /** The suspension point of the bound device the removal was injected at (1-based). */
   readonly point: number
-  /** For `surprise-in-remove`: the point inside the orderly unbind's window. */
+  /**
+   * For `surprise-in-remove`: the point inside the unbind window that follows the orderly
+   * removal (counted from that removal on: unbinds the scenario did before do not count).
+   */
   readonly inner?: number | undefined
 }
 
@@ -46,8 +49,11 @@ export interface CaseResult {
   /** Per guarantee and device, the violations the sample leaves out. */
   readonly omitted: ReadonlyArray<Oracle.Omitted>
   readonly failure: string | undefined
-  /** Suspension points seen while the device was bound, and during its unbind. */
-  readonly points: { readonly bound: number; readonly unbinding: number }
+  /**
+   * Suspension points seen while the device was bound, while it was unbinding (every unbind
+   * of the run), and while it was unbinding after the injected removal (`removal`).
+   */
+  readonly points: { readonly bound: number; readonly unbinding: number; readonly removal: number }
   readonly virtualMillis: number
 }
 
@@ -105,6 +111,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
     let phase: "absent" | "bound" | "unbinding" = "absent"
     let bound = 0
     let unbinding = 0
+    let removalPoints = 0
     let injected = false
     let innerInjected = false
     let sim: Simulator.Service | undefined
@@ -115,7 +122,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       else if (event._tag === "Unbinding") phase = "unbinding"
       else if (event._tag === "Unbound" || event._tag === "ProbeFailed") phase = "absent"
     }
-    const removal = (mode: "surprise" | "unplug") => {
+    const remove = (mode: "surprise" | "unplug") => {
       const s = sim!
       return Effect.ignore(mode === "surprise" ? s.surpriseRemove(scenario.device) : s.unplug(scenario.device))
     }
@@ -124,13 +131,15 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
         bound++
         if (!injected && c.mode !== "baseline" && bound === c.point) {
           injected = true
-          control.fork(removal(c.mode === "surprise" ? "surprise" : "unplug"))
+          control.fork(remove(c.mode === "surprise" ? "surprise" : "unplug"))
         }
       } else if (phase === "unbinding") {
         unbinding++
-        if (c.mode === "surprise-in-remove" && injected && !innerInjected && unbinding === c.inner) {
+        if (!injected) return
+        removalPoints++
+        if (c.mode === "surprise-in-remove" && !innerInjected && removalPoints === c.inner) {
           innerInjected = true
-          control.fork(removal("surprise"))
+          control.fork(remove("surprise"))
         }
       }
     }
@@ -160,7 +169,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       violationCount: verdict.count,
       omitted: verdict.omitted,
       failure,
-      points: { bound, unbinding },
+      points: { bound, unbinding, removal: removalPoints },
       virtualMillis: outcome.virtualMillis
     }
   })
@@ -200,17 +209,18 @@ export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect
         const probe = yield* runCase(scenario, seed, { mode: "unplug", point: middle }, timeout)
         cases++
         if (failed(probe)) failures.push(probe)
-        for (const inner of spread(probe.points.unbinding, max)) {
+        for (const inner of spread(probe.points.removal, max)) {
           judge(yield* runCase(scenario, seed, { mode, point: middle, inner }, timeout))
         }
-        coverage.push({ mode, points: probe.points.unbinding, cases: run, injected })
+        coverage.push({ mode, points: probe.points.removal, cases: run, injected })
       } else {
         for (const point of points) judge(yield* runCase(scenario, seed, { mode, point }, timeout))
         coverage.push({ mode, points: baseline.points.bound, cases: run, injected })
       }
       cases += run
     }
-    return { scenario: scenario.name, seed, points: baseline.points, cases, modes: coverage, failures }
+    const { bound, unbinding } = baseline.points
+    return { scenario: scenario.name, seed, points: { bound, unbinding }, cases, modes: coverage, failures }
   })
 
 export const describe = (result: CaseResult): string =>
