@@ -189,7 +189,7 @@ const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
       if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
       return yield* new GuaranteesBroken({
         scenario: scenario.name,
-        violations: record.violations.length,
+        violations: record.violationCount,
         failures: record.failures.length,
         verdict: Summary.verdict(record)
       })

@@ -86,7 +86,7 @@ const eduDriver = (buggy: (device: string) => boolean, rounds: number) =>
       })
   })
 
-const summarize = (record: Omit<RunRecord, "devices" | "violations">, kinds: Map<string, [string, "pci" | "platform"]>) =>
+const summarize = (record: Omit<RunRecord, "devices" | "violations" | "violationCount">, kinds: Map<string, [string, "pci" | "platform"]>) =>
   Array.from(kinds, ([device, [kind, bus]]): DeviceSummary => {
     const unbound = record.lifecycle.flatMap(({ event }) =>
       event._tag === "Unbound" && event.device.name === device ? [event] : []
@@ -210,7 +210,7 @@ export const makeRecord = (options: { readonly large?: boolean } = {}): Effect.E
       device: f.device,
       message: Iommu.format(f)
     }))
-    return { ...base, devices: summarize(base, kinds), violations }
+    return { ...base, devices: summarize(base, kinds), violations, violationCount: violations.length }
   }).pipe(
     Effect.provide(Simulator.layer({
       seed: 7,

@@ -108,6 +108,14 @@ export interface Service {
   /** Surprise removal. Returns the unbind report if a driver was bound. */
   surpriseRemove(name: string): Effect.Effect<Lifecycle.UnbindReport | undefined, DeviceError.DeviceNotFound>
   device(name: string): Option.Option<SimDevice>
+  /**
+   * Adds a fault rule now, as if given to `make` but counted from this moment: a `fail-nth`
+   * rule's `n` counts the requests made from now on (`n: 1` fails the next one); delayed and
+   * dropped completions apply to completions that start from now; an `irq-storm` or
+   * `all-ones-reads` rule starts `at` from now on its device if it is present (and, like any
+   * rule, from their plug on devices plugged later). Fuzzers inject faults at a chosen step.
+   */
+  inject(rule: FaultRule): Effect.Effect<void>
   /** Every IOMMU fault so far, in order. */
   readonly iommuFaults: () => ReadonlyArray<Iommu.Fault>
 }

@@ -225,6 +225,48 @@ describe("Simulator", () => {
       ]
     }))
 
+  it.effect("fault rules injected while running count from then on: fail-nth, dropped completions, storms, all-ones reads", () =>
+    withSim((sim) =>
+      Effect.gen(function*() {
+        const edu = yield* sim.plug({ bus: "pci", name: "edu0", ids: Edu.ids, model: Edu.model() })
+        const port = sim.hardware.dma(edu.device)
+        const alloc = Effect.either(port.allocCoherent(64, "test"))
+        expect((yield* alloc)._tag).toBe("Right")
+        expect((yield* alloc)._tag).toBe("Right")
+        // n counts from the injection: the next request of edu0 fails, not its first.
+        yield* sim.inject({ kind: "fail-nth", request: "dma-alloc", n: 1, device: "edu0" })
+        expect((yield* alloc)._tag).toBe("Left")
+        expect((yield* alloc)._tag).toBe("Right")
+        // A rule for all devices counts every device's requests from now.
+        yield* sim.inject({ kind: "fail-nth", request: "dma-alloc", n: 2 })
+        expect((yield* alloc)._tag).toBe("Right")
+        expect((yield* alloc)._tag).toBe("Left")
+        expect((yield* alloc)._tag).toBe("Right")
+
+        const [regs] = edu.ctx.regions
+        regs.write32(0x08, 3)
+        yield* TestClock.adjust("2 millis")
+        expect(regs.read32(0x08)).toBe(6)
+        yield* sim.inject({ kind: "drop-completions", device: "edu0" })
+        regs.write32(0x08, 4)
+        yield* TestClock.adjust("2 millis")
+        expect(regs.getField("STATUS", "COMPUTING")).toBe(1)
+
+        // Storms and all-ones reads on a present device start `at` from the injection.
+        yield* TestClock.adjust("10 millis")
+        yield* sim.inject({ kind: "irq-storm", device: "edu0", line: 0, count: 3, at: "1 millis" })
+        yield* sim.inject({ kind: "all-ones-reads", device: "edu0", at: "2 millis" })
+        yield* TestClock.adjust("999 micros")
+        const raised = () => sim.trace.filter({ kind: "Irq", device: "edu0" }).filter((e) => e.kind === "raise")
+        expect(raised()).toHaveLength(0)
+        yield* TestClock.adjust("1 millis")
+        expect(raised()).toHaveLength(3)
+        expect(regs.read32(0x00)).toBe(0x010000ed)
+        yield* TestClock.adjust("1 micros")
+        expect(regs.read32(0x00)).toBe(0xffffffff)
+      })
+    ))
+
   it.effect("the same seed replays the same probabilistic faults", () =>
     Effect.gen(function*() {
       const run = (seed: number) =>

@@ -54,13 +54,22 @@ export type CaseResult = internal.CaseResult
 export type Options = internal.Options
 
 /**
+ * What one mode explored: its points, the cases run, the cases whose removal was injected.
+ * @since 0.1.0
+ * @category models
+ */
+export type ModeCoverage = internal.ModeCoverage
+
+/**
  * @since 0.1.0
  * @category models
  */
 export type Report = internal.Report
 
 /**
- * Explores a scenario. The report lists the failing cases (none for a correct driver).
+ * Explores a scenario. The report lists the failing cases (none for a correct driver) and,
+ * per mode, how many points it had, how many cases ran and how many of them injected the
+ * removal.
  *
  * @example
  * ```ts

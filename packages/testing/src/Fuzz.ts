@@ -1,8 +1,10 @@
 /**
  * Property-based lifecycle fuzzing: random sequences of plug, bind, I/O, unbind, surprise
- * removal, driver unload and reload, and waits, each run in its own virtual world and judged
- * by the invariant oracle. A failing sequence is shrunk by fast-check (`effect/FastCheck`) to
- * a minimal one, printed step by step with what broke.
+ * removal, driver unload and reload, waits and faults (the simulator's fault rules injected
+ * on one device from that step on: the n-th allocation, mapping or interrupt request fails,
+ * completions delayed or dropped, an interrupt storm, all-ones reads), each run in its own
+ * virtual world and judged by the invariant oracle. A failing sequence is shrunk by
+ * fast-check (`effect/FastCheck`) to a minimal one, printed step by step with what broke.
  *
  * Devices start absent: a sequence plugs them. At the end of every sequence each driver is
  * unloaded, which must resolve every operation still in flight.
@@ -42,10 +44,31 @@ export type Spec = internal.Spec
 export type Action = internal.Action
 
 /**
+ * A kind of fault a sequence may inject (the simulator's fault rules).
+ * @since 0.1.0
+ * @category models
+ */
+export type FaultKind = internal.FaultKind
+
+/**
+ * Every kind of fault, the default of `Spec.faults`.
+ * @since 0.1.0
+ * @category constants
+ */
+export const faultKinds: ReadonlyArray<FaultKind> = internal.faultKinds
+
+/**
  * @since 0.1.0
  * @category models
  */
 export type Options = internal.Options
+
+/**
+ * Totals over the sequences a check ran.
+ * @since 0.1.0
+ * @category models
+ */
+export type Coverage = internal.Coverage
 
 /**
  * @since 0.1.0

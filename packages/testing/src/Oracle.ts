@@ -5,14 +5,19 @@
  *
  * - G1: no driver access reached a device while no binding of it existed (a stale access
  *   that is caught dies as `UseAfterUnbind` and never reaches the device);
- * - G2: no release failed, no remove failed, no object leaked;
- * - G3: no fiber of a binding outlived its unbind;
+ * - G2: no release failed, no remove failed, nothing the leak check of an unbind found (a
+ *   streaming DMA mapping left mapped, a `Leak.track`ed object), and, from the trace, the DMA
+ *   memory of every binding freed or unmapped by the end of its unbind, the probe's in
+ *   reverse order of acquisition;
+ * - G3: no fiber of a binding outlived its unbind (found by an unbind's leak check, or
+ *   started after the binding ended);
  * - G4: every operation resolved once, with a result or `DeviceGone` (none lost, none
  *   interrupted, none died, none returned wrong data), no gate section stuck, no stall;
  * - G5: the device never touched DMA memory it had no live mapping for.
  *
  * Usable by any test: hand `oracle.onLifecycle` to the simulator, run operations through
- * `oracle.ops.track`, then `oracle.check(sim)`.
+ * `oracle.track`, then `oracle.check(sim)` (a sample of the violations) or
+ * `oracle.judge(sim)` (the verdict: how many were found, the sample, what it leaves out).
  *
  * @since 0.1.0
  */
@@ -34,6 +39,29 @@ export type Guarantee = internal.Guarantee
  * @category models
  */
 export type Violation = internal.Violation
+
+/**
+ * Violations of one guarantee on one device left out of a verdict's sample.
+ * @since 0.1.0
+ * @category models
+ */
+export type Omitted = internal.Omitted
+
+/**
+ * What the oracle found: `count` violations in all; `violations`, a sample of them (at most
+ * {@link SAMPLE_PER_KIND} per guarantee and device, in the order found); `omitted`, per
+ * guarantee and device, how many the sample leaves out.
+ * @since 0.1.0
+ * @category models
+ */
+export type Verdict = internal.Verdict
+
+/**
+ * How many violations of one guarantee on one device a verdict shows.
+ * @since 0.1.0
+ * @category models
+ */
+export const SAMPLE_PER_KIND: number = internal.SAMPLE_PER_KIND
 
 /**
  * Per-device accounting of operations.
@@ -75,6 +103,14 @@ export interface Evidence {
  * @since 0.1.0
  * @category checking
  */
+export const judge: (evidence: Evidence) => Verdict = internal.judge
+
+/**
+ * Judges evidence and returns the verdict's sample of violations (empty when every guarantee
+ * held). Use {@link judge} for the number of violations found. Pure.
+ * @since 0.1.0
+ * @category checking
+ */
 export const check: (evidence: Evidence) => Array<Violation> = internal.check
 
 /**
@@ -94,11 +130,20 @@ export interface Oracle {
     op: Effect.Effect<A, E, R>,
     classify?: (error: E) => "gone" | "rejected"
   ): Effect.Effect<Option.Option<A>, never, R>
-  /** Judges the run so far. */
-  check(
-    sim: { readonly trace: { events(): ReadonlyArray<Trace.TraceEvent> }; iommuFaults(): ReadonlyArray<Iommu.Fault> },
-    outcome?: Evidence["outcome"]
-  ): Array<Violation>
+  /** Judges the run so far: the sample of violations (see {@link check}). */
+  check(sim: SimEvidence, outcome?: Evidence["outcome"]): Array<Violation>
+  /** Judges the run so far: the verdict (see {@link judge}). */
+  judge(sim: SimEvidence, outcome?: Evidence["outcome"]): Verdict
+}
+
+/**
+ * What an oracle reads from the simulator.
+ * @since 0.1.0
+ * @category models
+ */
+export interface SimEvidence {
+  readonly trace: { events(): ReadonlyArray<Trace.TraceEvent> }
+  iommuFaults(): ReadonlyArray<Iommu.Fault>
 }
 
 const byTag = (error: unknown): "gone" | "rejected" =>
@@ -117,8 +162,8 @@ const byTag = (error: unknown): "gone" | "rejected" =>
  * const program = Effect.gen(function*() {
  *   const sim = yield* Simulator.Simulator
  *   // ... register drivers, plug devices, run operations through oracle.track(...)
- *   const violations = oracle.check(sim)
- *   if (violations.length > 0) console.log(Oracle.format(violations))
+ *   const verdict = oracle.judge(sim)
+ *   if (verdict.count > 0) console.log(`${verdict.count} violation(s)\n${Oracle.format(verdict)}`)
  * }).pipe(Effect.provide(Simulator.layer({ onLifecycle: oracle.onLifecycle })))
  * ```
  * @since 0.1.0
@@ -127,20 +172,22 @@ const byTag = (error: unknown): "gone" | "rejected" =>
 export const make = (): Oracle => {
   const lifecycle: Array<internal.Bused> = []
   const ledger = new ops.Ops()
+  const judgeRun = (sim: SimEvidence, outcome: Evidence["outcome"]) =>
+    internal.judge({ lifecycle, trace: sim.trace.events(), iommuFaults: sim.iommuFaults(), ops: ledger.devices, outcome })
   return {
     onLifecycle: (bus, event) => void lifecycle.push({ bus, event }),
     lifecycle,
     ops: ledger,
     track: (device, what, op, classify) => ledger.track(device, what, op, classify ?? byTag),
-    check: (sim, outcome = "Done") =>
-      internal.check({ lifecycle, trace: sim.trace.events(), iommuFaults: sim.iommuFaults(), ops: ledger.devices, outcome })
+    check: (sim, outcome = "Done") => judgeRun(sim, outcome).violations.slice(),
+    judge: (sim, outcome = "Done") => judgeRun(sim, outcome)
   }
 }
 
 /**
- * One line per violation.
+ * One line per violation; given a verdict, also one line per guarantee and device of which
+ * violations were left out of the sample (`G5 edu0: (11 more of the same left out)`).
  * @since 0.1.0
  * @category utils
  */
-export const format = (violations: ReadonlyArray<Violation>): string =>
-  violations.map((v) => `${v.guarantee} ${v.device}: ${v.message}`).join("\n")
+export const format: (violations: ReadonlyArray<Violation> | Verdict) => string = internal.format

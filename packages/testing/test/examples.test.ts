@@ -18,6 +18,16 @@ const expectClean = (report: Explore.Report) => {
   expect(report.failures.map(Explore.describe)).toEqual([])
   expect(report.points.bound).toBeGreaterThan(10)
   expect(report.cases).toBeGreaterThan(2 * Math.min(POINTS, report.points.bound))
+  // Each mode explored every point it had (up to POINTS), and the removal was injected in
+  // every case: at a point of the bound device (surprise, unplug), or inside the unbind of
+  // the middle unplug (surprise-in-remove: the gate drain, remove, the teardown).
+  expect(report.modes.map((m) => m.mode)).toEqual(["surprise", "unplug", "surprise-in-remove"])
+  for (const mode of report.modes) {
+    if (mode.mode === "surprise-in-remove") expect(mode.points, mode.mode).toBeGreaterThanOrEqual(10)
+    else expect(mode.points, mode.mode).toBe(report.points.bound)
+    expect(mode.cases, mode.mode).toBe(Math.min(POINTS, mode.points))
+    expect(mode.injected, mode.mode).toBe(mode.cases)
+  }
 }
 
 const sensor: Explore.Scenario = {

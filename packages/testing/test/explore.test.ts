@@ -11,6 +11,11 @@ describe("Explore", () => {
       expect(report.points.bound).toBeGreaterThan(20)
       expect(report.points.unbinding).toBeGreaterThan(0)
       expect(report.cases).toBeGreaterThan(100)
+      for (const mode of report.modes) {
+        expect(mode.points, mode.mode).toBeGreaterThan(mode.mode === "surprise-in-remove" ? 5 : 20)
+        expect(mode.cases, mode.mode).toBe(Math.min(60, mode.points))
+        expect(mode.injected, mode.mode).toBe(mode.cases)
+      }
     }), 120_000)
 
   it.effect("finds a remove that waits for an interrupt without a timeout, and names the wait site", () =>

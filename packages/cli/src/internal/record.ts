@@ -109,6 +109,7 @@ export interface RunRecord {
   /** Scenario actions as executed. */
   readonly timeline: ReadonlyArray<TimelineEntry>
   readonly devices: ReadonlyArray<DeviceSummary>
+  /** A sample of the violations found (the oracle shows at most 5 per guarantee and device). */
   readonly violations: ReadonlyArray<Violation>
   /** Driver code that died or failed where the binding machinery caught it (a failed run). */
   readonly failures: ReadonlyArray<DriverFailure>
@@ -116,6 +117,8 @@ export interface RunRecord {
   readonly notes: ReadonlyArray<Note>
   /** Hangs and stalls (each also breaks G4, listed in `violations`). */
   readonly stalls: ReadonlyArray<Stall>
+  /** How many violations were found, shown or not. */
+  readonly violationCount: number
 }
 
 /** A run passed when no guarantee was broken and no driver code failed. */

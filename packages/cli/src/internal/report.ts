@@ -191,7 +191,7 @@ export const toHtml = (record: RunRecord): string => {
 <span>wall <b>${escape(ms(record.wallMillis))}</b></span>
 <span>devices <b>${record.devices.length}</b></span>
 <span>trace events <b>${record.trace.length}</b></span></div>
-${section(record.violations.length === 0 ? "Guarantees" : `Violations (${record.violations.length})`, violations)}
+${section(record.violationCount === 0 ? "Guarantees" : `Violations (${record.violationCount})`, violations)}
 ${failures}
 ${stalls}
 ${section("Devices", devices)}

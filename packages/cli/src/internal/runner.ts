@@ -238,7 +238,6 @@ const capped = (list: ReadonlyArray<Violation>, max = 5): Array<Violation> => {
     const n = (counts.get(key) ?? 0) + 1
     counts.set(key, n)
     if (n <= max) out.push(v)
-    else if (n === max + 1) out.push({ guarantee: v.guarantee, device: v.device, message: "(more of the same left out)" })
   }
   return out
 }
@@ -580,17 +579,16 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         count: 1
       })
     }
-    const violations: Array<Violation> = [
-      ...Oracle.check({ lifecycle, trace, iommuFaults, ops: ops.devices, outcome: outcome._tag }),
-      ...capped(seen),
-      ...stalls.filter((s) => s.outcome === "Hung").map((s): Violation => ({
-        guarantee: "G4",
-        device: s.device,
-        message: `${s.what} did not finish within ${HANG} ms of virtual time (hung)${
-          s.waitSites.length > 0 ? `; waiting in: ${s.waitSites.join("; ")}` : ""
-        }`
-      }))
-    ]
+    const verdict = Oracle.judge({ lifecycle, trace, iommuFaults, ops: ops.devices, outcome: outcome._tag })
+    const hung = stalls.filter((s) => s.outcome === "Hung").map((s): Violation => ({
+      guarantee: "G4",
+      device: s.device,
+      message: `${s.what} did not finish within ${HANG} ms of virtual time (hung)${
+        s.waitSites.length > 0 ? `; waiting in: ${s.waitSites.join("; ")}` : ""
+      }`
+    }))
+    const violations: Array<Violation> = [...verdict.violations, ...capped(seen), ...hung]
+    const violationCount = verdict.count + seen.length + hung.length
     const devices: Array<DeviceSummary> = scenario.devices.map((spec) => {
       const mine = ops.of(spec.name)
       const list = unbinds.get(spec.name) ?? []
@@ -619,6 +617,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       timeline,
       devices,
       violations,
+      violationCount,
       failures,
       notes: [...book.notes.values()],
       stalls

@@ -50,7 +50,7 @@ export const stallLines = (record: RunRecord): Array<string> =>
 /** The one-line verdict the command ends with on failure. */
 export const verdict = (record: RunRecord): string => {
   const parts = [
-    ...(record.violations.length > 0 ? [`${record.violations.length} guarantee violation(s)`] : []),
+    ...(record.violationCount > 0 ? [`${record.violationCount} guarantee violation(s)`] : []),
     ...(record.failures.length > 0 ? [`${record.failures.length} driver failure(s)`] : []),
     ...(record.stalls.length > 0 ? [record.stalls.some((s) => s.outcome !== "Hung") ? "the run stalled" : "an action hung"] : [])
   ]
@@ -116,8 +116,10 @@ export const summary = (record: RunRecord): string => {
     lines.push("All guarantees held: G1 no revoked access returned a value, G2 every resource released once, " +
       "G3 no fiber outlived its unbind, G4 every operation resolved once, G5 no unreported or faulting DMA.")
   } else {
-    lines.push(`${record.violations.length} guarantee violation(s):`)
+    lines.push(`${record.violationCount} guarantee violation(s):`)
     for (const v of record.violations) lines.push(`  ${v.guarantee} ${v.device}: ${v.message}`)
+    const hidden = record.violationCount - record.violations.length
+    if (hidden > 0) lines.push(`  (${hidden} more not shown: at most 5 per guarantee and device)`)
   }
   if (record.failures.length > 0) {
     lines.push(`${record.failures.length} driver failure(s) (caught by the binding machinery, reported instead of dumped):`)

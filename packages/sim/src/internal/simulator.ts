@@ -81,7 +81,8 @@ const matches = (rule: { readonly device?: string | undefined }, device: string)
 export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.Service, never, Scope.Scope> =>
   Effect.gen(function*() {
     const random = prng(options.seed ?? 1)
-    const rules = options.faults ?? []
+    // Rules given to `make`, then those added with `inject`.
+    const rules: Array<Simulator.FaultRule> = [...(options.faults ?? [])]
     const trace = yield* Trace.fromClock({ enabled: options.trace ?? true, limit: options.traceLimit })
     const runtime = yield* Effect.runtime<never>()
     const simScope = yield* Effect.scope
@@ -209,33 +210,52 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
       entry.domain.disconnect()
     }
 
-    const scheduleRules = (entry: Entry) =>
-      Effect.forEach(rules, (rule) => {
-        if (rule.kind === "irq-storm" && rule.device === entry.sim.name) {
-          return Effect.forkIn(
-            Effect.sleep(rule.at ?? 0).pipe(
-              Effect.zipRight(Effect.sync(() =>
-                trace.record({ _tag: "Lifecycle", device: rule.device, event: "fault-injected", detail: `irq storm x${rule.count}` })
-              )),
-              Effect.zipRight(Effect.repeatN(
-                Effect.zipRight(Effect.sync(() => entry.lines[rule.line]?.raise()), Effect.sleep(rule.interval ?? "1 micros")),
-                rule.count - 1
-              ))
-            ),
-            entry.scope
-          )
+    const scheduleRule = (entry: Entry, rule: Simulator.FaultRule): Effect.Effect<unknown> => {
+      if (rule.kind === "irq-storm" && rule.device === entry.sim.name) {
+        return Effect.forkIn(
+          Effect.sleep(rule.at ?? 0).pipe(
+            Effect.zipRight(Effect.sync(() =>
+              trace.record({ _tag: "Lifecycle", device: rule.device, event: "fault-injected", detail: `irq storm x${rule.count}` })
+            )),
+            Effect.zipRight(Effect.repeatN(
+              Effect.zipRight(Effect.sync(() => entry.lines[rule.line]?.raise()), Effect.sleep(rule.interval ?? "1 micros")),
+              rule.count - 1
+            ))
+          ),
+          entry.scope
+        )
+      }
+      if (rule.kind === "all-ones-reads" && rule.device === entry.sim.name) {
+        return Effect.forkIn(
+          Effect.sleep(rule.at ?? 0).pipe(Effect.zipRight(Effect.sync(() => {
+            trace.record({ _tag: "Lifecycle", device: rule.device, event: "fault-injected", detail: "all-ones reads" })
+            for (const file of entry.files) file.disconnect()
+          }))),
+          entry.scope
+        )
+      }
+      return Effect.void
+    }
+
+    const scheduleRules = (entry: Entry) => Effect.forEach(rules, (rule) => scheduleRule(entry, rule), { discard: true })
+
+    // A rule added while the simulator runs applies from now on: `fail-nth` counts the
+    // requests made from now, and a storm or all-ones reads start `at` from now on a device
+    // that is present (and from their plug on devices plugged later, like any rule).
+    const inject = (rule: Simulator.FaultRule): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (rule.kind === "fail-nth") {
+          const made = requestCounts.get(rule.device === undefined ? rule.request : `${rule.device}/${rule.request}`) ?? 0
+          rules.push({ ...rule, n: made + rule.n })
+          return Effect.void
         }
-        if (rule.kind === "all-ones-reads" && rule.device === entry.sim.name) {
-          return Effect.forkIn(
-            Effect.sleep(rule.at ?? 0).pipe(Effect.zipRight(Effect.sync(() => {
-              trace.record({ _tag: "Lifecycle", device: rule.device, event: "fault-injected", detail: "all-ones reads" })
-              for (const file of entry.files) file.disconnect()
-            }))),
-            entry.scope
-          )
-        }
-        return Effect.void
-      }, { discard: true })
+        rules.push(rule)
+        if (rule.kind !== "irq-storm" && rule.kind !== "all-ones-reads") return Effect.void
+        const entry = entries.get(rule.device)
+        return entry === undefined || entry.state !== "present" || entry.sim === undefined
+          ? Effect.void
+          : Effect.asVoid(scheduleRule(entry, rule))
+      })
 
     const busOf = (bus: "pci" | "platform") => (bus === "pci" ? pci : platform)
 
@@ -341,6 +361,7 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
         ),
       unplug: (name) => remove(name, "hot-unplug"),
       surpriseRemove: (name) => remove(name, "surprise"),
+      inject,
       device: (name) => Option.map(Option.fromNullable(entries.get(name)), (e) => e.sim),
       iommuFaults: () => iommuFaults.slice()
     }

@@ -26,7 +26,10 @@ export interface Case {
   readonly mode: Mode | "baseline"
   /** The suspension point of the bound device the removal was injected at (1-based). */
   readonly point: number
-  /** For `surprise-in-remove`: the point inside the orderly unbind's window. */
+  /**
+   * For `surprise-in-remove`: the point inside the unbind window that follows the orderly
+   * removal (counted from that removal on: unbinds the scenario did before do not count).
+   */
   readonly inner?: number | undefined
 }
 
@@ -34,11 +37,23 @@ export interface CaseResult {
   readonly case: Case
   readonly token: string
   readonly outcome: "Done" | "Stalled" | "TimedOut"
+  /**
+   * The removal was injected (the run reached the point). For `surprise-in-remove`: both the
+   * orderly removal and the surprise removal inside its unbind were.
+   */
   readonly injected: boolean
+  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
   readonly violations: ReadonlyArray<Oracle.Violation>
+  /** How many violations the oracle found (the sample may show fewer). */
+  readonly violationCount: number
+  /** Per guarantee and device, the violations the sample leaves out. */
+  readonly omitted: ReadonlyArray<Oracle.Omitted>
   readonly failure: string | undefined
-  /** Suspension points seen while the device was bound, and during its unbind. */
-  readonly points: { readonly bound: number; readonly unbinding: number }
+  /**
+   * Suspension points seen while the device was bound, while it was unbinding (every unbind
+   * of the run), and while it was unbinding after the injected removal (`removal`).
+   */
+  readonly points: { readonly bound: number; readonly unbinding: number; readonly removal: number }
   readonly virtualMillis: number
 }
 
@@ -51,11 +66,28 @@ export interface Options {
   readonly timeout?: number | undefined
 }
 
+/** What one mode explored. */
+export interface ModeCoverage {
+  readonly mode: Mode
+  /**
+   * Suspension points the mode could inject at: those of the bound device (`surprise`,
+   * `unplug`), or of the orderly unbind in the middle of the run (`surprise-in-remove`).
+   */
+  readonly points: number
+  /** Cases run (at most `maxPoints`, spread evenly over the points). */
+  readonly cases: number
+  /** Cases whose removal was injected (the run reached the point). */
+  readonly injected: number
+}
+
 export interface Report {
   readonly scenario: string
   readonly seed: number
   readonly points: { readonly bound: number; readonly unbinding: number }
+  /** Cases run in all: the baseline, every mode's, and the middle unplug of `surprise-in-remove`. */
   readonly cases: number
+  /** Per mode explored, in order. */
+  readonly modes: ReadonlyArray<ModeCoverage>
   readonly failures: ReadonlyArray<CaseResult>
 }
 
@@ -79,6 +111,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
     let phase: "absent" | "bound" | "unbinding" = "absent"
     let bound = 0
     let unbinding = 0
+    let removalPoints = 0
     let injected = false
     let innerInjected = false
     let sim: Simulator.Service | undefined
@@ -89,7 +122,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       else if (event._tag === "Unbinding") phase = "unbinding"
       else if (event._tag === "Unbound" || event._tag === "ProbeFailed") phase = "absent"
     }
-    const removal = (mode: "surprise" | "unplug") => {
+    const remove = (mode: "surprise" | "unplug") => {
       const s = sim!
       return Effect.ignore(mode === "surprise" ? s.surpriseRemove(scenario.device) : s.unplug(scenario.device))
     }
@@ -98,13 +131,15 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
         bound++
         if (!injected && c.mode !== "baseline" && bound === c.point) {
           injected = true
-          control.fork(removal(c.mode === "surprise" ? "surprise" : "unplug"))
+          control.fork(remove(c.mode === "surprise" ? "surprise" : "unplug"))
         }
       } else if (phase === "unbinding") {
         unbinding++
-        if (c.mode === "surprise-in-remove" && injected && !innerInjected && unbinding === c.inner) {
+        if (!injected) return
+        removalPoints++
+        if (c.mode === "surprise-in-remove" && !innerInjected && removalPoints === c.inner) {
           innerInjected = true
-          control.fork(removal("surprise"))
+          control.fork(remove("surprise"))
         }
       }
     }
@@ -113,7 +148,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       yield* scenario.run({ sim, oracle })
     }))
     const outcome = yield* VirtualTime.run(program, { onTask, until: timeout })
-    const violations = sim === undefined ? [] : oracle.check(sim, outcome._tag)
+    const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
     let failure: string | undefined
     if (outcome._tag === "Stalled") {
       // Fiber ids differ from run to run (they are process-wide); spans do not.
@@ -129,10 +164,12 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       case: c,
       token: token(scenario.name, seed, c),
       outcome: outcome._tag,
-      injected,
-      violations,
+      injected: c.mode === "surprise-in-remove" ? injected && innerInjected : injected,
+      violations: verdict.violations,
+      violationCount: verdict.count,
+      omitted: verdict.omitted,
       failure,
-      points: { bound, unbinding },
+      points: { bound, unbinding, removal: removalPoints },
       virtualMillis: outcome.virtualMillis
     }
   })
@@ -144,7 +181,7 @@ const spread = (count: number, max: number): Array<number> => {
   return [...points]
 }
 
-const failed = (r: CaseResult) => r.failure !== undefined || r.violations.length > 0
+const failed = (r: CaseResult) => r.failure !== undefined || r.violationCount > 0
 
 export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect.Effect<Report> =>
   Effect.gen(function*() {
@@ -154,9 +191,17 @@ export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect
     const baseline = yield* runCase(scenario, seed, { mode: "baseline", point: 0 }, options.timeout ?? 600_000)
     const timeout = options.timeout ?? baseline.virtualMillis * 20 + 1_000
     const failures: Array<CaseResult> = failed(baseline) ? [baseline] : []
+    const coverage: Array<ModeCoverage> = []
     let cases = 1
     const points = spread(baseline.points.bound, max)
     for (const mode of modes) {
+      let run = 0
+      let injected = 0
+      const judge = (result: CaseResult) => {
+        run++
+        if (result.injected) injected++
+        if (failed(result)) failures.push(result)
+      }
       if (mode === "surprise-in-remove") {
         // An orderly unplug in the middle of the run, and a surprise removal at each point
         // of its unbind (gate drain, remove, teardown).
@@ -164,24 +209,23 @@ export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect
         const probe = yield* runCase(scenario, seed, { mode: "unplug", point: middle }, timeout)
         cases++
         if (failed(probe)) failures.push(probe)
-        for (const inner of spread(probe.points.unbinding, max)) {
-          const result = yield* runCase(scenario, seed, { mode, point: middle, inner }, timeout)
-          cases++
-          if (failed(result)) failures.push(result)
+        for (const inner of spread(probe.points.removal, max)) {
+          judge(yield* runCase(scenario, seed, { mode, point: middle, inner }, timeout))
         }
-        continue
+        coverage.push({ mode, points: probe.points.removal, cases: run, injected })
+      } else {
+        for (const point of points) judge(yield* runCase(scenario, seed, { mode, point }, timeout))
+        coverage.push({ mode, points: baseline.points.bound, cases: run, injected })
       }
-      for (const point of points) {
-        const result = yield* runCase(scenario, seed, { mode, point }, timeout)
-        cases++
-        if (failed(result)) failures.push(result)
-      }
+      cases += run
     }
-    return { scenario: scenario.name, seed, points: baseline.points, cases, failures }
+    const { bound, unbinding } = baseline.points
+    return { scenario: scenario.name, seed, points: { bound, unbinding }, cases, modes: coverage, failures }
   })
 
 export const describe = (result: CaseResult): string =>
   [
     `replay token ${result.token}: ${result.failure ?? "guarantees broken"}`,
-    ...result.violations.map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`)
+    ...result.violations.map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`),
+    ...result.omitted.map((o) => `  ${o.guarantee} ${o.device}: (${o.count} more of the same left out)`)
   ].join("\n")

@@ -1,4 +1,5 @@
 import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
@@ -14,6 +15,8 @@ export interface DeviceSpec {
   readonly plug: (sim: Simulator.Service) => Effect.Effect<unknown, unknown>
   /** One user operation on the device, through the oracle (it may find the device gone). */
   readonly io: (ctx: { readonly sim: Simulator.Service; readonly oracle: Oracle.Oracle }) => Effect.Effect<void>
+  /** The faults sequences may inject on this device (default: those of the spec). */
+  readonly faults?: ReadonlyArray<FaultKind> | undefined
 }
 
 export interface DriverSpec {
@@ -22,11 +25,39 @@ export interface DriverSpec {
   readonly register: (sim: Simulator.Service) => Effect.Effect<void, unknown>
 }
 
+/**
+ * The kinds of fault a sequence may inject: the simulator's fault rules, with `fail-nth` told
+ * apart by the request that fails.
+ */
+export type FaultKind =
+  | "fail-dma-alloc"
+  | "fail-dma-map"
+  | "fail-irq"
+  | "delay-completions"
+  | "drop-completions"
+  | "irq-storm"
+  | "all-ones-reads"
+
+export const faultKinds: ReadonlyArray<FaultKind> = [
+  "fail-dma-alloc",
+  "fail-dma-map",
+  "fail-irq",
+  "delay-completions",
+  "drop-completions",
+  "irq-storm",
+  "all-ones-reads"
+]
+
 export interface Spec {
   readonly name: string
   readonly devices: ReadonlyArray<DeviceSpec>
   readonly drivers: ReadonlyArray<DriverSpec>
-  /** Simulator options (fault rules...). */
+  /**
+   * Fault steps the sequences may contain: `false` for none, or the kinds allowed. Default:
+   * every kind (`faultKinds`).
+   */
+  readonly faults?: false | ReadonlyArray<FaultKind> | undefined
+  /** Simulator options (fault rules present from the start...). */
   readonly simulator?: Omit<Simulator.Options, "seed" | "onLifecycle"> | undefined
   /** Sets up what the drivers need (registries...), once per run. */
   readonly setup?: ((sim: Simulator.Service) => Effect.Effect<void, unknown, Scope.Scope>) | undefined
@@ -37,9 +68,33 @@ export type Action =
   | { readonly _tag: "io"; readonly device: string; readonly count: number }
   | { readonly _tag: "unload" | "load"; readonly driver: string }
   | { readonly _tag: "wait"; readonly micros: number }
+  /** Injects a fault rule on one device from this step on (`Simulator.inject`). */
+  | { readonly _tag: "fault"; readonly device: string; readonly rule: Simulator.FaultRule }
+
+const micros = (d: Duration.DurationInput) => `${Math.round(Duration.toMillis(Duration.decode(d)) * 1_000)}µs`
+
+/** A fault rule as text. */
+export const showRule = (rule: Simulator.FaultRule): string => {
+  switch (rule.kind) {
+    case "fail-nth":
+      return rule.n === 1
+        ? `fail the next ${rule.request} request`
+        : `fail the ${rule.n}${rule.n === 2 ? "nd" : rule.n === 3 ? "rd" : "th"} ${rule.request} request from now`
+    case "delay-completions":
+      return `delay completions by ${micros(rule.by)}${rule.probability !== undefined && rule.probability < 1 ? ` (p=${rule.probability})` : ""}`
+    case "drop-completions":
+      return `drop completions${rule.probability !== undefined && rule.probability < 1 ? ` (p=${rule.probability})` : ""}`
+    case "irq-storm":
+      return `irq storm on line ${rule.line}: ${rule.count} raises every ${micros(rule.interval ?? "1 micros")}, from +${micros(rule.at ?? 0)}`
+    case "all-ones-reads":
+      return `all-ones reads from +${micros(rule.at ?? 0)}`
+  }
+}
 
 export const show = (action: Action): string => {
   switch (action._tag) {
+    case "fault":
+      return `fault ${action.device}: ${showRule(action.rule)}`
     case "io":
       return `io ${action.device} x${action.count}`
     case "wait":
@@ -66,17 +121,63 @@ export const actions = (spec: Spec): FastCheck.Arbitrary<ReadonlyArray<Action>> 
     { weight: 1, arbitrary: onDevice("unbind") },
     { weight: 1, arbitrary: onDevice("bind") },
     { weight: 1, arbitrary: driver.map((d): Action => ({ _tag: "unload", driver: d })) },
-    { weight: 1, arbitrary: driver.map((d): Action => ({ _tag: "load", driver: d })) }
+    { weight: 1, arbitrary: driver.map((d): Action => ({ _tag: "load", driver: d })) },
+    ...faults(spec)
   )
   return FastCheck.array(action, { minLength: 1, maxLength: 30 })
+}
+
+/** Fault steps: one of the simulator's fault rules, on one device, from that step on. */
+const faults = (spec: Spec) => {
+  const allowed = spec.faults === false ? [] : spec.faults ?? faultKinds
+  const probability = FastCheck.constantFrom(1, 0.5, 0.1)
+  const fail = (request: "dma-alloc" | "dma-map" | "irq") =>
+    FastCheck.integer({ min: 1, max: 3 }).map((n) => (device: string): Simulator.FaultRule => ({ kind: "fail-nth", request, n, device }))
+  const rules: Record<FaultKind, FastCheck.Arbitrary<(device: string) => Simulator.FaultRule>> = {
+    "fail-dma-alloc": fail("dma-alloc"),
+    "fail-dma-map": fail("dma-map"),
+    "fail-irq": fail("irq"),
+    "delay-completions": FastCheck.tuple(FastCheck.integer({ min: 1, max: 2_000 }), probability)
+      .map(([by, p]) => (device) => ({ kind: "delay-completions", by: `${by} micros`, probability: p, device })),
+    "drop-completions": probability.map((p) => (device) => ({ kind: "drop-completions", probability: p, device })),
+    "irq-storm": FastCheck.tuple(
+      FastCheck.integer({ min: 1, max: 50 }),
+      FastCheck.integer({ min: 1, max: 50 }),
+      FastCheck.integer({ min: 0, max: 1_000 })
+    ).map(([count, interval, at]) => (device) => ({
+      kind: "irq-storm",
+      device,
+      line: 0,
+      count,
+      interval: `${interval} micros`,
+      at: `${at} micros`
+    })),
+    "all-ones-reads": FastCheck.integer({ min: 0, max: 1_000 }).map((at) => (device) => ({ kind: "all-ones-reads", device, at: `${at} micros` }))
+  }
+  const perDevice = spec.devices.flatMap((d) => {
+    const kinds = (d.faults ?? allowed).filter((kind) => allowed.includes(kind))
+    return kinds.length === 0 ? [] : [
+      FastCheck.oneof(...kinds.map((kind) => rules[kind])).map((rule): Action => ({ _tag: "fault", device: d.name, rule: rule(d.name) }))
+    ]
+  })
+  return perDevice.length === 0 ? [] : [{ weight: 2, arbitrary: FastCheck.oneof(...perDevice) }]
 }
 
 export interface RunResult {
   readonly outcome: "Done" | "Stalled" | "TimedOut"
   /** Operations started, and how many completed or failed with DeviceGone. */
   readonly operations: { readonly started: number; readonly completed: number; readonly gone: number; readonly rejected: number }
+  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
   readonly violations: ReadonlyArray<Oracle.Violation>
+  /** How many violations the oracle found (the sample may show fewer). */
+  readonly violationCount: number
+  /** Per guarantee and device, the violations the sample leaves out. */
+  readonly omitted: ReadonlyArray<Oracle.Omitted>
   readonly failure: string | undefined
+  /** Faults the simulator injected (its `fault-injected` trace events; delays are not traced). */
+  readonly faultsFired: number
+  /** Probes that failed (an injected allocation, mapping or interrupt failure, typically). */
+  readonly probeFailures: number
 }
 
 /** Virtual time the operations in flight get once every driver is unloaded. */
@@ -139,6 +240,9 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
           case "wait":
             yield* Effect.sleep(`${action.micros} micros`)
             break
+          case "fault":
+            yield* s.inject(action.rule)
+            break
         }
       }
       // The end: unload every driver (operations in flight resolve), then wait for them.
@@ -147,7 +251,7 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       yield* Effect.timeout(all, DRAIN).pipe(Effect.ignore)
     }))
     const outcome = yield* VirtualTime.run(program, { until: 600_000 })
-    const violations = sim === undefined ? [] : oracle.check(sim, outcome._tag)
+    const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
     const failure = outcome._tag === "Stalled"
       ? `stalled; wait sites: ${outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < ")).join("; ") || "none"}`
       : outcome._tag === "TimedOut"
@@ -155,6 +259,10 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       : Exit.isFailure(outcome.exit)
       ? Cause.pretty(outcome.exit.cause).split("\n")[0]
       : undefined
+    const faultsFired = sim === undefined
+      ? 0
+      : sim.trace.events().filter((e) => e._tag === "Lifecycle" && e.event === "fault-injected").length
+    const probeFailures = oracle.lifecycle.filter(({ event }) => event._tag === "ProbeFailed").length
     let started = 0, completed = 0, gone = 0, rejected = 0
     for (const ops of oracle.ops.devices.values()) {
       started += ops.started
@@ -162,13 +270,27 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       gone += ops.gone
       rejected += ops.rejected
     }
-    return { outcome: outcome._tag, operations: { started, completed, gone, rejected }, violations, failure }
+    return {
+      outcome: outcome._tag,
+      operations: { started, completed, gone, rejected },
+      violations: verdict.violations,
+      violationCount: verdict.count,
+      omitted: verdict.omitted,
+      failure,
+      faultsFired,
+      probeFailures
+    }
   })
 
 export interface Options {
   readonly numRuns?: number | undefined
   /** fast-check's seed: the same seed generates the same sequences. */
   readonly seed?: number | undefined
+  /**
+   * Steps run before every random sequence (e.g. plugging every device, so that the random
+   * steps find a machine at work). Not shrunk; part of every replay.
+   */
+  readonly prefix?: ReadonlyArray<Action> | undefined
 }
 
 export interface Report {
@@ -180,9 +302,25 @@ export interface Report {
   readonly result: RunResult | undefined
   /** fast-check's path to the counterexample (pass with `seed` to replay). */
   readonly path: string | undefined
+  /** The steps run before each sequence (`Options.prefix`). */
+  readonly prefix: ReadonlyArray<Action>
+  /** What the sequences run did (prefixes and shrinking runs included). */
+  readonly coverage: Coverage
 }
 
-const bad = (r: RunResult) => r.failure !== undefined || r.violations.length > 0
+/** Totals over the sequences a check ran. */
+export interface Coverage {
+  readonly sequences: number
+  /** Steps run, per kind of action. */
+  readonly steps: Readonly<Record<Action["_tag"], number>>
+  /** Faults the simulator injected (see `RunResult.faultsFired`). */
+  readonly faultsFired: number
+  readonly probeFailures: number
+  /** Operations started, and how they resolved. */
+  readonly operations: { readonly started: number; readonly completed: number; readonly gone: number; readonly rejected: number }
+}
+
+const bad = (r: RunResult) => r.failure !== undefined || r.violationCount > 0
 
 export const check = (spec: Spec, options: Options = {}): Effect.Effect<Report> =>
   Effect.promise(async () => {
@@ -190,17 +328,59 @@ export const check = (spec: Spec, options: Options = {}): Effect.Effect<Report> 
     const numRuns = options.numRuns ?? 100
     // One simulator seed for every sequence, so that shrinking changes only the sequence.
     const simSeed = (_: ReadonlyArray<Action>) => seed
+    const steps: Record<Action["_tag"], number> = {
+      plug: 0, unplug: 0, surprise: 0, unbind: 0, bind: 0, io: 0, unload: 0, load: 0, wait: 0, fault: 0
+    }
+    const totals = { sequences: 0, faultsFired: 0, probeFailures: 0, started: 0, completed: 0, gone: 0, rejected: 0 }
+    const prefix = options.prefix ?? []
+    const runOne = async (random: ReadonlyArray<Action>) => {
+      const sequence = [...prefix, ...random]
+      const result = await Effect.runPromise(runSequence(spec, sequence, simSeed(random)))
+      totals.sequences++
+      for (const action of sequence) steps[action._tag]++
+      totals.faultsFired += result.faultsFired
+      totals.probeFailures += result.probeFailures
+      totals.started += result.operations.started
+      totals.completed += result.operations.completed
+      totals.gone += result.operations.gone
+      totals.rejected += result.operations.rejected
+      return result
+    }
     const details = await FastCheck.check(
-      FastCheck.asyncProperty(actions(spec), async (sequence) =>
-        !bad(await Effect.runPromise(runSequence(spec, sequence, simSeed(sequence))))),
+      FastCheck.asyncProperty(actions(spec), async (sequence) => !bad(await runOne(sequence))),
       { seed, numRuns }
     )
+    const coverage = (): Coverage => ({
+      sequences: totals.sequences,
+      steps: { ...steps },
+      faultsFired: totals.faultsFired,
+      probeFailures: totals.probeFailures,
+      operations: { started: totals.started, completed: totals.completed, gone: totals.gone, rejected: totals.rejected }
+    })
     if (!details.failed || details.counterexample === null) {
-      return { runs: details.numRuns, seed, failed: details.failed, counterexample: undefined, result: undefined, path: undefined }
+      return {
+        runs: details.numRuns,
+        seed,
+        failed: details.failed,
+        counterexample: undefined,
+        result: undefined,
+        path: undefined,
+        prefix,
+        coverage: coverage()
+      }
     }
     const [sequence] = details.counterexample
-    const result = await Effect.runPromise(runSequence(spec, sequence, simSeed(sequence)))
-    return { runs: details.numRuns, seed, failed: true, counterexample: sequence, result, path: details.counterexamplePath ?? undefined }
+    const result = await Effect.runPromise(runSequence(spec, [...prefix, ...sequence], simSeed(sequence)))
+    return {
+      runs: details.numRuns,
+      seed,
+      failed: true,
+      counterexample: sequence,
+      result,
+      path: details.counterexamplePath ?? undefined,
+      prefix,
+      coverage: coverage()
+    }
   })
 
 export const describe = (report: Report): string =>
@@ -208,7 +388,9 @@ export const describe = (report: Report): string =>
     ? `${report.runs} sequences, no guarantee broken (seed ${report.seed})`
     : [
       `failing sequence (shrunk; seed ${report.seed}, path ${report.path}):`,
+      ...(report.prefix.length > 0 ? [`  (after ${report.prefix.map(show).join(", ")})`] : []),
       ...report.counterexample.map((a, i) => `  ${i + 1}. ${show(a)}`),
       `  => ${report.result?.failure ?? "guarantees broken"}`,
-      ...(report.result?.violations ?? []).map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`)
+      ...(report.result?.violations ?? []).map((v) => `  ${v.guarantee} ${v.device}: ${v.message}`),
+      ...(report.result?.omitted ?? []).map((o) => `  ${o.guarantee} ${o.device}: (${o.count} more of the same left out)`)
     ].join("\n")

@@ -23,6 +23,8 @@ export interface DeviceOps {
   readonly inFlight: Set<number>
   /** The first few problems, for the verdict. */
   readonly problems: Array<string>
+  /** Every problem recorded (`problems` keeps only the first few messages). */
+  problemCount: number
 }
 
 const MAX_PROBLEMS = 5
@@ -46,7 +48,8 @@ export class Ops {
         interrupted: 0,
         corrupt: 0,
         inFlight: new Set(),
-        problems: []
+        problems: [],
+        problemCount: 0
       }
       this.devices.set(device, ops)
     }
@@ -67,6 +70,7 @@ export class Ops {
 
   problem(device: string, message: string): void {
     const ops = this.of(device)
+    ops.problemCount++
     if (ops.problems.length < MAX_PROBLEMS) ops.problems.push(message)
   }
 
