@@ -33,7 +33,9 @@ import * as Trace from "./Trace.js"
  * - `drop-completions`: device completions never happen (with `probability`, default 1);
  * - `irq-storm`: from virtual time `at` (default 0 after plug), the device raises `line`
  *   `count` times, one every `interval` (default 1 µs);
- * - `all-ones-reads`: from `at` on, the device answers as if its link were down.
+ * - `all-ones-reads`: from `at` on, the device's link is down: reads return all-ones, writes
+ *   are dropped, its DMA and interrupts stop, as in a surprise removal, but the device stays
+ *   on its bus (bound, until something unbinds or removes it).
  *
  * @since 0.1.0
  * @category models

@@ -216,6 +216,16 @@ describe("Simulator", () => {
         expect(lost.ctx.regions[0].getField("STATUS", "COMPUTING")).toBe(1)
         expect(flaky.ctx.regions[0].read32(0x00)).toBe(0xffffffff)
         expect(flaky.ctx.regions[0].faultCount("disconnected-access")).toBe(1)
+        // The link is down: the device's DMA and interrupts stop too, and the model sees it
+        // is disconnected; it stays on its bus.
+        expect(flaky.ctx.disconnected).toBe(true)
+        const port = sim.hardware.dma(flaky.device)
+        const buffer = yield* port.allocCoherent(64, "test")
+        expect(flaky.ctx.dma.deviceRead(buffer.iova, 4, "test")).toBeUndefined()
+        expect(flaky.ctx.dma.deviceWrite(buffer.iova, new Uint8Array(4), "test")).toBe(false)
+        flaky.ctx.raise(0)
+        expect(sim.trace.filter({ kind: "Irq", device: "flaky" })).toHaveLength(0)
+        expect((yield* sim.pci.device("flaky")).state).not.toBe("removed")
       }),
     {
       faults: [

@@ -28,10 +28,6 @@ const machine = (): Fuzz.Spec => {
   const nic = (name: string, port: 0 | 1): Fuzz.DeviceSpec => ({
     name,
     bus: "pci",
-    // Not all-ones reads: the simulator keeps a NIC's DMA running under them while its
-    // register writes are dropped, so an unbind cannot stop the RX engine, which then reads
-    // the ring the unbind freed when the peer sends (G5; found by this fuzzer, reported).
-    faults: Fuzz.faultKinds.filter((kind) => kind !== "all-ones-reads"),
     plug: (sim) => sim.plug({ bus: "pci", name, ids: NicModel.ids, model: NicModel.model({ cable, port }) }),
     io: ({ oracle }) =>
       Effect.gen(function*() {

@@ -229,7 +229,10 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
         return Effect.forkIn(
           Effect.sleep(rule.at ?? 0).pipe(Effect.zipRight(Effect.sync(() => {
             trace.record({ _tag: "Lifecycle", device: rule.device, event: "fault-injected", detail: "all-ones reads" })
-            for (const file of entry.files) file.disconnect()
+            // The link is down: no register, DMA or interrupt gets through any more (a device
+            // that kept DMAing with dead registers could not be stopped by any driver). It
+            // stays on its bus and bound, as a device that died in place does.
+            if (entry.state === "present") disconnect(entry)
           }))),
           entry.scope
         )
