@@ -68,7 +68,9 @@ export interface Options {
    * acquisition and bus call; it cannot be taken after the fact, when a defect or report
    * needs it. `"never"` skips them (those fields then say the site was not captured), for
    * a bus that binds and unbinds at a high rate and uses labels. Leak reports
-   * (`Leak.track`, DMA mappings) always name their site. Default `"always"`.
+   * (`Leak.track`, DMA mappings) name their site either way; streaming mappings, a
+   * per-request path, sample theirs once a binding has made 256 (see `Dma.map`).
+   * Default `"always"`.
    */
   readonly captureSites?: "always" | "never" | undefined
   /** Lifecycle events kept in `history`. Default 10,000. */
