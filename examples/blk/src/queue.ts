@@ -1,6 +1,7 @@
 /**
  * The driver's request bookkeeping: the tag pool, the table of requests the device holds, the
- * submission and completion rings' CPU-side indices, and how a request is resolved.
+ * submission and completion rings' CPU-side indices, and how a request is resolved. All of it
+ * is plain synchronous code (the per-request path); Effects are only where a caller waits.
  *
  * Exactly once: a request is *claimed* synchronously by whoever resolves it (the interrupt
  * handler reaping its completion, or `remove` failing what is left); only the claimer resolves
@@ -229,48 +230,52 @@ export class Requests {
 
   /**
    * Resolves a claimed request: hands a read's buffer to the CPU, unmaps, returns the tag,
-   * completes the caller's Deferred. `"gone"` fails it with `DeviceGone`.
+   * completes the caller's Deferred. `"gone"` fails it with `DeviceGone`. Synchronous: the
+   * interrupt handler and `remove` resolve what they claimed in a plain loop.
    */
-  resolve(request: Request, outcome: number | "gone"): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      this.resolutions++
-      const { stats } = this
-      let exit: Exit.Exit<Uint8Array | undefined, DeviceError.DeviceGone>
-      if (outcome === "gone") {
-        stats.failed++
-        exit = Exit.fail(this.gone)
-      } else if (outcome !== BlkModel.Status.OK) {
-        stats.errors++
-        exit = Exit.die(new BlkIoError(this.device, request.op, request.sector, outcome))
-      } else {
-        stats.completed++
-        if (request.op === BlkModel.Op.READ) {
-          try {
-            request.mapping!.syncForCpu()
-            stats.bytesRead += request.buffer!.length
-            exit = Exit.succeed(request.buffer)
-          } catch (defect) {
-            // Unmapped under the request's feet (a driver bug): the caller still hears back.
-            exit = Exit.die(defect)
-          }
-        } else {
-          if (request.op === BlkModel.Op.WRITE) stats.bytesWritten += request.buffer!.length
-          exit = Exit.succeed(undefined)
+  resolve(request: Request, outcome: number | "gone"): void {
+    this.resolutions++
+    const { stats } = this
+    let exit: Exit.Exit<Uint8Array | undefined, DeviceError.DeviceGone>
+    if (outcome === "gone") {
+      stats.failed++
+      exit = Exit.fail(this.gone)
+    } else if (outcome !== BlkModel.Status.OK) {
+      stats.errors++
+      exit = Exit.die(new BlkIoError(this.device, request.op, request.sector, outcome))
+    } else {
+      stats.completed++
+      if (request.op === BlkModel.Op.READ) {
+        try {
+          request.mapping!.syncForCpu()
+          stats.bytesRead += request.buffer!.length
+          exit = Exit.succeed(request.buffer)
+        } catch (defect) {
+          // Unmapped under the request's feet (a driver bug): the caller still hears back.
+          exit = Exit.die(defect)
         }
+      } else {
+        if (request.op === BlkModel.Op.WRITE) stats.bytesWritten += request.buffer!.length
+        exit = Exit.succeed(undefined)
       }
-      const done = Effect.sync(() => {
-        this.pool.put(request.tag)
-        Deferred.unsafeDone(request.result, exit)
-      })
-      return request.mapping === undefined ? done : Effect.zipRight(Dma.unmap(request.mapping), done)
-    })
+    }
+    try {
+      request.mapping?.unmap()
+    } catch (defect) {
+      // The platform refused to unmap (recorded on the binding): the caller hears of it.
+      exit = Exit.die(defect)
+    }
+    this.pool.put(request.tag)
+    Deferred.unsafeDone(request.result, exit)
   }
 
-  resolveAll(done: ReadonlyArray<readonly [Request, number]>): Effect.Effect<void> {
-    return done.length === 0 ? Effect.void : Effect.forEach(done, ([r, status]) => this.resolve(r, status), { discard: true })
+  /** Resolves what `reap` returned. */
+  resolveAll(done: ReadonlyArray<readonly [Request, number]>): void {
+    for (const [request, status] of done) this.resolve(request, status)
   }
 
-  failAllNow(requests: ReadonlyArray<Request>): Effect.Effect<void> {
-    return requests.length === 0 ? Effect.void : Effect.forEach(requests, (r) => this.resolve(r, "gone"), { discard: true })
+  /** Fails what `failAll` returned with `DeviceGone`. */
+  failAllNow(requests: ReadonlyArray<Request>): void {
+    for (const request of requests) this.resolve(request, "gone")
   }
 }
