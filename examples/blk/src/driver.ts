@@ -13,7 +13,7 @@
  *   what is left with `DeviceGone`; on surprise removal (all-ones) it fails them at once.
  *   Coherent memory is freed after that, at unbind step 4.
  */
-import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId, Layer } from "effect"
 import { type Bound, Devres, DeviceError, Dma, Driver, Gate, Hardware, Irq, type Mmio } from "@devscope/core"
 import { type BlockDevice, BlockDevices, OutOfRange } from "./BlockDevices.js"
 import * as BlkModel from "./model.js"
@@ -198,19 +198,20 @@ export const driver = (options: Options = {}) => {
        */
       const run = (op: number, sector: number, count: number, data?: Uint8Array) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.gen(function*() {
-            const tag = yield* Effect.tapError(pool.take(restore), () => Effect.sync(() => stats.rejected++))
-            const request = yield* gate.enter((t) => submit(t, tag, op, sector, count, data)).pipe(
-              Effect.onExit((exit) =>
-                Effect.sync(() => {
-                  if (Exit.isSuccess(exit)) return
-                  stats.rejected++
-                  pool.put(tag)
-                })
+          Effect.flatMap(
+            Effect.tapError(pool.take(restore), () => Effect.sync(() => stats.rejected++)),
+            (tag) =>
+              gate.enter((t) => submit(t, tag, op, sector, count, data)).pipe(
+                // Refused by a closed gate (or interrupted before submitting): give the tag back.
+                Effect.onError(() =>
+                  Effect.sync(() => {
+                    stats.rejected++
+                    pool.put(tag)
+                  })
+                ),
+                Effect.flatMap((request) => restore(Deferred.await(request.result)))
               )
-            )
-            return yield* restore(Deferred.await(request.result))
-          })
+          )
         )
 
       const range = (sector: number, count: number, reason?: OutOfRange["reason"]) =>
