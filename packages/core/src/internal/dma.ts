@@ -2,6 +2,7 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Bound from "../Bound.js"
 import type * as Core from "../Core.js"
 import { UseAfterUnbind } from "../DeviceError.js"
@@ -14,6 +15,7 @@ import {
   type Binding,
   bindingOf,
   BoundTypeId,
+  isLive,
   liveBinding,
   type TrackedEntry
 } from "./binding.js"
@@ -367,20 +369,25 @@ export const map = <D extends string>(
     // mapping the platform made is always registered (and unmapped at unbind at the latest).
     const bound = bindingOf(owner)
     const site = bound === undefined ? new LazySite(api, SITE_FRAMES) : sitesOf(bound).take("map", name, api)
-    return Effect.uninterruptible(Effect.suspend(() => {
-      const binding = liveBinding(owner, `Dma.map of ${buffer.byteLength} bytes (${direction})`)
-      return mapIn(binding, portOf(binding), buffer, direction, name, site)
-    }))
+    return Effect.withFiberRuntime((_, status) => {
+      const binding = isLive(owner) ? bound! : liveBinding(owner, mapName(buffer, direction))
+      const mapped = mapIn(binding, portOf(binding), buffer, direction, name, site)
+      // A request path usually runs uninterruptibly already (a Gate section of an
+      // uninterruptible call): then there is no region to open.
+      return RuntimeFlags.interruptible(status.runtimeFlags) ? Effect.uninterruptible(mapped) : mapped
+    })
   }
   const driver = owner as Driver.Brand<D>
   // Outside a binding's fiber (a Layer made at module load): always captured.
   const bound = tokenInFiber(driver.Bound)?.binding
   const site = bound === undefined ? new LazySite(api, SITE_FRAMES) : sitesOf(bound).take("map", name, api)
   return Effect.uninterruptible(Effect.flatMap(Effect.zip(Hardware, driver.Bound), ([hardware, token]) => {
-    const binding = liveBinding(token, `Dma.map of ${buffer.byteLength} bytes (${direction})`)
+    const binding = liveBinding(token, mapName(buffer, direction))
     return mapIn(binding, hardware.dma(token.device), buffer, direction, name, site)
   }))
 }
+
+const mapName = (buffer: Uint8Array, direction: DmaDirection) => `Dma.map of ${buffer.byteLength} bytes (${direction})`
 
 const isDevres = (u: unknown): u is DevresImpl<any, any> =>
   typeof u === "object" && u !== null && Devres.TypeId in u
