@@ -69,7 +69,7 @@ export interface Options {
    * needs it. `"never"` skips them (those fields then say the site was not captured), for
    * a bus that binds and unbinds at a high rate and uses labels. Leak reports
    * (`Leak.track`, DMA mappings) name their site either way; streaming mappings, a
-   * per-request path, sample theirs once a binding has made 256 (see `Dma.map`).
+   * per-request path, sample theirs once a binding has made 64 (see `Dma.map`).
    * Default `"always"`.
    */
   readonly captureSites?: "always" | "never" | undefined

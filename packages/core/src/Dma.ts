@@ -17,7 +17,7 @@
  *   `ObjectLeak` naming where it was mapped. Per-request paths map with the token
  *   (`map(token, ...)`: no context to read) and unmap with the plain call `mapping.unmap()`.
  *   Map and unmap sites are raw stack positions, formatted only when a report shows them, and
- *   sampled once a binding has made 256 mappings (see `map`).
+ *   sampled once a binding has made 64 mappings (see `map`).
  * - **`setMask`** sets the device's addressing limit; like the kernel's, it needs the Core
  *   token (probe/remove).
  *
@@ -280,7 +280,7 @@ export const allocCoherent = <D extends string, L extends Layout>(
  *
  * **Sites.** The site of this call (and of each unmap) is captured as raw stack positions (a
  * walk of a few frames, formatted only if a leak report, an IOMMU fault or a defect shows it)
- * for a binding's first 256 maps and 256 unmaps; after that, one call in 64 is. A walk from a
+ * for a binding's first 64 maps and 64 unmaps; after that, one call in 256 is. A walk from a
  * request path costs 5 to 20 µs, more than the rest of the mapping, and a mapping per request
  * would pay it twice per request. A call that was not sampled names, instead of its own site,
  * the latest sampled one of the same kind and label in the binding (normally the same line):

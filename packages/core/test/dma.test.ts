@@ -420,7 +420,7 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
       })
     ))
 
-  it.effect("sites: a binding's first 256 maps and unmaps are captured, then 1 in 64; the others point at the latest sampled one", () =>
+  it.effect("sites: a binding's first 64 maps and unmaps are captured, then 1 in 256; the others point at the latest sampled one", () =>
     withBus((bus) =>
       Effect.gen(function*() {
         const fake = fakeHardware()
@@ -429,27 +429,27 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
         yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
         const t = token!
         const kept: Array<Dma.Mapping> = []
-        for (let n = 0; n < 400; n++) {
+        for (let n = 0; n < 300; n++) {
           // The site is taken when the effect is made: one `Dma.map` call per mapping.
           const mapping = (yield* Dma.map(t, new Uint8Array(16), "to-device", { label: "frame" })).access(t)
-          // Keep the 300th (not sampled) and the 320th (sampled: 320 is a multiple of 64).
-          if (n === 300 || n === 320) kept.push(mapping)
+          // Keep the 100th (not sampled) and the 256th (sampled: a multiple of 256).
+          if (n === 100 || n === 256) kept.push(mapping)
           else mapping.unmap()
         }
         const sites = fake.ops("map").map((c) => c.site!)
         const exact = { test: (site: string) => /dma\.test\.ts:\d+/.test(site) && !site.startsWith("not captured") }
-        expect(sites.slice(0, 256).every((site) => exact.test(site))).toBe(true)
-        expect(sites.filter((site, n) => n >= 256 && exact.test(site))).toHaveLength(3) // 256, 320, 384
-        const sampledOut = sites[300]!
-        expect(sampledOut).toMatch(/^not captured \(sampled: a binding's first 256 calls, then 1 in 64; /)
+        expect(sites.slice(0, 64).every((site) => exact.test(site))).toBe(true)
+        expect(sites.filter((site, n) => n >= 64 && exact.test(site))).toHaveLength(1) // 256
+        const sampledOut = sites[100]!
+        expect(sampledOut).toMatch(/^not captured \(sampled: a binding's first 64 calls, then 1 in 256; /)
         expect(sampledOut).toContain(`the latest sampled mapping labelled "frame" was at ${sites[0]}`)
         const unmaps = fake.ops("unmap").map((c) => c.site!)
-        expect(unmaps.slice(0, 256).every((site) => exact.test(site))).toBe(true)
-        expect(unmaps[300]).toContain(`the latest sampled unmap of a mapping labelled "frame" was at ${unmaps[0]}`)
+        expect(unmaps.slice(0, 64).every((site) => exact.test(site))).toBe(true)
+        expect(unmaps[100]).toContain(`the latest sampled unmap of a mapping labelled "frame" was at ${unmaps[0]}`)
         // Both kept mappings leak; the reports name a site either way.
         const report = yield* bus.unbind("nic0")
-        expect(exact.test(sites[320]!)).toBe(true)
-        expect(report.leaks.map((l) => l._tag === "ObjectLeak" ? l.acquiredAt : "")).toEqual([sampledOut, sites[320]])
+        expect(exact.test(sites[256]!)).toBe(true)
+        expect(report.leaks.map((l) => l._tag === "ObjectLeak" ? l.acquiredAt : "")).toEqual([sampledOut, sites[256]])
       })
     ))
 })

@@ -128,6 +128,18 @@ export interface TrackedEntry {
   readonly acquiredAt: string
 }
 
+/**
+ * A leak-check entry that comes and goes per request (a streaming mapping): kept in an
+ * intrusive list of its binding, so listing and unlisting it is a few pointer writes, with no
+ * hashing and no allocation. Listed entries are reported after `tracked`, in listing order.
+ * @internal
+ */
+export interface ListedEntry extends TrackedEntry {
+  listPrev: ListedEntry | undefined
+  listNext: ListedEntry | undefined
+  listed: boolean
+}
+
 /** @internal */
 export class TrackedImpl implements Leak.Tracked {
   constructor(
@@ -172,6 +184,8 @@ export class Binding {
   readonly supervisor: BindingSupervisor
   readonly fibers = new Map<Fiber.RuntimeFiber<any, any>, FiberInfo>()
   readonly tracked = new Set<TrackedEntry>()
+  private listHead: ListedEntry | undefined = undefined
+  private listTail: ListedEntry | undefined = undefined
   readonly hooks: Array<UnbindHook> = []
   readonly gateReports: Array<GateReport> = []
   /** Releases done by the unbind (or a failed probe's clean-up), in order. */
@@ -211,6 +225,29 @@ export class Binding {
   }
 
   private readonly hooksRun = new Set<UnbindHook>()
+
+  /** Adds `entry` to the leak check (see {@link ListedEntry}). */
+  list(entry: ListedEntry): void {
+    if (entry.listed) return
+    entry.listed = true
+    entry.listNext = undefined
+    entry.listPrev = this.listTail
+    if (this.listTail === undefined) this.listHead = entry
+    else this.listTail.listNext = entry
+    this.listTail = entry
+  }
+
+  /** Takes `entry` out of the leak check. Idempotent. */
+  unlist(entry: ListedEntry): void {
+    if (!entry.listed) return
+    entry.listed = false
+    const { listNext: next, listPrev: prev } = entry
+    if (prev === undefined) this.listHead = next
+    else prev.listNext = next
+    if (next === undefined) this.listTail = prev
+    else next.listPrev = prev
+    entry.listPrev = entry.listNext = undefined
+  }
 
   /** Runs the hooks of one unbind step that have not run yet, in registration order. */
   runHooks(step: 1 | 2): Effect.Effect<void> {
@@ -327,16 +364,19 @@ export class Binding {
       this.phase = "after-unbind"
       // Step 6: leak checks.
       const leaks: Array<Leak.LeakReport> = [...stopped.survivors]
-      for (const tracked of this.tracked) {
-        leaks.push({
-          _tag: "ObjectLeak",
-          device: this.device.name,
-          driver: this.driver,
-          label: tracked.label,
-          acquiredAt: tracked.acquiredAt
-        })
-      }
+      const objectLeak = (tracked: TrackedEntry): Leak.LeakReport => ({
+        _tag: "ObjectLeak",
+        device: this.device.name,
+        driver: this.driver,
+        label: tracked.label,
+        acquiredAt: tracked.acquiredAt
+      })
+      for (const tracked of this.tracked) leaks.push(objectLeak(tracked))
       this.tracked.clear()
+      while (this.listHead !== undefined) {
+        leaks.push(objectLeak(this.listHead))
+        this.unlist(this.listHead)
+      }
       // A binding fiber that unbound its own device must not outlive it either: it is
       // interrupted as soon as it leaves the (uninterruptible) unbind.
       yield* Effect.withFiberRuntime<void>((self) => {

@@ -16,8 +16,8 @@ import {
   bindingOf,
   BoundTypeId,
   isLive,
-  liveBinding,
-  type TrackedEntry
+  type ListedEntry,
+  liveBinding
 } from "./binding.js"
 import { type DevresImpl, register, type SyncRelease, tokenInFiber } from "./devres.js"
 import { LazySite, type Site } from "./site.js"
@@ -193,13 +193,16 @@ interface Sync {
 }
 
 /**
- * A streaming mapping. It is its own leak-check entry (`Binding.tracked`): added at map,
- * removed by an early unmap, reported (`label`, `acquiredAt`) if still there at unbind. The
- * label and the site are only formatted then, or for a defect.
+ * A streaming mapping. It is its own leak-check entry (listed in its binding: `Binding.list`):
+ * added at map, removed by an early unmap, reported (`label`, `acquiredAt`) if still there at
+ * unbind. The label and the site are only formatted then, or for a defect.
  * @internal
  */
-export class MappingImpl implements Dma.Mapping, TrackedEntry {
+export class MappingImpl implements Dma.Mapping, ListedEntry {
   owner: "device" | "cpu" = "device"
+  listPrev: ListedEntry | undefined = undefined
+  listNext: ListedEntry | undefined = undefined
+  listed = false
   devres: DevresImpl<MappingImpl, any> | undefined = undefined
   /** The port while mapped; a stand-in that raises the defect after. */
   sync: Sync
@@ -258,7 +261,7 @@ export class MappingImpl implements Dma.Mapping, TrackedEntry {
   release(atUnbind: boolean, site: Site): void {
     this.sync = new RevokedSync(this.binding, this, atUnbind ? undefined : site)
     this.owner = "cpu"
-    if (!atUnbind) this.binding.tracked.delete(this)
+    if (!atUnbind) this.binding.unlist(this)
     this.port.unmap(this.iova, site)
   }
 
@@ -285,9 +288,9 @@ const SITE_FRAMES = 4
  * fiber runtime it walks through), and a mapping per request would pay it twice per request.
  * @internal
  */
-export const EXACT_SITES = 256
+export const EXACT_SITES = 64
 /** @internal */
-export const SAMPLE_EVERY = 64
+export const SAMPLE_EVERY = 256
 
 /**
  * The site of a call that was not sampled: it says so, and points at the latest sampled call
@@ -347,11 +350,11 @@ const mapIn = (
   name: string | undefined,
   site: Site
 ): Effect.Effect<DevresImpl<MappingImpl, any>, HardwareRefused> =>
-  Effect.map(port.map(buffer, direction, site), (iova) => {
+  Effect.flatMap(port.map(buffer, direction, site), (iova) => {
     const mapping = new MappingImpl(binding, port, buffer, direction, iova, name, site)
-    binding.tracked.add(mapping)
+    binding.list(mapping)
     const label = name ?? `dma mapping (${direction}, ${buffer.byteLength} bytes)`
-    return mapping.devres = register(binding, mapping, label, site, releaseMapping)
+    return Effect.succeed(mapping.devres = register(binding, mapping, label, site, releaseMapping))
   })
 
 /** @internal */
