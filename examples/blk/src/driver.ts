@@ -142,8 +142,7 @@ export const driver = (options: Options = {}) => {
           if (status === ALL_ONES || status === 0) return "none"
           bar.write("INT_STATUS", status)
           if ((status & BlkModel.INT_ERROR) !== 0) log(`irq: ${name} reported a queue error`)
-          const table = requests.access(token)
-          table.resolveAll(table.reap(cq.access(token), bar))
+          requests.access(token).complete(cq.access(token), bar)
           return "handled"
         })
       )

@@ -211,6 +211,29 @@ export class Requests {
     return done
   }
 
+  /**
+   * The interrupt handler's pass: consumes the new completions and resolves their requests as
+   * it goes (as `reap` then `resolveAll`, with no list in between). Returns how many it took.
+   */
+  complete(cq: CqRing, bar: Regs): number {
+    const ring = cq.view
+    let consumed = 0
+    while (ring.get(this.cqHead, "phase") === this.phase) {
+      const tag = ring.get(this.cqHead, "tag")
+      const status = ring.get(this.cqHead, "status")
+      if (++this.cqHead === this.ringSize) {
+        this.cqHead = 0
+        this.phase ^= 1
+      }
+      consumed++
+      const request = this.slots[tag]
+      if (request === undefined || !this.claim(request)) this.late++
+      else this.resolve(request, status)
+    }
+    if (consumed > 0) bar.write("CQ_HEAD", this.cqHead)
+    return consumed
+  }
+
   /** Claims every request still in flight and shuts the tag pool down. */
   failAll(): Array<Request> {
     const failed: Array<Request> = []
