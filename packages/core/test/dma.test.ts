@@ -452,6 +452,26 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
         expect(report.leaks.map((l) => l._tag === "ObjectLeak" ? l.acquiredAt : "")).toEqual([sampledOut, sites[256]])
       })
     ))
+
+  it.effect("sites: a driver putting a counter in its labels does not grow its binding; past 256 labels, unsampled calls point at any label's", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const fake = fakeHardware()
+        let token: Bound.Bound<"nic"> | undefined
+        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
+        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
+        const t = token!
+        for (let n = 0; n < 300; n++) {
+          ;(yield* Dma.map(t, new Uint8Array(16), "to-device", { label: `frame ${n}` })).access(t).unmap()
+        }
+        const sites = fake.ops("map").map((c) => c.site!)
+        // 100: its own label, never sampled. 256: sampled (its label is past the first 256).
+        expect(sites[100]).toMatch(/; no mapping labelled "frame 100" was sampled\)$/)
+        expect(sites[256]).toMatch(/dma\.test\.ts:\d+/)
+        expect(sites[299]).toContain(`; the latest sampled mapping was at ${sites[256]})`)
+        yield* bus.unbind("nic0")
+      })
+    ))
 })
 
 describe("Dma failures in probe", () => {

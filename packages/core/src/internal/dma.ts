@@ -307,19 +307,32 @@ class SampledOut {
   }
 }
 
+/** Labels a binding keeps a sampled site for; calls with further labels share one entry. */
+const MAX_LABELS = 256
+
+interface LabelSites {
+  readonly map: SampledOut
+  readonly unmap: SampledOut
+}
+
 /** Per binding: streaming-mapping calls so far, and per label, what an unsampled call names. */
 class Sites {
   maps = 0
   unmaps = 0
-  private readonly byLabel = new Map<string | undefined, { readonly map: SampledOut; readonly unmap: SampledOut }>()
+  private readonly byLabel = new Map<string | undefined, LabelSites>()
+  /** For labels past `MAX_LABELS` (a driver that puts a counter in its labels): any label. */
+  private readonly others: LabelSites = { map: new SampledOut("map", undefined), unmap: new SampledOut("unmap", undefined) }
 
   /** The site of a map or unmap call: captured (a raw stack walk) or sampled out. */
   take(kind: "map" | "unmap", name: string | undefined, api: (...args: Array<any>) => any): Site {
     const n = kind === "map" ? this.maps++ : this.unmaps++
     let entry = this.byLabel.get(name)
     if (entry === undefined) {
-      entry = { map: new SampledOut("map", name), unmap: new SampledOut("unmap", name) }
-      this.byLabel.set(name, entry)
+      if (this.byLabel.size >= MAX_LABELS) entry = this.others
+      else {
+        entry = { map: new SampledOut("map", name), unmap: new SampledOut("unmap", name) }
+        this.byLabel.set(name, entry)
+      }
     }
     const out = kind === "map" ? entry.map : entry.unmap
     if (n >= EXACT_SITES && n % SAMPLE_EVERY !== 0) return out
