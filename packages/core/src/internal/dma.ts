@@ -417,9 +417,10 @@ export const unmap = (
   api: (...args: Array<any>) => any
 ): Effect.Effect<void> => {
   const devres = isDevres(mapping) ? mapping : mapping instanceof MappingImpl ? mapping.devres : undefined
-  const value = devres?.value
-  const site = value instanceof MappingImpl
-    ? sitesOf(value.binding).take("unmap", value.name, api)
+  const impl = mapping instanceof MappingImpl ? mapping : devres?.value
+  // A released Devres no longer holds its mapping: a rare call, captured in full.
+  const site = impl instanceof MappingImpl
+    ? sitesOf(impl.binding).take("unmap", impl.name, api)
     : new LazySite(api, SITE_FRAMES)
   return Effect.suspend(() => {
     if (devres === undefined) return Effect.dieMessage(`Dma.unmap: ${String(mapping)} was not made by Dma.map`)
