@@ -121,7 +121,7 @@ export const driver = (options: Options = {}) => {
       const gate = yield* Gate.make(Blk, { name: `${name} request queue` })
       const gone = new DeviceError.DeviceGone({ device: name, driver: Blk.name, gate: gate.name })
       const stats = counters()
-      const pool = new TagPool(depth, gone)
+      const pool = new TagPool(depth, gone, () => stats.rejected++)
       const requests = yield* Devres.acquireRelease(
         Blk,
         Effect.sync(() => new Requests(name, ringSize, pool, stats, gone)),
@@ -183,11 +183,9 @@ export const driver = (options: Options = {}) => {
         // A write maps a private copy: the caller may reuse its array once we return.
         const buffer = op === BlkModel.Op.WRITE ? data!.slice() : new Uint8Array(count * sectorSize)
         const direction = op === BlkModel.Op.WRITE ? "to-device" : "from-device"
-        return Dma.map(t, buffer, direction, MAP_OPTIONS[op as 1 | 2]).pipe(
-          // Only fault injection refuses a mapping here; a real block layer would requeue.
-          Effect.orDie,
-          Effect.map((mapped) => issue(t, tag, op, sector, count, buffer, mapped.access(t)))
-        )
+        // Only fault injection refuses a mapping here; a real block layer would requeue.
+        const mapped = Effect.orDie(Dma.map(t, buffer, direction, MAP_OPTIONS[op as 1 | 2]))
+        return Effect.map(mapped, (devres) => issue(t, tag, op, sector, count, buffer, devres.access(t)))
       }
 
       /**
@@ -198,7 +196,7 @@ export const driver = (options: Options = {}) => {
       const run = (op: number, sector: number, count: number, data?: Uint8Array) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(
-            Effect.tapError(pool.take(restore), () => Effect.sync(() => stats.rejected++)),
+            pool.take(restore), // a refusal (DeviceGone) is counted by the pool
             (tag) =>
               gate.enter((t) => submit(t, tag, op, sector, count, data)).pipe(
                 // Refused by a closed gate (or interrupted before submitting): give the tag back.

@@ -72,6 +72,8 @@ export interface Request {
   claimed: boolean
 }
 
+const GONE = "gone"
+
 interface Ticket {
   tag: number | undefined
   resume: ((effect: Effect.Effect<number, DeviceError.DeviceGone>) => void) | undefined
@@ -81,14 +83,18 @@ interface Ticket {
  * Tags, FIFO to waiters. Lives outside the binding (callers wait for a tag *before* entering
  * the gate, so a wait never holds the gate's close up); `shutdown` fails the waiters with
  * `DeviceGone`, and tags returned after it are never handed out again (a device that was
- * stopped late could still hold them).
+ * stopped late could still hold them). `refused` is told of each call failed with `DeviceGone`.
  */
 export class TagPool {
   private readonly free: Array<number> = []
   private readonly waiters: Array<Ticket> = []
   private shut = false
 
-  constructor(readonly size: number, private readonly gone: DeviceError.DeviceGone) {
+  constructor(
+    readonly size: number,
+    private readonly gone: DeviceError.DeviceGone,
+    private readonly refused: () => void = () => {}
+  ) {
     for (let tag = size - 1; tag >= 0; tag--) this.free.push(tag)
   }
 
@@ -102,15 +108,32 @@ export class TagPool {
    */
   take(restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): Effect.Effect<number, DeviceError.DeviceGone> {
     return Effect.suspend(() => {
-      if (this.shut) return Effect.fail(this.gone)
-      const tag = this.free.pop()
-      if (tag !== undefined) return Effect.succeed(tag)
+      const now = this.tryTake()
+      if (now === GONE) return Effect.fail(this.gone)
+      if (now !== undefined) return Effect.succeed(now)
       const ticket: Ticket = { tag: undefined, resume: undefined }
-      this.waiters.push(ticket)
       return restore(Effect.async<number, DeviceError.DeviceGone>((resume) => {
+        // The fiber may have yielded since the first look: look again, then queue. A ticket
+        // is only queued with its `resume`, so `put` and `shutdown` can always answer it.
+        const later = this.tryTake()
+        if (later === GONE) return resume(Effect.fail(this.gone))
+        if (later !== undefined) {
+          ticket.tag = later // handed over: an interrupt from here on gives it back
+          return resume(Effect.succeed(later))
+        }
         ticket.resume = resume
+        this.waiters.push(ticket)
       })).pipe(Effect.onInterrupt(() => Effect.sync(() => this.cancel(ticket))))
     })
+  }
+
+  /** A free tag, `GONE` after the shutdown (counted as refused), or undefined: wait. */
+  private tryTake(): number | typeof GONE | undefined {
+    if (this.shut) {
+      this.refused()
+      return GONE
+    }
+    return this.free.pop()
   }
 
   put(tag: number): void {
@@ -124,7 +147,10 @@ export class TagPool {
   shutdown(): void {
     if (this.shut) return
     this.shut = true
-    for (const waiter of this.waiters.splice(0)) waiter.resume?.(Effect.fail(this.gone))
+    for (const waiter of this.waiters.splice(0)) {
+      this.refused()
+      waiter.resume!(Effect.fail(this.gone))
+    }
   }
 
   private cancel(ticket: Ticket): void {
