@@ -13,7 +13,7 @@
  *   what is left with `DeviceGone`; on surprise removal (all-ones) it fails them at once.
  *   Coherent memory is freed after that, at unbind step 4.
  */
-import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId, Layer } from "effect"
 import { type Bound, Devres, DeviceError, Dma, Driver, Gate, Hardware, Irq, type Mmio } from "@devscope/core"
 import { type BlockDevice, BlockDevices, OutOfRange } from "./BlockDevices.js"
 import * as BlkModel from "./model.js"
@@ -71,7 +71,8 @@ export interface Options {
   readonly bug?: "free-dma-before-stop" | undefined
 }
 
-const OP_NAME = { [BlkModel.Op.READ]: "read", [BlkModel.Op.WRITE]: "write", [BlkModel.Op.FLUSH]: "flush" } as const
+/** The data buffers' mapping labels, by op (leak reports and `UnbindReport.released` show them). */
+const MAP_OPTIONS = { [BlkModel.Op.READ]: { label: "read buffer" }, [BlkModel.Op.WRITE]: { label: "write buffer" } } as const
 
 /**
  * The blk driver, matching the acme blk PCI ids. It needs `BlockDevices` where it is
@@ -120,7 +121,7 @@ export const driver = (options: Options = {}) => {
       const gate = yield* Gate.make(Blk, { name: `${name} request queue` })
       const gone = new DeviceError.DeviceGone({ device: name, driver: Blk.name, gate: gate.name })
       const stats = counters()
-      const pool = new TagPool(depth, gone)
+      const pool = new TagPool(depth, gone, () => stats.rejected++)
       const requests = yield* Devres.acquireRelease(
         Blk,
         Effect.sync(() => new Requests(name, ringSize, pool, stats, gone)),
@@ -131,55 +132,61 @@ export const driver = (options: Options = {}) => {
       const sq = yield* Dma.allocCoherent(Blk, sqRing(ringSize), { label: "submission queue" })
       const cq = yield* Dma.allocCoherent(Blk, cqRing(ringSize), { label: "completion queue" })
 
-      // Completion interrupt: ack first (W1C), so a completion posted while we reap raises again.
+      // Completion interrupt: ack first (W1C), so a completion posted while we reap raises
+      // again. Reaping and resolving are plain synchronous code on the bound resources.
       const irq = yield* Irq.request(
         Blk,
         0,
-        Effect.suspend((): Effect.Effect<Irq.Return> => {
+        Effect.sync((): Irq.Return => {
           const status = bar.read("INT_STATUS")
-          if (status === ALL_ONES || status === 0) return Effect.succeed("none")
+          if (status === ALL_ONES || status === 0) return "none"
           bar.write("INT_STATUS", status)
           if ((status & BlkModel.INT_ERROR) !== 0) log(`irq: ${name} reported a queue error`)
-          const table = requests.access(token)
-          return Effect.as(table.resolveAll(table.reap(cq.access(token), bar)), "handled")
+          requests.access(token).complete(cq.access(token), bar)
+          return "handled"
         })
       )
 
-      // Dma.map needs Hardware and the token in its context; user fibers have neither.
-      const hardware = Context.make(Hardware.Hardware, yield* Hardware.Hardware)
+      /** Registers the request, writes its descriptor and rings the doorbell. */
+      const issue = (
+        t: Bound.Bound<"blk">,
+        tag: number,
+        op: number,
+        sector: number,
+        count: number,
+        buffer: Uint8Array | undefined,
+        mapping: Dma.Mapping | undefined
+      ): Request => {
+        const request: Request = {
+          tag,
+          op,
+          sector,
+          count,
+          buffer,
+          mapping,
+          result: Deferred.unsafeMake(FiberId.none),
+          claimed: false
+        }
+        if (op === BlkModel.Op.READ) stats.reads++
+        else if (op === BlkModel.Op.WRITE) stats.writes++
+        else stats.flushes++
+        requests.access(t).submit(sq.access(t), bar0.access(t), request)
+        return request
+      }
 
-      /** Inside the gate: map, describe, ring. Runs uninterruptibly (see `run`). */
-      const submit = (t: Bound.Bound<"blk">, tag: number, op: number, sector: number, count: number, data?: Uint8Array) =>
-        Effect.gen(function*() {
-          let buffer: Uint8Array | undefined
-          let mapping: Dma.Mapping | undefined
-          if (op !== BlkModel.Op.FLUSH) {
-            // A write maps a private copy: the caller may reuse its array once we return.
-            buffer = op === BlkModel.Op.WRITE ? data!.slice() : new Uint8Array(count * sectorSize)
-            const direction = op === BlkModel.Op.WRITE ? "to-device" : "from-device"
-            const mapped = yield* Dma.map(Blk, buffer, direction, { label: `${OP_NAME[op as 1 | 2]} buffer` }).pipe(
-              Effect.provide(Context.add(hardware, Blk.Bound, t)),
-              // Only fault injection refuses a mapping here; a real block layer would requeue.
-              Effect.orDie
-            )
-            mapping = mapped.access(t)
-          }
-          const request: Request = {
-            tag,
-            op,
-            sector,
-            count,
-            buffer,
-            mapping,
-            result: Deferred.unsafeMake(FiberId.none),
-            claimed: false
-          }
-          if (op === BlkModel.Op.READ) stats.reads++
-          else if (op === BlkModel.Op.WRITE) stats.writes++
-          else stats.flushes++
-          requests.access(t).submit(sq.access(t), bar0.access(t), request)
-          return request
-        })
+      /**
+       * Inside the gate: map, describe, ring. Runs uninterruptibly (see `run`). The data
+       * buffer is mapped with the section's token (a streaming mapping per request).
+       */
+      const submit = (t: Bound.Bound<"blk">, tag: number, op: number, sector: number, count: number, data?: Uint8Array) => {
+        if (op === BlkModel.Op.FLUSH) return Effect.sync(() => issue(t, tag, op, sector, count, undefined, undefined))
+        // A write maps a private copy: the caller may reuse its array once we return.
+        const buffer = op === BlkModel.Op.WRITE ? data!.slice() : new Uint8Array(count * sectorSize)
+        const direction = op === BlkModel.Op.WRITE ? "to-device" : "from-device"
+        // Only fault injection refuses a mapping here; a real block layer would requeue.
+        const mapped = Effect.orDie(Dma.map(t, buffer, direction, MAP_OPTIONS[op as 1 | 2]))
+        return Effect.map(mapped, (devres) => issue(t, tag, op, sector, count, buffer, devres.access(t)))
+      }
 
       /**
        * One user call. Uninterruptible except where it waits (for a tag, for the completion),
@@ -188,19 +195,20 @@ export const driver = (options: Options = {}) => {
        */
       const run = (op: number, sector: number, count: number, data?: Uint8Array) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.gen(function*() {
-            const tag = yield* Effect.tapError(pool.take(restore), () => Effect.sync(() => stats.rejected++))
-            const request = yield* gate.enter((t) => submit(t, tag, op, sector, count, data)).pipe(
-              Effect.onExit((exit) =>
-                Effect.sync(() => {
-                  if (Exit.isSuccess(exit)) return
-                  stats.rejected++
-                  pool.put(tag)
-                })
+          Effect.flatMap(
+            pool.take(restore), // a refusal (DeviceGone) is counted by the pool
+            (tag) =>
+              gate.enter((t) => submit(t, tag, op, sector, count, data)).pipe(
+                // Refused by a closed gate (or interrupted before submitting): give the tag back.
+                Effect.onError(() =>
+                  Effect.sync(() => {
+                    stats.rejected++
+                    pool.put(tag)
+                  })
+                ),
+                Effect.flatMap((request) => restore(Deferred.await(request.result)))
               )
-            )
-            return yield* restore(Deferred.await(request.result))
-          })
+          )
         )
 
       const range = (sector: number, count: number, reason?: OutOfRange["reason"]) =>
@@ -283,8 +291,8 @@ export const driver = (options: Options = {}) => {
           // Surprise removal: nothing will complete. Completions posted before it went are real.
           const completed = table.reap(cq.access(token), bar)
           const failed = table.failAll()
-          yield* table.resolveAll(completed)
-          yield* table.failAllNow(failed)
+          table.resolveAll(completed)
+          table.failAllNow(failed)
           log(`remove: device gone; ${completed.length} completed, ${failed.length} failed with DeviceGone`)
           return
         }
@@ -300,8 +308,8 @@ export const driver = (options: Options = {}) => {
         bar.write("INT_MASK", BlkModel.INT_CQ | BlkModel.INT_ERROR)
         const completed = stopped === "gone" || freedEarly ? [] : table.reap(cq.access(token), bar)
         const failed = table.failAll()
-        yield* table.resolveAll(completed)
-        yield* table.failAllNow(failed)
+        table.resolveAll(completed)
+        table.failAllNow(failed)
         log(
           `remove: ${drained ? "drained" : "drain timed out"}; device ${stopped}; ` +
             `${completed.length} completed late, ${failed.length} failed with DeviceGone`

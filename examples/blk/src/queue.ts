@@ -1,6 +1,7 @@
 /**
  * The driver's request bookkeeping: the tag pool, the table of requests the device holds, the
- * submission and completion rings' CPU-side indices, and how a request is resolved.
+ * submission and completion rings' CPU-side indices, and how a request is resolved. All of it
+ * is plain synchronous code (the per-request path); Effects are only where a caller waits.
  *
  * Exactly once: a request is *claimed* synchronously by whoever resolves it (the interrupt
  * handler reaping its completion, or `remove` failing what is left); only the claimer resolves
@@ -71,6 +72,8 @@ export interface Request {
   claimed: boolean
 }
 
+const GONE = "gone"
+
 interface Ticket {
   tag: number | undefined
   resume: ((effect: Effect.Effect<number, DeviceError.DeviceGone>) => void) | undefined
@@ -80,14 +83,18 @@ interface Ticket {
  * Tags, FIFO to waiters. Lives outside the binding (callers wait for a tag *before* entering
  * the gate, so a wait never holds the gate's close up); `shutdown` fails the waiters with
  * `DeviceGone`, and tags returned after it are never handed out again (a device that was
- * stopped late could still hold them).
+ * stopped late could still hold them). `refused` is told of each call failed with `DeviceGone`.
  */
 export class TagPool {
   private readonly free: Array<number> = []
   private readonly waiters: Array<Ticket> = []
   private shut = false
 
-  constructor(readonly size: number, private readonly gone: DeviceError.DeviceGone) {
+  constructor(
+    readonly size: number,
+    private readonly gone: DeviceError.DeviceGone,
+    private readonly refused: () => void = () => {}
+  ) {
     for (let tag = size - 1; tag >= 0; tag--) this.free.push(tag)
   }
 
@@ -101,15 +108,32 @@ export class TagPool {
    */
   take(restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): Effect.Effect<number, DeviceError.DeviceGone> {
     return Effect.suspend(() => {
-      if (this.shut) return Effect.fail(this.gone)
-      const tag = this.free.pop()
-      if (tag !== undefined) return Effect.succeed(tag)
+      const now = this.tryTake()
+      if (now === GONE) return Effect.fail(this.gone)
+      if (now !== undefined) return Effect.succeed(now)
       const ticket: Ticket = { tag: undefined, resume: undefined }
-      this.waiters.push(ticket)
       return restore(Effect.async<number, DeviceError.DeviceGone>((resume) => {
+        // The fiber may have yielded since the first look: look again, then queue. A ticket
+        // is only queued with its `resume`, so `put` and `shutdown` can always answer it.
+        const later = this.tryTake()
+        if (later === GONE) return resume(Effect.fail(this.gone))
+        if (later !== undefined) {
+          ticket.tag = later // handed over: an interrupt from here on gives it back
+          return resume(Effect.succeed(later))
+        }
         ticket.resume = resume
+        this.waiters.push(ticket)
       })).pipe(Effect.onInterrupt(() => Effect.sync(() => this.cancel(ticket))))
     })
+  }
+
+  /** A free tag, `GONE` after the shutdown (counted as refused), or undefined: wait. */
+  private tryTake(): number | typeof GONE | undefined {
+    if (this.shut) {
+      this.refused()
+      return GONE
+    }
+    return this.free.pop()
   }
 
   put(tag: number): void {
@@ -123,7 +147,10 @@ export class TagPool {
   shutdown(): void {
     if (this.shut) return
     this.shut = true
-    for (const waiter of this.waiters.splice(0)) waiter.resume?.(Effect.fail(this.gone))
+    for (const waiter of this.waiters.splice(0)) {
+      this.refused()
+      waiter.resume!(Effect.fail(this.gone))
+    }
   }
 
   private cancel(ticket: Ticket): void {
@@ -210,6 +237,29 @@ export class Requests {
     return done
   }
 
+  /**
+   * The interrupt handler's pass: consumes the new completions and resolves their requests as
+   * it goes (as `reap` then `resolveAll`, with no list in between). Returns how many it took.
+   */
+  complete(cq: CqRing, bar: Regs): number {
+    const ring = cq.view
+    let consumed = 0
+    while (ring.get(this.cqHead, "phase") === this.phase) {
+      const tag = ring.get(this.cqHead, "tag")
+      const status = ring.get(this.cqHead, "status")
+      if (++this.cqHead === this.ringSize) {
+        this.cqHead = 0
+        this.phase ^= 1
+      }
+      consumed++
+      const request = this.slots[tag]
+      if (request === undefined || !this.claim(request)) this.late++
+      else this.resolve(request, status)
+    }
+    if (consumed > 0) bar.write("CQ_HEAD", this.cqHead)
+    return consumed
+  }
+
   /** Claims every request still in flight and shuts the tag pool down. */
   failAll(): Array<Request> {
     const failed: Array<Request> = []
@@ -229,48 +279,52 @@ export class Requests {
 
   /**
    * Resolves a claimed request: hands a read's buffer to the CPU, unmaps, returns the tag,
-   * completes the caller's Deferred. `"gone"` fails it with `DeviceGone`.
+   * completes the caller's Deferred. `"gone"` fails it with `DeviceGone`. Synchronous: the
+   * interrupt handler and `remove` resolve what they claimed in a plain loop.
    */
-  resolve(request: Request, outcome: number | "gone"): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      this.resolutions++
-      const { stats } = this
-      let exit: Exit.Exit<Uint8Array | undefined, DeviceError.DeviceGone>
-      if (outcome === "gone") {
-        stats.failed++
-        exit = Exit.fail(this.gone)
-      } else if (outcome !== BlkModel.Status.OK) {
-        stats.errors++
-        exit = Exit.die(new BlkIoError(this.device, request.op, request.sector, outcome))
-      } else {
-        stats.completed++
-        if (request.op === BlkModel.Op.READ) {
-          try {
-            request.mapping!.syncForCpu()
-            stats.bytesRead += request.buffer!.length
-            exit = Exit.succeed(request.buffer)
-          } catch (defect) {
-            // Unmapped under the request's feet (a driver bug): the caller still hears back.
-            exit = Exit.die(defect)
-          }
-        } else {
-          if (request.op === BlkModel.Op.WRITE) stats.bytesWritten += request.buffer!.length
-          exit = Exit.succeed(undefined)
+  resolve(request: Request, outcome: number | "gone"): void {
+    this.resolutions++
+    const { stats } = this
+    let exit: Exit.Exit<Uint8Array | undefined, DeviceError.DeviceGone>
+    if (outcome === "gone") {
+      stats.failed++
+      exit = Exit.fail(this.gone)
+    } else if (outcome !== BlkModel.Status.OK) {
+      stats.errors++
+      exit = Exit.die(new BlkIoError(this.device, request.op, request.sector, outcome))
+    } else {
+      stats.completed++
+      if (request.op === BlkModel.Op.READ) {
+        try {
+          request.mapping!.syncForCpu()
+          stats.bytesRead += request.buffer!.length
+          exit = Exit.succeed(request.buffer)
+        } catch (defect) {
+          // Unmapped under the request's feet (a driver bug): the caller still hears back.
+          exit = Exit.die(defect)
         }
+      } else {
+        if (request.op === BlkModel.Op.WRITE) stats.bytesWritten += request.buffer!.length
+        exit = Exit.succeed(undefined)
       }
-      const done = Effect.sync(() => {
-        this.pool.put(request.tag)
-        Deferred.unsafeDone(request.result, exit)
-      })
-      return request.mapping === undefined ? done : Effect.zipRight(Dma.unmap(request.mapping), done)
-    })
+    }
+    try {
+      request.mapping?.unmap()
+    } catch (defect) {
+      // The platform refused to unmap (recorded on the binding): the caller hears of it.
+      exit = Exit.die(defect)
+    }
+    this.pool.put(request.tag)
+    Deferred.unsafeDone(request.result, exit)
   }
 
-  resolveAll(done: ReadonlyArray<readonly [Request, number]>): Effect.Effect<void> {
-    return done.length === 0 ? Effect.void : Effect.forEach(done, ([r, status]) => this.resolve(r, status), { discard: true })
+  /** Resolves what `reap` returned. */
+  resolveAll(done: ReadonlyArray<readonly [Request, number]>): void {
+    for (const [request, status] of done) this.resolve(request, status)
   }
 
-  failAllNow(requests: ReadonlyArray<Request>): Effect.Effect<void> {
-    return requests.length === 0 ? Effect.void : Effect.forEach(requests, (r) => this.resolve(r, "gone"), { discard: true })
+  /** Fails what `failAll` returned with `DeviceGone`. */
+  failAllNow(requests: ReadonlyArray<Request>): void {
+    for (const request of requests) this.resolve(request, "gone")
   }
 }

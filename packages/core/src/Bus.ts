@@ -71,7 +71,8 @@ export interface Options {
    *   names a resource in reports and defects already; its `acquiredAt` then says so);
    * - `"always"`: every Devres too, for hunting where a labelled resource comes from;
    * - `"never"`: none (those fields say the site was not captured).
-   * Leak reports (`Leak.track`, DMA mappings) always name their site.
+   * Leak reports (`Leak.track`, DMA mappings) name their site in every mode; streaming
+   * mappings, a per-request path, sample theirs once a binding has made 64 (see `Dma.map`).
    */
   readonly captureSites?: "always" | "unlabelled" | "never" | undefined
   /** Lifecycle events kept in `history`. Default 10,000. */

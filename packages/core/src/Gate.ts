@@ -49,7 +49,9 @@ export interface Gate<in out D extends string> {
   readonly inFlight: number
   /**
    * Runs `f` inside a read section, with the binding's Bound token. Fails with `DeviceGone`
-   * (without calling `f`) once the gate has begun closing.
+   * (without calling `f`) once the gate has begun closing. The section keeps the caller's
+   * interruptibility (entered from an uninterruptible region, it is entered and left with no
+   * mask of its own).
    */
   enter<A, E, R>(f: (token: Bound.Bound<D>) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DeviceGone, R>
 }

@@ -82,6 +82,16 @@ export interface IrqLine {
 export type DmaDirection = "to-device" | "from-device" | "bidirectional"
 
 /**
+ * Where a driver made a DMA request: a string, or an object that formats the site when it is
+ * converted (`String(site)`). devscope passes sites that are formatted only when read, so that
+ * a mapping per request does not cost a formatted stack per request: a `DmaPort` keeps the
+ * site as it is and converts it only when it reports it (a fault, a window snapshot).
+ * @since 0.1.0
+ * @category models
+ */
+export type DmaSite = string | { toString(): string }
+
+/**
  * A device's path to memory (through its IOMMU). Every call names the site that made it, so
  * faults the device later hits can say who mapped and who unmapped the memory.
  * @since 0.1.0
@@ -92,11 +102,11 @@ export interface DmaPort {
   /** Addressing limit of the device, in bits (default 32). */
   setMask(bits: number): void
   /** Memory both CPU and device see; `iova` is the device address. */
-  allocCoherent(size: number, site: string): Effect.Effect<{ readonly memory: Uint8Array; readonly iova: number }, HardwareRefused>
-  freeCoherent(iova: number, site: string): void
+  allocCoherent(size: number, site: DmaSite): Effect.Effect<{ readonly memory: Uint8Array; readonly iova: number }, HardwareRefused>
+  freeCoherent(iova: number, site: DmaSite): void
   /** Maps a CPU buffer for the device; returns its device address. */
-  map(buffer: Uint8Array, direction: DmaDirection, site: string): Effect.Effect<number, HardwareRefused>
-  unmap(iova: number, site: string): void
+  map(buffer: Uint8Array, direction: DmaDirection, site: DmaSite): Effect.Effect<number, HardwareRefused>
+  unmap(iova: number, site: DmaSite): void
   /** Ownership of a streaming mapping goes to the device... */
   syncForDevice(iova: number): void
   /** ...and back to the CPU. */

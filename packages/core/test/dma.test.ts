@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
-import { type Core, DeviceError, Devres, Driver, Hardware } from "@devscope/core"
+import { type Bound, type Core, DeviceError, Devres, Driver, Hardware } from "@devscope/core"
 import * as Dma from "@devscope/core/Dma"
 import { withBus } from "./utils.js"
 
@@ -34,6 +34,7 @@ const fakeHardware = (options: { readonly refuse?: number } = {}) => {
     calls.push({ op: "refused" })
     return new Hardware.HardwareRefused({ device, request, reason: "injected fault" })
   }
+  // Sites are recorded as the port would report them (`String`: devscope passes lazy ones).
   const port = (device: string): Hardware.DmaPort => ({
     device,
     setMask: (bits) => void calls.push({ op: "setMask", bits }),
@@ -46,13 +47,13 @@ const fakeHardware = (options: { readonly refuse?: number } = {}) => {
         const bytes = new Uint8Array(size)
         live.set(iova, "coherent")
         memory.set(iova, bytes)
-        calls.push({ op: "alloc", iova, size, site })
+        calls.push({ op: "alloc", iova, size, site: String(site) })
         return Effect.succeed({ memory: bytes, iova })
       }),
     freeCoherent: (iova, site) => {
       if (live.get(iova) !== "coherent") throw new Error(`fake: bad free of ${iova}`)
       live.delete(iova)
-      calls.push({ op: "free", iova, site })
+      calls.push({ op: "free", iova, site: String(site) })
     },
     map: (buffer, direction, site) =>
       Effect.suspend(() => {
@@ -61,13 +62,13 @@ const fakeHardware = (options: { readonly refuse?: number } = {}) => {
         const iova = nextIova
         nextIova += 0x1000
         live.set(iova, "mapping")
-        calls.push({ op: "map", iova, size: buffer.byteLength, direction, site })
+        calls.push({ op: "map", iova, size: buffer.byteLength, direction, site: String(site) })
         return Effect.succeed(iova)
       }),
     unmap: (iova, site) => {
       if (live.get(iova) !== "mapping") throw new Error(`fake: bad unmap of ${iova}`)
       live.delete(iova)
-      calls.push({ op: "unmap", iova, site })
+      calls.push({ op: "unmap", iova, site: String(site) })
     },
     syncForCpu: (iova) => void calls.push({ op: "syncForCpu", iova }),
     syncForDevice: (iova) => void calls.push({ op: "syncForDevice", iova })
@@ -358,6 +359,117 @@ describe("Dma streaming mappings", () => {
         // Unmapping afterwards is a no-op.
         yield* Dma.unmap(mapping)
         expect(fake.ops("unmap")).toHaveLength(1)
+      })
+    ))
+})
+
+describe("Dma streaming mappings with a token (the per-request form)", () => {
+  /** A driver whose probe only hands the test its token. */
+  const tokenDriver = (onProbe: (token: Bound.Bound<"nic">) => void) =>
+    Driver.make(Nic, {
+      match: [{ vendor: 1 }],
+      probe: () => Layer.effectDiscard(Effect.map(Nic.Bound, onProbe))
+    })
+
+  it.effect("map(token) needs nothing from the context; mapping.unmap() is a plain call; leaks and defects name the sites", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const fake = fakeHardware()
+        let token: Bound.Bound<"nic"> | undefined
+        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
+        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
+        const t = token!
+        // From the test's fiber: no Hardware and no token in its context (the type says R = never).
+        const tx: Effect.Effect<Devres.Devres<Dma.Mapping, "nic">, Hardware.HardwareRefused> = Dma.map(t, new Uint8Array(64), "to-device", { label: "tx" })
+        const done = (yield* tx).access(t)
+        const kept = (yield* Dma.map(t, new Uint8Array(32), "from-device", { label: "rx" })).access(t)
+        done.syncForCpu()
+        done.unmap()
+        done.unmap() // idempotent
+        expect(done).toMatchObject({ isMapped: false, owner: "cpu" })
+        expect(kept.isMapped).toBe(true)
+        const maps = fake.ops("map")
+        expect(maps).toEqual([
+          { op: "map", iova: done.iova, size: 64, direction: "to-device", site: expect.stringMatching(/dma\.test\.ts:\d+/) },
+          { op: "map", iova: kept.iova, size: 32, direction: "from-device", site: expect.stringMatching(/dma\.test\.ts:\d+/) }
+        ])
+        expect(maps[0]!.site).not.toEqual(maps[1]!.site) // each names its own line
+        expect(fake.ops("unmap")).toEqual([{ op: "unmap", iova: done.iova, site: expect.stringMatching(/dma\.test\.ts:\d+/) }])
+        // A sync after the unmap names where it was unmapped.
+        expect(thrown(() => done.syncForCpu())).toMatchObject({
+          _tag: "UseAfterUnbind",
+          unbindCause: "released",
+          revokedAt: fake.ops("unmap")[0]!.site
+        })
+        const report = yield* bus.unbind("nic0")
+        // The one left mapped is unmapped by the unbind and reported with its map site.
+        expect(fake.ops("unmap")).toHaveLength(2)
+        expect(fake.live.size).toBe(0)
+        expect(report.released).toEqual(["rx"])
+        expect(report.leaks).toEqual([{
+          _tag: "ObjectLeak",
+          device: "nic0",
+          driver: "nic",
+          label: `dma mapping 0x${kept.iova.toString(16)} (from-device) "rx"`,
+          acquiredAt: maps[1]!.site
+        }])
+        // A revoked token maps nothing: the defect.
+        const late = yield* Effect.exit(Dma.map(t, new Uint8Array(8), "to-device"))
+        expect(defectOf(late)).toMatchObject({ _tag: "UseAfterUnbind", device: "nic0" })
+        expect(fake.ops("map")).toHaveLength(2)
+      })
+    ))
+
+  it.effect("sites: a binding's first 64 maps and unmaps are captured, then 1 in 256; the others point at the latest sampled one", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const fake = fakeHardware()
+        let token: Bound.Bound<"nic"> | undefined
+        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
+        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
+        const t = token!
+        const kept: Array<Dma.Mapping> = []
+        for (let n = 0; n < 300; n++) {
+          // The site is taken when the effect is made: one `Dma.map` call per mapping.
+          const mapping = (yield* Dma.map(t, new Uint8Array(16), "to-device", { label: "frame" })).access(t)
+          // Keep the 100th (not sampled) and the 256th (sampled: a multiple of 256).
+          if (n === 100 || n === 256) kept.push(mapping)
+          else mapping.unmap()
+        }
+        const sites = fake.ops("map").map((c) => c.site!)
+        const exact = { test: (site: string) => /dma\.test\.ts:\d+/.test(site) && !site.startsWith("not captured") }
+        expect(sites.slice(0, 64).every((site) => exact.test(site))).toBe(true)
+        expect(sites.filter((site, n) => n >= 64 && exact.test(site))).toHaveLength(1) // 256
+        const sampledOut = sites[100]!
+        expect(sampledOut).toMatch(/^not captured \(sampled: a binding's first 64 calls, then 1 in 256; /)
+        expect(sampledOut).toContain(`the latest sampled mapping labelled "frame" was at ${sites[0]}`)
+        const unmaps = fake.ops("unmap").map((c) => c.site!)
+        expect(unmaps.slice(0, 64).every((site) => exact.test(site))).toBe(true)
+        expect(unmaps[100]).toContain(`the latest sampled unmap of a mapping labelled "frame" was at ${unmaps[0]}`)
+        // Both kept mappings leak; the reports name a site either way.
+        const report = yield* bus.unbind("nic0")
+        expect(exact.test(sites[256]!)).toBe(true)
+        expect(report.leaks.map((l) => l._tag === "ObjectLeak" ? l.acquiredAt : "")).toEqual([sampledOut, sites[256]])
+      })
+    ))
+
+  it.effect("sites: a driver putting a counter in its labels does not grow its binding; past 256 labels, unsampled calls point at any label's", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const fake = fakeHardware()
+        let token: Bound.Bound<"nic"> | undefined
+        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
+        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
+        const t = token!
+        for (let n = 0; n < 300; n++) {
+          ;(yield* Dma.map(t, new Uint8Array(16), "to-device", { label: `frame ${n}` })).access(t).unmap()
+        }
+        const sites = fake.ops("map").map((c) => c.site!)
+        // 100: its own label, never sampled. 256: sampled (its label is past the first 256).
+        expect(sites[100]).toMatch(/; no mapping labelled "frame 100" was sampled\)$/)
+        expect(sites[256]).toMatch(/dma\.test\.ts:\d+/)
+        expect(sites[299]).toContain(`; the latest sampled mapping was at ${sites[256]})`)
+        yield* bus.unbind("nic0")
       })
     ))
 })

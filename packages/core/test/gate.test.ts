@@ -85,6 +85,46 @@ describe("Gate", () => {
       })
     ))
 
+  it.effect("entered from an uninterruptible region: the body stays uninterruptible, and the section is left on every exit", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        let gate: Gate.Gate<"blk"> | undefined
+        yield* bus.registerDriver(gated(log, (g) => (gate = g)))
+        yield* bus.addDevice({ name: "blk0", ids: { vendor: 3 } })
+        const g = gate!
+        const interruptible = Effect.checkInterruptible(Effect.succeed)
+        // Uninterruptible caller: the body runs uninterruptibly, as `restore` would leave it.
+        expect(yield* Effect.uninterruptible(g.enter(() => interruptible))).toBe(false)
+        // Interruptible caller: the body is interruptible.
+        expect(yield* g.enter(() => interruptible)).toBe(true)
+        // Success, failure, defect and a throwing `f`: each leaves its section.
+        expect(yield* Effect.exit(Effect.uninterruptible(g.enter(() => Effect.fail("no"))))).toEqual(Exit.fail("no"))
+        expect(Exit.isFailure(yield* Effect.exit(Effect.uninterruptible(g.enter(() => Effect.die("boom")))))).toBe(true)
+        const thrown = yield* Effect.exit(Effect.uninterruptible(g.enter((): Effect.Effect<void> => {
+          throw new Error("f threw")
+        })))
+        expect(Exit.isFailure(thrown)).toBe(true)
+        expect(g.inFlight).toBe(0)
+        // A sleeping uninterruptible section holds the close up until it ends (within the deadline).
+        const section = yield* Effect.fork(Effect.uninterruptible(g.enter(() =>
+          Effect.zipRight(Effect.sleep("10 millis"), log.push("section done"))
+        )))
+        yield* TestClock.adjust("1 millis")
+        expect(g.inFlight).toBe(1)
+        const unbinding = yield* Effect.fork(bus.unbind("blk0"))
+        yield* TestClock.adjust("20 millis")
+        const report = yield* Fiber.join(unbinding)
+        yield* Fiber.join(section)
+        expect(log.entries).toEqual(["section done", "remove", "release data"])
+        expect(report.gates).toMatchObject([{ gate: "blk ioctl", awaited: 1, interrupted: [], stuck: 0 }])
+        // After the close, an uninterruptible entry fails with DeviceGone without running its body.
+        const late = yield* Effect.either(Effect.uninterruptible(g.enter(() => log.push("late"))))
+        expect(Either.isLeft(late) && late.left._tag).toBe("DeviceGone")
+        expect(log.count("late")).toBe(0)
+      })
+    ))
+
   it.effect("a section that never ends is interrupted at the deadline and reported; the unbind completes", () =>
     withBus((bus) =>
       Effect.gen(function*() {

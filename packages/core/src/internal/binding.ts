@@ -14,7 +14,7 @@ import { CoreNotHeld, DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
 import type * as Leak from "../Leak.js"
 import type { GateReport, ReleaseFailure, UnbindCause } from "../Lifecycle.js"
 import type { DeviceImpl } from "./device.js"
-import { callSite } from "./site.js"
+import { callSite, type Site } from "./site.js"
 
 /** @internal */
 export const BoundTypeId: typeof Bound.TypeId = Symbol.for("@devscope/core/Bound") as any
@@ -32,70 +32,6 @@ export const REVOKED: object = Object.freeze({ revoked: true })
 
 /** @internal */
 export type Phase = "probe" | "binding" | "remove" | "unbind" | "after-unbind"
-
-// The frames `callSite` (site.ts) skips: devscope itself, dependencies, the runtime.
-const internalFrame = /[\\/](packages[\\/]core[\\/]src|node_modules)[\\/]|node:internal|\(<anonymous>\)$|^at <anonymous>$|new Promise/
-
-/**
- * A call site captured now and formatted on first use. Lifecycle calls on the bind/unbind
- * path (each Devres acquisition, bind, unbind) take one, and most are never read: the stack
- * walk is cheap next to formatting it (which maps sources under tsx and costs tens of µs).
- * Formats as `callSite` does: the first frame outside devscope and its dependencies.
- * @internal
- */
-export class LazySite {
-  private holder: { stack?: string } | undefined
-  private text: string | undefined = undefined
-  /**
-   * `skip`: the devscope function called by the code whose site this is (it and its callers
-   * above are omitted). `undefined`: not captured, and `text` says why (see {@link UNCAPTURED}).
-   */
-  constructor(skip: ((...args: Array<any>) => any) | undefined, text?: string) {
-    if (skip === undefined) {
-      this.text = text
-      return
-    }
-    const holder: { stack?: string } = {}
-    const limit = Error.stackTraceLimit
-    Error.stackTraceLimit = 12
-    Error.captureStackTrace(holder, skip)
-    Error.stackTraceLimit = limit
-    this.holder = holder
-  }
-  toString(): string {
-    if (this.text === undefined) {
-      const lines = (this.holder?.stack ?? "").split("\n")
-      this.holder = undefined
-      this.text = "unknown"
-      for (let i = 1; i < lines.length; i++) {
-        const line = lines[i]!.trim()
-        if (line.startsWith("at ") && !internalFrame.test(line)) {
-          this.text = line.slice(3)
-          break
-        }
-      }
-    }
-    return this.text
-  }
-}
-
-const NOT_CAPTURED = "unknown (not captured: the bus has captureSites \"never\")"
-const LABELLED = "not captured (a labelled resource: the bus captures those with captureSites \"always\")"
-
-/**
- * The site of a call on a bus with `captureSites: "never"`: no stack walk.
- * @internal
- */
-export const UNCAPTURED: LazySite = new LazySite(undefined, NOT_CAPTURED)
-
-/**
- * The acquisition site of a labelled Devres on a bus with the default `captureSites`.
- * @internal
- */
-export const LABELLED_SITE: LazySite = new LazySite(undefined, LABELLED)
-
-/** @internal */
-export type Site = string | LazySite
 
 /** @internal */
 export interface Revocation {
@@ -181,13 +117,38 @@ const fiberLeak = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>, info: 
   span: fiber.currentSpan?._tag === "Span" ? fiber.currentSpan.name : undefined
 })
 
+/**
+ * What the leak check (step 6) reports: anything still in `Binding.tracked` at that point.
+ * `label` and `acquiredAt` are only read then, so they may be getters that format late.
+ * @internal
+ */
+export interface TrackedEntry {
+  readonly label: string
+  readonly acquiredAt: string
+}
+
+/**
+ * A leak-check entry that comes and goes per request (a streaming mapping): kept in an
+ * intrusive list of its binding, so listing and unlisting it is a few pointer writes, with no
+ * hashing and no allocation. Listed entries are reported after `tracked`, in listing order.
+ * @internal
+ */
+export interface ListedEntry extends TrackedEntry {
+  listPrev: ListedEntry | undefined
+  listNext: ListedEntry | undefined
+  listed: boolean
+}
+
 /** @internal */
 export class TrackedImpl implements Leak.Tracked {
   constructor(
     readonly binding: Binding,
     readonly label: string,
-    readonly acquiredAt: string
+    readonly site: Site
   ) {}
+  get acquiredAt(): string {
+    return String(this.site)
+  }
   release(): void {
     this.binding.tracked.delete(this)
   }
@@ -221,7 +182,9 @@ export class Binding {
   readonly core: CoreImpl<string>
   readonly supervisor: BindingSupervisor
   readonly fibers = new Map<Fiber.RuntimeFiber<any, any>, FiberInfo>()
-  readonly tracked = new Set<TrackedImpl>()
+  readonly tracked = new Set<TrackedEntry>()
+  private listHead: ListedEntry | undefined = undefined
+  private listTail: ListedEntry | undefined = undefined
   readonly hooks: Array<UnbindHook> = []
   readonly gateReports: Array<GateReport> = []
   /** Releases done by the unbind (or a failed probe's clean-up), in order. */
@@ -232,6 +195,15 @@ export class Binding {
   phase: Phase = "probe"
   /** Everything the binding's code runs with: environment, tokens, probe layer output. */
   context: Context.Context<any> | undefined = undefined
+  /**
+   * The environment the driver was registered with (its `Hardware`, among others), for calls
+   * made with a token alone (`Dma.map(token, ...)`). Set at bind, before the probe runs.
+   */
+  environment: Context.Context<never> | undefined = undefined
+  /** The device's DMA port, looked up in `environment` on first use (internal/dma.ts). */
+  dmaPort: unknown = undefined
+  /** Streaming-mapping call counts and sampled sites (internal/dma.ts), made on first use. */
+  dmaSites: unknown = undefined
   revocation: Revocation | undefined = undefined
   /** The driver's `remove` hook, run at step 3. */
   removeHook: ((device: DeviceImpl) => Effect.Effect<void, unknown, any>) | undefined = undefined
@@ -252,6 +224,29 @@ export class Binding {
   }
 
   private readonly hooksRun = new Set<UnbindHook>()
+
+  /** Adds `entry` to the leak check (see {@link ListedEntry}). */
+  list(entry: ListedEntry): void {
+    if (entry.listed) return
+    entry.listed = true
+    entry.listNext = undefined
+    entry.listPrev = this.listTail
+    if (this.listTail === undefined) this.listHead = entry
+    else this.listTail.listNext = entry
+    this.listTail = entry
+  }
+
+  /** Takes `entry` out of the leak check. Idempotent. */
+  unlist(entry: ListedEntry): void {
+    if (!entry.listed) return
+    entry.listed = false
+    const { listNext: next, listPrev: prev } = entry
+    if (prev === undefined) this.listHead = next
+    else prev.listNext = next
+    if (next === undefined) this.listTail = prev
+    else next.listPrev = prev
+    entry.listPrev = entry.listNext = undefined
+  }
 
   /** Runs the hooks of one unbind step that have not run yet, in registration order. */
   runHooks(step: 1 | 2): Effect.Effect<void> {
@@ -395,16 +390,19 @@ export class Binding {
       this.phase = "after-unbind"
       // Step 6: leak checks.
       const leaks: Array<Leak.LeakReport> = [...stopped.survivors]
-      for (const tracked of this.tracked) {
-        leaks.push({
-          _tag: "ObjectLeak",
-          device: this.device.name,
-          driver: this.driver,
-          label: tracked.label,
-          acquiredAt: tracked.acquiredAt
-        })
-      }
+      const objectLeak = (tracked: TrackedEntry): Leak.LeakReport => ({
+        _tag: "ObjectLeak",
+        device: this.device.name,
+        driver: this.driver,
+        label: tracked.label,
+        acquiredAt: tracked.acquiredAt
+      })
+      for (const tracked of this.tracked) leaks.push(objectLeak(tracked))
       this.tracked.clear()
+      while (this.listHead !== undefined) {
+        leaks.push(objectLeak(this.listHead))
+        this.unlist(this.listHead)
+      }
       // A binding fiber that unbound its own device must not outlive it either: it is
       // interrupted as soon as it leaves the (uninterruptible) unbind.
       yield* Effect.withFiberRuntime<void>((self) => {

@@ -29,9 +29,10 @@ import {
 import * as Driver from "../Driver.js"
 import { LeaksDetected, type LeakReport } from "../Leak.js"
 import type { UnbindCause, UnbindReport } from "../Lifecycle.js"
-import { Binding, LazySite, type Revocation, type Site, UNCAPTURED } from "./binding.js"
+import { Binding, type Revocation } from "./binding.js"
 import { EventLog } from "./events.js"
 import { DeviceLock } from "./lock.js"
+import { LazySite, type Site, UNCAPTURED } from "./site.js"
 import { DeviceImpl } from "./device.js"
 import {
   addLink,
@@ -167,6 +168,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           const suppliedBy = new Map(Array.from(entry.suppliers, (s) => [s, s.binding] as const))
           const binding = new Binding(device, driver.name, scope, { fiberStopTimeout, captureSites, onLateLeak })
           binding.removeHook = driver.remove
+          binding.environment = registered.context
           // Set during the probe too (all readers hold the device lock, except driver
           // unregister, which must see an in-flight probe to unbind it afterwards).
           entry.binding = binding

@@ -8,7 +8,8 @@ import * as Scope from "effect/Scope"
 import type * as Bound from "../Bound.js"
 import type * as Devres from "../Devres.js"
 import { DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
-import { type Binding, BoundImpl, LABELLED_SITE, LazySite, liveBinding, REVOKED, UNCAPTURED } from "./binding.js"
+import { type Binding, BoundImpl, liveBinding, REVOKED } from "./binding.js"
+import { LABELLED_SITE, LazySite, type Site, UNCAPTURED } from "./site.js"
 
 /** @internal */
 export const TypeId: typeof Devres.TypeId = Symbol.for("@devscope/core/Devres") as any
@@ -19,13 +20,22 @@ const AT_UNBIND: Devres.Release = Object.freeze({ atUnbind: true, site: "unbind"
 /** The owner of a released Devres: equals no token key, live or revoked. */
 const RELEASED: object = Object.freeze({ released: true })
 
+/**
+ * A synchronous release (`register`): `site` is where the release was asked for ("unbind"
+ * at unbind), formatted only if someone reads it.
+ * @internal
+ */
+export type SyncRelease<A> = (a: A, atUnbind: boolean, site: Site) => void
+
 interface Meta<A> {
   readonly binding: Binding
   /** The label given, if any: the default one names the site, formatted only when read. */
   readonly label: string | undefined
-  readonly acquiredAt: LazySite
+  readonly acquiredAt: Site
   readonly release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined
-  releasedAt: string | undefined
+  /** Set instead of `release` for Devres made by `register`. */
+  readonly releaseSync: SyncRelease<A> | undefined
+  releasedAt: Site | undefined
 }
 
 /**
@@ -48,12 +58,13 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     binding: Binding,
     value: A,
     label: string | undefined,
-    acquiredAt: LazySite,
-    release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined
+    acquiredAt: Site,
+    release: ((a: A, how: Devres.Release) => Effect.Effect<void, unknown>) | undefined,
+    releaseSync?: SyncRelease<A>
   ) {
     this.owner = binding.bound
     this.value = value
-    this.meta = { binding, label, acquiredAt, release, releasedAt: undefined }
+    this.meta = { binding, label, acquiredAt, release, releaseSync, releasedAt: undefined }
   }
 
   get label(): string {
@@ -91,7 +102,7 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
         driver: binding.driver,
         resource,
         unbindCause: "released",
-        revokedAt: this.meta.releasedAt ?? "unknown"
+        revokedAt: this.meta.releasedAt === undefined ? "unknown" : String(this.meta.releasedAt)
       })
     }
     const impl = token as unknown as BoundImpl<D>
@@ -104,24 +115,19 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   }
 
   /** Releases now if not yet released. Never fails: failures are recorded on the binding. */
-  releaseNow(site: string, atUnbind: boolean): Effect.Effect<Exit.Exit<void, unknown>> {
+  releaseNow(site: Site, atUnbind: boolean): Effect.Effect<Exit.Exit<void, unknown>> {
     // Uninterruptible: once marked released, the release must run to its end, or it is lost.
     return Effect.uninterruptible(Effect.suspend(() => {
-      if (this.owner === RELEASED) return Effect.succeed(Exit.void)
       const { meta } = this
-      this.owner = RELEASED
-      meta.releasedAt = site
-      // An early release drops its finalizer from the binding scope (O(1)), so a driver that
-      // acquires and releases per request does not grow the binding.
-      if (!atUnbind) openFinalizers(meta.binding.scope)?.delete(this)
-      const value = this.value as A
-      this.value = undefined
+      if (meta.releaseSync !== undefined) return Effect.succeed(this.releaseSync(site, atUnbind))
+      if (this.owner === RELEASED) return Effect.succeed(Exit.void)
+      const value = this.markReleased(site, atUnbind)
       if (meta.release === undefined) {
         meta.binding.recordRelease(this.label, Exit.void, atUnbind)
         return Effect.succeed(Exit.void)
       }
       return Effect.tap(
-        Effect.exit(meta.release(value, { atUnbind, site })),
+        Effect.exit(meta.release(value, { atUnbind, site: String(site) })),
         (exit) => meta.binding.recordRelease(this.label, exit, atUnbind)
       )
     }))
@@ -133,12 +139,13 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
    * instead of returning an effect is a failure of its own, not of the scope's close.
    */
   releaseAtUnbind(): Effect.Effect<void> {
-    if (this.owner === RELEASED) return Effect.void
     const { meta } = this
-    this.owner = RELEASED
-    meta.releasedAt = "unbind"
-    const value = this.value as A
-    this.value = undefined
+    if (meta.releaseSync !== undefined) {
+      this.releaseSync("unbind", true)
+      return Effect.void
+    }
+    if (this.owner === RELEASED) return Effect.void
+    const value = this.markReleased("unbind", true)
     if (meta.release === undefined) {
       meta.binding.recordRelease(this.label, Exit.void, true)
       return Effect.void
@@ -154,6 +161,39 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
       onFailure: (cause) => meta.binding.recordRelease(this.label, Exit.failCause(cause), true),
       onSuccess: () => meta.binding.recordRelease(this.label, Exit.void, true)
     })
+  }
+
+  /**
+   * `releaseNow` for a Devres made by `register` (its release is synchronous), as a plain
+   * call: for per-request paths. Idempotent; returns how the release went (a failure is
+   * recorded on the binding, as `releaseNow` does).
+   */
+  releaseSync(site: Site, atUnbind: boolean): Exit.Exit<void, unknown> {
+    if (this.owner === RELEASED) return Exit.void
+    const { meta } = this
+    const value = this.markReleased(site, atUnbind)
+    try {
+      meta.releaseSync!(value, atUnbind, site)
+    } catch (defect) {
+      const exit = Exit.die(defect)
+      meta.binding.recordRelease(this.label, exit, atUnbind)
+      return exit
+    }
+    if (atUnbind) meta.binding.recordRelease(this.label, Exit.void, atUnbind)
+    else meta.binding.releasedEarly++
+    return Exit.void
+  }
+
+  private markReleased(site: Site, atUnbind: boolean): A {
+    const { meta } = this
+    this.owner = RELEASED
+    meta.releasedAt = site
+    // An early release drops its finalizer from the binding scope (O(1)), so a driver that
+    // acquires and releases per request does not grow the binding.
+    if (!atUnbind) openFinalizers(meta.binding.scope)?.delete(this)
+    const value = this.value as A
+    this.value = undefined
+    return value
   }
 
   toString() {
@@ -185,18 +225,26 @@ const openFinalizers = (scope: Scope.Scope): Map<unknown, Scope.Scope.Finalizer>
 }
 
 /**
+ * The live token of `tag` in the context of the fiber running now, if any: for calls that
+ * must decide something about their binding when the effect is made (the call site is the
+ * caller's stack, which is only there now), before the effect reads its context.
+ * @internal
+ */
+export const tokenInFiber = (tag: Bound.Tag<any>): BoundImpl<any> | undefined => {
+  const fiber = Fiber.getCurrentFiber()
+  if (fiber._tag === "None") return undefined
+  const token = Context.getOption(fiber.value.getFiberRef(FiberRef.currentContext), tag)
+  return token._tag === "Some" && token.value instanceof BoundImpl ? token.value : undefined
+}
+
+/**
  * The call site of an acquisition, captured now if the bus wants it (the site is the
  * caller's stack, which is only there now). The mode is the bus's `captureSites` of the live
  * token in the current fiber's context; outside any fiber (a Layer made at module load) or
  * with no token in context, the default.
  */
 const siteOf = (tag: Bound.Tag<any>, labelled: boolean): LazySite => {
-  const fiber = Fiber.getCurrentFiber()
-  let mode: "always" | "unlabelled" | "never" = "unlabelled"
-  if (fiber._tag === "Some") {
-    const token = Context.getOption(fiber.value.getFiberRef(FiberRef.currentContext), tag)
-    if (token._tag === "Some" && token.value instanceof BoundImpl) mode = token.value.binding.options.captureSites
-  }
+  const mode = tokenInFiber(tag)?.binding.options.captureSites ?? "unlabelled"
   if (mode === "never") return UNCAPTURED
   if (labelled && mode === "unlabelled") return LABELLED_SITE
   return new LazySite(acquire)
@@ -231,4 +279,28 @@ export const acquire = <A, E, R, D extends string>(
       return Effect.as(Scope.addFinalizer(binding.scope, Effect.suspend(() => devres.releaseAtUnbind())), devres)
     })
   }))
+}
+
+/**
+ * Registers `value`, already acquired, as a Devres of `binding` (which must be live), in one
+ * synchronous step: for resources made per request (streaming mappings), where `acquire`'s
+ * effects would cost more than the resource itself. `release` must be synchronous; it runs
+ * once, at the early release (`releaseSync`, `releaseNow`) or at unbind, in the same LIFO
+ * order as every other Devres. On a scope that is already closed, it runs at once, as
+ * `Scope.addFinalizer` would run the finalizer.
+ * @internal
+ */
+export const register = <A, D extends string>(
+  binding: Binding,
+  value: A,
+  label: string | undefined,
+  site: Site,
+  release: SyncRelease<A>
+): DevresImpl<A, D> => {
+  const devres = new DevresImpl<A, D>(binding, value, label, site, undefined, release)
+  const finalize = () => devres.releaseAtUnbind()
+  const finalizers = openFinalizers(binding.scope)
+  if (finalizers !== undefined) finalizers.set(devres, finalize)
+  else Effect.runSync(Scope.addFinalizer(binding.scope, Effect.suspend(finalize))) // closed: runs it now
+  return devres
 }

@@ -1,4 +1,8 @@
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Bound from "../Bound.js"
 import type * as Core from "../Core.js"
 import { UseAfterUnbind } from "../DeviceError.js"
@@ -6,8 +10,17 @@ import * as Devres from "../Devres.js"
 import type * as Dma from "../Dma.js"
 import type * as Driver from "../Driver.js"
 import { type DmaDirection, type DmaPort, Hardware, type HardwareRefused } from "../Hardware.js"
-import { assertCoreHeld, type Binding, bindingOf, TrackedImpl } from "./binding.js"
-import type { DevresImpl } from "./devres.js"
+import {
+  assertCoreHeld,
+  type Binding,
+  bindingOf,
+  BoundTypeId,
+  isLive,
+  type ListedEntry,
+  liveBinding
+} from "./binding.js"
+import { type DevresImpl, register, type SyncRelease, tokenInFiber } from "./devres.js"
+import { LazySite, type Site } from "./site.js"
 import { type AnyViewImpl, ArrayLayoutImpl, type Memory, StructLayoutImpl, view } from "./dmaLayout.js"
 
 export { array, struct, view } from "./dmaLayout.js"
@@ -20,18 +33,20 @@ export { array, struct, view } from "./dmaLayout.js"
 class Revoked {
   constructor(
     readonly binding: Binding,
-    readonly resource: string,
+    /** The resource's name, or the mapping (named only if the defect is raised). */
+    readonly resource: string | MappingImpl,
     /** Where it was released early (Devres.release, Dma.unmap); undefined if by the unbind. */
-    readonly releasedAt: string | undefined
+    readonly releasedAt: Site | undefined
   ) {}
   fail(): never {
-    if (this.releasedAt === undefined) throw this.binding.useAfterUnbind(this.resource)
+    const resource = typeof this.resource === "string" ? this.resource : `Dma.Mapping "${this.resource.label}"`
+    if (this.releasedAt === undefined) throw this.binding.useAfterUnbind(resource)
     throw new UseAfterUnbind({
       device: this.binding.device.name,
       driver: this.binding.driver,
-      resource: this.resource,
+      resource,
       unbindCause: "released",
-      revokedAt: this.releasedAt
+      revokedAt: String(this.releasedAt)
     })
   }
 }
@@ -81,13 +96,12 @@ class RevokedView {
 }
 
 /** What a released Mapping syncs through. */
-class RevokedSync {
-  constructor(readonly revoked: Revoked) {}
+class RevokedSync extends Revoked {
   syncForCpu(): void {
-    this.revoked.fail()
+    this.fail()
   }
   syncForDevice(): void {
-    this.revoked.fail()
+    this.fail()
   }
 }
 
@@ -178,9 +192,17 @@ interface Sync {
   syncForDevice(iova: number): void
 }
 
-/** @internal */
-export class MappingImpl implements Dma.Mapping {
+/**
+ * A streaming mapping. It is its own leak-check entry (listed in its binding: `Binding.list`):
+ * added at map, removed by an early unmap, reported (`label`, `acquiredAt`) if still there at
+ * unbind. The label and the site are only formatted then, or for a defect.
+ * @internal
+ */
+export class MappingImpl implements Dma.Mapping, ListedEntry {
   owner: "device" | "cpu" = "device"
+  listPrev: ListedEntry | undefined = undefined
+  listNext: ListedEntry | undefined = undefined
+  listed = false
   devres: DevresImpl<MappingImpl, any> | undefined = undefined
   /** The port while mapped; a stand-in that raises the defect after. */
   sync: Sync
@@ -190,10 +212,21 @@ export class MappingImpl implements Dma.Mapping {
     readonly buffer: Uint8Array,
     readonly direction: DmaDirection,
     readonly iova: number,
-    readonly label: string,
-    readonly tracked: TrackedImpl
+    /** The label given to `Dma.map`, if any. */
+    readonly name: string | undefined,
+    /** Where `Dma.map` was called. */
+    readonly site: Site
   ) {
     this.sync = port
+  }
+
+  /** `dma mapping 0x<iova> (<direction>) "<label>"`, as leak reports name it. */
+  get label(): string {
+    return `dma mapping ${hex(this.iova)} (${this.direction})${this.name === undefined ? "" : ` "${this.name}"`}`
+  }
+
+  get acquiredAt(): string {
+    return String(this.site)
   }
 
   get size(): number {
@@ -214,16 +247,21 @@ export class MappingImpl implements Dma.Mapping {
     this.owner = "device"
   }
 
+  unmap(): void {
+    const site = sitesOf(this.binding).take("unmap", this.name, MappingImpl.prototype.unmap)
+    const exit = this.devres!.releaseSync(site, false)
+    if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
+  }
+
   /**
-   * The Devres release. Released by the driver (`Dma.unmap`, `Devres.release`), the mapping
-   * leaves the leak check; released by the unbind, it stays there and is reported.
+   * The Devres release (synchronous). Released by the driver (`unmap`, `Dma.unmap`,
+   * `Devres.release`), the mapping leaves the leak check; released by the unbind, it stays
+   * there and is reported.
    */
-  unmapNow(how: Devres.Release): void {
-    const site = how.site
-    const early = !how.atUnbind
-    this.sync = new RevokedSync(new Revoked(this.binding, `Dma.Mapping "${this.label}"`, early ? site : undefined))
+  release(atUnbind: boolean, site: Site): void {
+    this.sync = new RevokedSync(this.binding, this, atUnbind ? undefined : site)
     this.owner = "cpu"
-    if (early) this.tracked.release()
+    if (!atUnbind) this.binding.unlist(this)
     this.port.unmap(this.iova, site)
   }
 
@@ -232,50 +270,163 @@ export class MappingImpl implements Dma.Mapping {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sites of streaming mappings: every one at first, then sampled
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Frames walked for the site of a public call (`Dma.map`, `Dma.unmap`, `mapping.unmap`): the
+ * stack is captured from its caller, so the first frame is normally the driver's own; a few
+ * more leave room for a thin helper of the driver's in between.
+ */
+const SITE_FRAMES = 4
+
+/**
+ * A binding's first `EXACT_SITES` maps (and as many unmaps) capture their site; after that,
+ * one call in `SAMPLE_EVERY` does. A stack walk from a driver's request path costs more than
+ * the rest of a mapping (5 to 20 µs: V8 has to expand the optimised, inlined frames of the
+ * fiber runtime it walks through), and a mapping per request would pay it twice per request.
+ * @internal
+ */
+export const EXACT_SITES = 64
+/** @internal */
+export const SAMPLE_EVERY = 256
+
+/**
+ * The site of a call that was not sampled: it says so, and points at the latest sampled call
+ * of the same kind and label in the binding (normally the same line of the driver).
+ */
+class SampledOut {
+  /** The latest sampled site of this kind and label. */
+  latest: LazySite | undefined = undefined
+  constructor(readonly kind: "map" | "unmap", readonly name: string | undefined) {}
+  toString(): string {
+    const what = `${this.kind === "map" ? "mapping" : "unmap of a mapping"}${this.name === undefined ? "" : ` labelled "${this.name}"`}`
+    return `not captured (sampled: a binding's first ${EXACT_SITES} calls, then 1 in ${SAMPLE_EVERY}; ` +
+      (this.latest === undefined ? `no ${what} was sampled)` : `the latest sampled ${what} was at ${this.latest})`)
+  }
+}
+
+/** Labels a binding keeps a sampled site for; calls with further labels share one entry. */
+const MAX_LABELS = 256
+
+interface LabelSites {
+  readonly map: SampledOut
+  readonly unmap: SampledOut
+}
+
+/** Per binding: streaming-mapping calls so far, and per label, what an unsampled call names. */
+class Sites {
+  maps = 0
+  unmaps = 0
+  private readonly byLabel = new Map<string | undefined, LabelSites>()
+  /** For labels past `MAX_LABELS` (a driver that puts a counter in its labels): any label. */
+  private readonly others: LabelSites = { map: new SampledOut("map", undefined), unmap: new SampledOut("unmap", undefined) }
+
+  /** The site of a map or unmap call: captured (a raw stack walk) or sampled out. */
+  take(kind: "map" | "unmap", name: string | undefined, api: (...args: Array<any>) => any): Site {
+    const n = kind === "map" ? this.maps++ : this.unmaps++
+    let entry = this.byLabel.get(name)
+    if (entry === undefined) {
+      if (this.byLabel.size >= MAX_LABELS) entry = this.others
+      else {
+        entry = { map: new SampledOut("map", name), unmap: new SampledOut("unmap", name) }
+        this.byLabel.set(name, entry)
+      }
+    }
+    const out = kind === "map" ? entry.map : entry.unmap
+    if (n >= EXACT_SITES && n % SAMPLE_EVERY !== 0) return out
+    return out.latest = new LazySite(api, SITE_FRAMES)
+  }
+}
+
+const sitesOf = (binding: Binding): Sites => (binding.dmaSites ??= new Sites()) as Sites
+
+const releaseMapping: SyncRelease<MappingImpl> = (mapping, atUnbind, site) => mapping.release(atUnbind, site)
+
+/** The DMA port of a binding's device, from the environment its driver was registered with. */
+const portOf = (binding: Binding): DmaPort => {
+  if (binding.dmaPort !== undefined) return binding.dmaPort as DmaPort
+  const hardware = binding.environment === undefined ? undefined : Context.getOption(binding.environment, Hardware)
+  if (hardware === undefined || hardware._tag === "None") {
+    throw new Error(`Dma.map: driver "${binding.driver}" was registered without a Hardware service`)
+  }
+  return binding.dmaPort = hardware.value.dma(binding.device)
+}
+
+/** Maps `buffer` and registers the mapping (a Devres, a leak-check entry) in one step. */
+const mapIn = (
+  binding: Binding,
+  port: DmaPort,
+  buffer: Uint8Array,
+  direction: DmaDirection,
+  name: string | undefined,
+  site: Site
+): Effect.Effect<DevresImpl<MappingImpl, any>, HardwareRefused> =>
+  Effect.flatMap(port.map(buffer, direction, site), (iova) => {
+    const mapping = new MappingImpl(binding, port, buffer, direction, iova, name, site)
+    binding.list(mapping)
+    const label = name ?? `dma mapping (${direction}, ${buffer.byteLength} bytes)`
+    return Effect.succeed(mapping.devres = register(binding, mapping, label, site, releaseMapping))
+  })
+
 /** @internal */
 export const map = <D extends string>(
-  driver: Driver.Brand<D>,
+  owner: Driver.Brand<D> | Bound.Bound<D>,
   buffer: Uint8Array,
   direction: DmaDirection,
   options: { readonly label?: string | undefined } | undefined,
-  site: string
-): Effect.Effect<Devres.Devres<Dma.Mapping, D>, HardwareRefused, Hardware | Bound.Bound<D>> => {
+  /** The public function called: the site is its caller. */
+  api: (...args: Array<any>) => any
+): Effect.Effect<Devres.Devres<Dma.Mapping, D>, HardwareRefused, any> => {
   const name = options?.label
-  const acquire = Effect.flatMap(Effect.zip(Hardware, driver.Bound), ([hardware, token]) => {
-    const port = hardware.dma(token.device)
-    return Effect.map(port.map(buffer, direction, site), (iova) => {
-      const label = `dma mapping ${hex(iova)} (${direction})${name === undefined ? "" : ` "${name}"`}`
-      const binding = bindingOf(token)
-      // Leak.track, with the site of the `Dma.map` call rather than of this callback.
-      const tracked = new TrackedImpl(binding, label, site)
-      binding.tracked.add(tracked)
-      return new MappingImpl(binding, port, buffer, direction, iova, label, tracked)
+  if (isToken(owner)) {
+    // With the token: no context to read, the port is the binding's. Uninterruptible, so a
+    // mapping the platform made is always registered (and unmapped at unbind at the latest).
+    const bound = bindingOf(owner)
+    const site = bound === undefined ? new LazySite(api, SITE_FRAMES) : sitesOf(bound).take("map", name, api)
+    return Effect.withFiberRuntime((_, status) => {
+      const binding = isLive(owner) ? bound! : liveBinding(owner, mapName(buffer, direction))
+      const mapped = mapIn(binding, portOf(binding), buffer, direction, name, site)
+      // A request path usually runs uninterruptibly already (a Gate section of an
+      // uninterruptible call): then there is no region to open.
+      return RuntimeFlags.interruptible(status.runtimeFlags) ? Effect.uninterruptible(mapped) : mapped
     })
-  })
-  return Effect.uninterruptible(Effect.tap(
-    Devres.acquireRelease(driver, acquire, (mapping, how) => Effect.sync(() => mapping.unmapNow(how)), {
-      label: name ?? `dma mapping (${direction}, ${buffer.byteLength} bytes)`
-    }),
-    (devres) => {
-      const impl = devres as unknown as DevresImpl<MappingImpl, D>
-      impl.value!.devres = impl
-    }
-  )) as Effect.Effect<Devres.Devres<Dma.Mapping, D>, HardwareRefused, Hardware | Bound.Bound<D>>
+  }
+  const driver = owner as Driver.Brand<D>
+  // Outside a binding's fiber (a Layer made at module load): always captured.
+  const bound = tokenInFiber(driver.Bound)?.binding
+  const site = bound === undefined ? new LazySite(api, SITE_FRAMES) : sitesOf(bound).take("map", name, api)
+  return Effect.uninterruptible(Effect.flatMap(Effect.zip(Hardware, driver.Bound), ([hardware, token]) => {
+    const binding = liveBinding(token, mapName(buffer, direction))
+    return mapIn(binding, hardware.dma(token.device), buffer, direction, name, site)
+  }))
 }
+
+const mapName = (buffer: Uint8Array, direction: DmaDirection) => `Dma.map of ${buffer.byteLength} bytes (${direction})`
 
 const isDevres = (u: unknown): u is DevresImpl<any, any> =>
   typeof u === "object" && u !== null && Devres.TypeId in u
 
+const isToken = (u: unknown): u is Bound.Bound<any> => typeof u === "object" && u !== null && BoundTypeId in u
+
 /** @internal */
 export const unmap = (
   mapping: Dma.Mapping | Devres.Devres<Dma.Mapping, any>,
-  site: string
-): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const devres = isDevres(mapping) ? mapping : (mapping as MappingImpl).devres
+  /** The public function called: the site is its caller. */
+  api: (...args: Array<any>) => any
+): Effect.Effect<void> => {
+  const devres = isDevres(mapping) ? mapping : mapping instanceof MappingImpl ? mapping.devres : undefined
+  const impl = mapping instanceof MappingImpl ? mapping : devres?.value
+  // A released Devres no longer holds its mapping: a rare call, captured in full.
+  const site = impl instanceof MappingImpl
+    ? sitesOf(impl.binding).take("unmap", impl.name, api)
+    : new LazySite(api, SITE_FRAMES)
+  return Effect.suspend(() => {
     if (devres === undefined) return Effect.dieMessage(`Dma.unmap: ${String(mapping)} was not made by Dma.map`)
     return Effect.flatMap(devres.releaseNow(site, false), Effect.orDie)
   })
+}
 
 // ---------------------------------------------------------------------------------------------
 // Mask

@@ -6,6 +6,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Bound from "../Bound.js"
 import { DeviceGone } from "../DeviceError.js"
 import type * as Driver from "../Driver.js"
@@ -15,11 +16,6 @@ import { type Binding, liveBinding, waitAtMost } from "./binding.js"
 
 /** @internal */
 export const TypeId: typeof Gate.TypeId = Symbol.for("@devscope/core/Gate") as any
-
-interface SlotExit<A, E> {
-  readonly onFailure: (cause: Cause.Cause<E | DeviceGone>) => Effect.Effect<never, E | DeviceGone>
-  readonly onSuccess: (value: A) => Effect.Effect<A>
-}
 
 /** @internal */
 export class GateImpl<D extends string> implements Gate.Gate<D> {
@@ -32,8 +28,8 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
    */
   readonly slots: Array<Fiber.RuntimeFiber<any, any> | undefined> = []
   readonly free: Array<number> = []
-  /** The exit continuations of each slot (see `grow`). */
-  private readonly exits: Array<SlotExit<unknown, unknown>> = []
+  /** The exit continuation of each slot (see `exitOf`). */
+  private readonly exits: Array<ReturnType<GateImpl<D>["exitOf"]> | undefined> = []
   drained: Deferred.Deferred<void> | undefined = undefined
   /** Sections of the fiber that closes the gate: the close cannot wait for those. */
   closerSections = 0
@@ -63,41 +59,52 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   }
 
   enter<A, E, R>(f: (token: Bound.Bound<D>) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DeviceGone, R> {
-    // One mask for the whole section: entering and installing the exit are atomic (the body
-    // is only built inside the protected region, so even a throwing `f` leaves), and the
-    // exit continuation runs uninterruptibly (a plain match, not `ensuring`, which would mask
-    // a second time: this path is measured against a semaphore).
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.withFiberRuntime<A, E | DeviceGone, R>((fiber) => {
-        // A nested entry is a section of its own: it succeeds while the gate is open and
-        // fails after it closed (as `drm_dev_enter` does), so it never holds a close up.
-        if (!this.open) return Effect.fail(this.gone)
-        const slot = this.free.length > 0 ? this.free.pop()! : this.grow()
-        this.slots[slot] = fiber
-        this.active++
-        // Built here rather than in an `Effect.suspend` (one op less per section); a throwing
-        // `f` leaves at once and dies as the suspend would have.
-        let body: Effect.Effect<A, E, R>
-        try {
-          body = f(this.token)
-        } catch (defect) {
-          this.leave(slot)
-          return Effect.die(defect)
-        }
-        return Effect.matchCauseEffect(restore(body), this.exits[slot] as SlotExit<A, E>)
-      })
+    return Effect.withFiberRuntime<A, E | DeviceGone, R>((fiber, status) =>
+      // Called uninterruptibly (a user call that must not lose what it submits): the section
+      // is entered and its exit installed in this one step, and the body keeps running
+      // uninterruptibly, as `restore` would leave it. Otherwise one mask for the whole
+      // section: entering and installing the exit are atomic, the body runs interruptibly,
+      // and the exit continuation uninterruptibly (a plain match, not `ensuring`, which would
+      // mask a second time: this path is measured against a semaphore).
+      RuntimeFlags.interruptible(status.runtimeFlags)
+        ? Effect.uninterruptibleMask((restore) => this.section(fiber, f, restore))
+        : this.section(fiber, f, undefined)
     )
   }
 
+  /** Enters, builds the body and installs the exit; runs uninterruptibly. */
+  private section<A, E, R>(
+    fiber: Fiber.RuntimeFiber<any, any>,
+    f: (token: Bound.Bound<D>) => Effect.Effect<A, E, R>,
+    restore: (<A1, E1, R1>(effect: Effect.Effect<A1, E1, R1>) => Effect.Effect<A1, E1, R1>) | undefined
+  ): Effect.Effect<A, E | DeviceGone, R> {
+    // A nested entry is a section of its own: it succeeds while the gate is open and fails
+    // after it closed (as `drm_dev_enter` does), so it never holds a close up.
+    if (!this.open) return Effect.fail(this.gone)
+    const slot = this.free.length > 0 ? this.free.pop()! : this.slots.length
+    this.slots[slot] = fiber
+    this.active++
+    // Built here rather than in an `Effect.suspend` (one op less per section); a throwing
+    // `f` leaves at once and dies as the suspend would have.
+    let body: Effect.Effect<A, E, R>
+    try {
+      body = f(this.token)
+    } catch (defect) {
+      this.leave(slot)
+      return Effect.die(defect)
+    }
+    return Effect.matchCauseEffect(restore === undefined ? body : restore(body), this.exitOf(slot))
+  }
+
   /**
-   * A new slot, with the continuations that leave it. They are made once per slot and reused
-   * by every section that takes the slot: allocating two closures per section cost more than
-   * the rest of the section (B3).
+   * The exit continuation of a section in `slot`: made once per slot (slots are reused), so a
+   * section allocates no closures for it.
    */
-  private grow(): number {
-    const slot = this.slots.length
-    this.slots.push(undefined)
-    this.exits.push({
+  private exitOf(slot: number): {
+    readonly onFailure: (cause: Cause.Cause<any>) => Effect.Effect<never, any>
+    readonly onSuccess: (value: any) => Effect.Effect<any>
+  } {
+    return this.exits[slot] ??= {
       onFailure: (cause) => {
         this.leave(slot)
         return Effect.failCause(cause)
@@ -106,8 +113,7 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
         this.leave(slot)
         return Effect.succeed(value)
       }
-    })
-    return slot
+    }
   }
 
   leave(slot: number) {

@@ -11,8 +11,9 @@ interface WindowState {
   readonly kind: "coherent" | "streaming"
   readonly direction: Hardware.DmaDirection
   readonly memory: Uint8Array
-  readonly mappedAt: string
-  unmappedAt: string | undefined
+  /** Kept as given; converted (`String`) only in a snapshot. */
+  readonly mappedAt: Hardware.DmaSite
+  unmappedAt: Hardware.DmaSite | undefined
   owner: "cpu" | "device"
 }
 
@@ -21,8 +22,8 @@ const snapshot = (w: WindowState): Iommu.Window => ({
   size: w.size,
   kind: w.kind,
   direction: w.direction,
-  mappedAt: w.mappedAt,
-  unmappedAt: w.unmappedAt,
+  mappedAt: String(w.mappedAt),
+  unmappedAt: w.unmappedAt === undefined ? undefined : String(w.unmappedAt),
   owner: w.owner
 })
 
@@ -85,7 +86,7 @@ export class DomainImpl implements Iommu.Domain {
     })
   }
 
-  allocCoherent(size: number, site: string) {
+  allocCoherent(size: number, site: Hardware.DmaSite) {
     return Effect.map(this.allocIova(size, "dma-alloc"), (iova) => {
       const memory = new Uint8Array(size)
       this.live.set(iova, {
@@ -96,11 +97,11 @@ export class DomainImpl implements Iommu.Domain {
     })
   }
 
-  freeCoherent(iova: number, site: string) {
+  freeCoherent(iova: number, site: Hardware.DmaSite) {
     this.retire(iova, site, "free-coherent")
   }
 
-  map(buffer: Uint8Array, direction: Hardware.DmaDirection, site: string) {
+  map(buffer: Uint8Array, direction: Hardware.DmaDirection, site: Hardware.DmaSite) {
     return Effect.map(this.allocIova(buffer.byteLength, "dma-map"), (iova) => {
       this.live.set(iova, {
         iova, size: buffer.byteLength, kind: "streaming", direction, memory: buffer, mappedAt: site, unmappedAt: undefined, owner: "device"
@@ -110,11 +111,11 @@ export class DomainImpl implements Iommu.Domain {
     })
   }
 
-  unmap(iova: number, site: string) {
+  unmap(iova: number, site: Hardware.DmaSite) {
     this.retire(iova, site, "unmap")
   }
 
-  private retire(iova: number, site: string, op: "free-coherent" | "unmap") {
+  private retire(iova: number, site: Hardware.DmaSite, op: "free-coherent" | "unmap") {
     const window = this.live.get(iova)
     if (window === undefined) return
     this.live.delete(iova)
