@@ -72,7 +72,8 @@ export interface Options {
    * - `"always"`: every Devres too, for hunting where a labelled resource comes from;
    * - `"never"`: none (those fields say the site was not captured).
    * Leak reports (`Leak.track`, DMA mappings) name their site in every mode; streaming
-   * mappings, a per-request path, sample theirs once a binding has made 64 (see `Dma.map`).
+   * mappings, a per-request path, sample theirs once a binding has made 64 (see `Dma.map`),
+   * except with `"always"`.
    */
   readonly captureSites?: "always" | "unlabelled" | "never" | undefined
   /** Lifecycle events kept in `history`. Default 10,000. */

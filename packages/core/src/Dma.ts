@@ -285,8 +285,8 @@ export const allocCoherent = <D extends string, L extends Layout>(
  * would pay it twice per request. A call that was not sampled names, instead of its own site,
  * the latest sampled one of the same kind and label in the binding (normally the same line):
  * `not captured (sampled: ...; the latest sampled mapping labelled "rx" was at driver.ts:80:7)`.
- * The site is taken when the effect is made: make one `map` effect per mapping. This holds on
- * every bus, whatever its `captureSites`.
+ * The site is taken when the effect is made: make one `map` effect per mapping. A bus with
+ * `captureSites: "always"` captures every call instead (for hunting a leak).
  *
  * @example
  * ```ts

@@ -453,6 +453,21 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
       })
     ))
 
+  it.effect("sites: on a bus with captureSites \"always\", every map and unmap names its own site (no sampling)", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const fake = fakeHardware()
+        let token: Bound.Bound<"nic"> | undefined
+        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
+        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
+        const t = token!
+        for (let n = 0; n < 300; n++) (yield* Dma.map(t, new Uint8Array(16), "to-device", { label: "frame" })).access(t).unmap()
+        const exact = (site: string) => /dma\.test\.ts:\d+/.test(site) && !site.startsWith("not captured")
+        expect(fake.ops("map").map((c) => c.site!).every(exact)).toBe(true)
+        expect(fake.ops("unmap").map((c) => c.site!).every(exact)).toBe(true)
+        expect(fake.ops("map")).toHaveLength(300)
+      }), { captureSites: "always" }))
+
   it.effect("sites: a driver putting a counter in its labels does not grow its binding; past 256 labels, unsampled calls point at any label's", () =>
     withBus((bus) =>
       Effect.gen(function*() {

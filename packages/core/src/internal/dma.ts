@@ -315,8 +315,12 @@ interface LabelSites {
   readonly unmap: SampledOut
 }
 
-/** Per binding: streaming-mapping calls so far, and per label, what an unsampled call names. */
+/**
+ * Per binding: streaming-mapping calls so far, and per label, what an unsampled call names.
+ * On a bus with `captureSites: "always"` (hunting a leak), every call is captured.
+ */
 class Sites {
+  constructor(private readonly every: boolean) {}
   maps = 0
   unmaps = 0
   private readonly byLabel = new Map<string | undefined, LabelSites>()
@@ -335,12 +339,13 @@ class Sites {
       }
     }
     const out = kind === "map" ? entry.map : entry.unmap
-    if (n >= EXACT_SITES && n % SAMPLE_EVERY !== 0) return out
+    if (n >= EXACT_SITES && n % SAMPLE_EVERY !== 0 && !this.every) return out
     return out.latest = new LazySite(api, SITE_FRAMES)
   }
 }
 
-const sitesOf = (binding: Binding): Sites => (binding.dmaSites ??= new Sites()) as Sites
+const sitesOf = (binding: Binding): Sites =>
+  (binding.dmaSites ??= new Sites(binding.options.captureSites === "always")) as Sites
 
 const releaseMapping: SyncRelease<MappingImpl> = (mapping, atUnbind, site) => mapping.release(atUnbind, site)
 
