@@ -2,7 +2,7 @@ import type { Effect } from "effect"
 import { describe, expectTypeOf, it } from "vitest"
 import type { Bound, DeviceError, Devres, Driver, Hardware, Mmio } from "@devscope/core"
 import { Dma } from "@devscope/core"
-import { BlkModel, type BlkStats, type BlockDevice, type BlockDevices, driver, type OutOfRange } from "../src/index.js"
+import { BlkModel, type BlkStats, type BlockDevice, type BlockDevices, driver, type IoRefused, type OutOfRange } from "../src/index.js"
 
 declare const disk: BlockDevice
 declare const bar: Mmio.Mmio<typeof BlkModel.registers.spec>
@@ -14,13 +14,13 @@ describe("BlockDevice", () => {
   it("types each call's errors exactly", () => {
     const read = disk.read(0, 1)
     expectTypeOf<Effect.Effect.Success<typeof read>>().toEqualTypeOf<Uint8Array>()
-    expectTypeOf<Effect.Effect.Error<typeof read>>().toEqualTypeOf<DeviceError.DeviceGone | OutOfRange>()
+    expectTypeOf<Effect.Effect.Error<typeof read>>().toEqualTypeOf<DeviceError.DeviceGone | OutOfRange | IoRefused>()
     expectTypeOf<Effect.Effect.Context<typeof read>>().toEqualTypeOf<never>()
     const write = disk.write(0, bytes)
     expectTypeOf<Effect.Effect.Success<typeof write>>().toEqualTypeOf<void>()
-    expectTypeOf<Effect.Effect.Error<typeof write>>().toEqualTypeOf<DeviceError.DeviceGone | OutOfRange>()
+    expectTypeOf<Effect.Effect.Error<typeof write>>().toEqualTypeOf<DeviceError.DeviceGone | OutOfRange | IoRefused>()
     const flush = disk.flush()
-    // A flush has no range to get wrong.
+    // A flush has no range to get wrong and maps no buffer.
     expectTypeOf<Effect.Effect.Error<typeof flush>>().toEqualTypeOf<DeviceError.DeviceGone>()
     expectTypeOf(disk.stats()).toEqualTypeOf<BlkStats>()
     // @ts-expect-error: a write takes bytes

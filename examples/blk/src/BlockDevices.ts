@@ -18,6 +18,18 @@ export class OutOfRange extends Data.TaggedError("OutOfRange")<{
   readonly reason: "beyond capacity" | "empty" | "not whole sectors"
 }> {}
 
+/**
+ * A request the platform could not map for DMA (the IOMMU refused its buffer, as a kernel
+ * `dma_map_*` failure): nothing reached the device and no tag is held; the call may be
+ * retried. Its `reason` is the hardware's.
+ */
+export class IoRefused extends Data.TaggedError("IoRefused")<{
+  readonly device: string
+  readonly op: "read" | "write"
+  readonly sector: number
+  readonly reason: string
+}> {}
+
 /** Counters of one block device; a snapshot, readable after unbind too (last values). */
 export interface BlkStats {
   /** Read requests submitted to the device. */
@@ -32,7 +44,7 @@ export interface BlkStats {
   readonly failed: number
   /** Submitted requests the device failed (a driver bug: resolved as a defect). */
   readonly errors: number
-  /** Calls refused with `DeviceGone` before anything was submitted. */
+  /** Calls refused (`DeviceGone`, `IoRefused`) before anything was submitted. */
   readonly rejected: number
   /** Submitted requests not resolved yet. `reads + writes + flushes = completed + failed + errors + inFlight`. */
   readonly inFlight: number
@@ -41,17 +53,18 @@ export interface BlkStats {
 }
 
 /**
- * One bound disk. Every call resolves exactly once: with its result, with `OutOfRange`, or
- * with `DeviceGone` once the device is going away (guarantee G4).
+ * One bound disk. Every call resolves exactly once: with its result, with `OutOfRange`, with
+ * `IoRefused` when its buffer could not be mapped, or with `DeviceGone` once the device is
+ * going away (guarantee G4).
  */
 export interface BlockDevice {
   readonly device: string
   readonly sectors: number
   readonly sectorSize: number
   /** Reads `count` sectors from `sector`. */
-  read(sector: number, count: number): Effect.Effect<Uint8Array, DeviceError.DeviceGone | OutOfRange>
+  read(sector: number, count: number): Effect.Effect<Uint8Array, DeviceError.DeviceGone | OutOfRange | IoRefused>
   /** Writes `data` (whole sectors) at `sector`; on the medium when this succeeds. */
-  write(sector: number, data: Uint8Array): Effect.Effect<void, DeviceError.DeviceGone | OutOfRange>
+  write(sector: number, data: Uint8Array): Effect.Effect<void, DeviceError.DeviceGone | OutOfRange | IoRefused>
   /** Completes after every write completed before it was submitted. */
   flush(): Effect.Effect<void, DeviceError.DeviceGone>
   /** Readable after unbind too (last values). */

@@ -15,7 +15,7 @@
  */
 import { Context, Deferred, Duration, Effect, FiberId, Layer } from "effect"
 import { type Bound, Devres, DeviceError, Dma, Driver, Gate, Hardware, Irq, type Mmio } from "@devscope/core"
-import { type BlockDevice, BlockDevices, OutOfRange } from "./BlockDevices.js"
+import { type BlockDevice, BlockDevices, IoRefused, OutOfRange } from "./BlockDevices.js"
 import * as BlkModel from "./model.js"
 import { counters, type CqRing, cqRing, type Request, Requests, type SqRing, sqRing, TagPool } from "./queue.js"
 
@@ -183,8 +183,11 @@ export const driver = (options: Options = {}) => {
         // A write maps a private copy: the caller may reuse its array once we return.
         const buffer = op === BlkModel.Op.WRITE ? data!.slice() : new Uint8Array(count * sectorSize)
         const direction = op === BlkModel.Op.WRITE ? "to-device" : "from-device"
-        // Only fault injection refuses a mapping here; a real block layer would requeue.
-        const mapped = Effect.orDie(Dma.map(t, buffer, direction, MAP_OPTIONS[op as 1 | 2]))
+        // A refused mapping fails the call (the tag goes back); a real block layer would requeue.
+        const mapped = Effect.mapError(
+          Dma.map(t, buffer, direction, MAP_OPTIONS[op as 1 | 2]),
+          (refused) => new IoRefused({ device: name, op: op === BlkModel.Op.WRITE ? "write" : "read", sector, reason: refused.reason })
+        )
         return Effect.map(mapped, (devres) => issue(t, tag, op, sector, count, buffer, devres.access(t)))
       }
 
@@ -229,7 +232,8 @@ export const driver = (options: Options = {}) => {
           if (!Number.isInteger(count)) return Effect.fail(range(sector, count, "not whole sectors"))
           return fits(sector, count) ? Effect.asVoid(run(BlkModel.Op.WRITE, sector, count, data)) : Effect.fail(range(sector, count))
         },
-        flush: () => Effect.asVoid(run(BlkModel.Op.FLUSH, 0, 0)),
+        // A flush maps nothing, so it is never IoRefused.
+        flush: () => Effect.asVoid(run(BlkModel.Op.FLUSH, 0, 0)) as Effect.Effect<void, DeviceError.DeviceGone>,
         stats: () => ({ ...stats })
       }
 

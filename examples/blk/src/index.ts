@@ -9,6 +9,7 @@ export {
   type BlockDevice,
   BlockDevices,
   type BlockDevicesRegistry,
+  IoRefused,
   layer,
   makeBlockDevices,
   OutOfRange

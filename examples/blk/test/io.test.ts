@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Option, TestClock } from "effect"
-import { BlkModel, OutOfRange, type Probed } from "../src/index.js"
+import { BlkModel, IoRefused, OutOfRange, type Probed } from "../src/index.js"
 import { driver } from "../src/index.js"
 import { checkDriver, checkReport, disk, pattern, plugBlk, remember, withSim } from "./helpers.js"
 
@@ -90,6 +90,35 @@ describe("blk: normal I/O", () => {
         expect(sim.trace.filter({ kind: "MmioWrite", device: "blk0" }).filter((e) => e.register === "SQ_TAIL")).toEqual([])
         expect(plugged.ctx.regions[0].get("SQ_HEAD")).toBe(0)
         yield* sim.unplug("blk0")
+      })
+    ))
+
+  it.effect("a buffer the platform refuses to map fails its call with IoRefused; its tag goes back, nothing leaks", () =>
+    withSim((sim, disks) =>
+      Effect.gen(function*() {
+        yield* sim.pci.registerDriver(driver())
+        yield* plugBlk(sim, BlkModel.store(64))
+        const d = disk(disks)
+        // The next streaming mapping of blk0 is refused (a kernel dma_map failure).
+        yield* sim.inject({ kind: "fail-nth", request: "dma-map", n: 1, device: "blk0" })
+        const refused = yield* Effect.either(d.write(5, pattern(512, 1, 1)))
+        expect(Either.getLeft(refused).pipe(Option.getOrThrow)).toEqual(
+          new IoRefused({ device: "blk0", op: "write", sector: 5, reason: expect.any(String) as unknown as string })
+        )
+        expect(d.stats()).toMatchObject({ writes: 0, rejected: 1, inFlight: 0 })
+        // Every tag is still there: a full queue of writes goes through, then reads back.
+        const writes = yield* Effect.fork(
+          Effect.forEach(Array.from({ length: 16 }, (_, i) => i), (i) => d.write(i, pattern(512, 1, i)), { concurrency: "unbounded" })
+        )
+        yield* TestClock.adjust("10 millis")
+        yield* Fiber.join(writes)
+        const back = yield* Effect.fork(d.read(3, 1))
+        yield* TestClock.adjust("1 millis")
+        expect(yield* Fiber.join(back)).toEqual(pattern(512, 1, 3))
+        const report = yield* sim.unplug("blk0")
+        // 16 writes and a read, each mapping released once by its completion.
+        checkReport(report, 17)
+        expect(sim.iommuFaults()).toEqual([])
       })
     ))
 

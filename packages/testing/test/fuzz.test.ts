@@ -48,10 +48,6 @@ const machine = (): Fuzz.Spec => {
       {
         name: "disk0",
         bus: "pci",
-        // Not a refused per-request mapping: the blk driver turns it into a defect on purpose
-        // (`Effect.orDie` in `submit`: "a real block layer would requeue"), which G4 counts as
-        // an operation that died (found by this fuzzer within a few hundred sequences).
-        faults: Fuzz.faultKinds.filter((kind) => kind !== "fail-dma-map"),
         plug: (sim) => sim.plug({ bus: "pci", name: "disk0", ids: BlkModel.ids, model: BlkModel.model({ store }) }),
         io: ({ oracle }) =>
           Effect.gen(function*() {
