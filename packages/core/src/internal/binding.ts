@@ -341,19 +341,23 @@ export class Binding {
         // Finalizers of interrupted fibers may start new ones: go again until none is left.
         return Effect.zipRight(Effect.interruptible(Fiber.awaitAll(fibers)), round)
       })
-      // Fast path: interrupt every fiber and let them run once. Fibers that are merely
-      // suspended (the usual case) end in that turn, and then no bounded wait (a daemon
-      // fiber and a timer) is needed; otherwise, or if they started new ones, the bounded
-      // wait below.
-      const first: Effect.Effect<boolean> = Effect.suspend(() =>
-        interruptAll().length === 0 ? Effect.succeed(true) : Effect.as(Effect.yieldNow(), false)
-      )
-      const left = (): boolean => {
-        for (const fiber of this.fibers.keys()) if (fiber !== self) return true
-        return false
-      }
+      // Fast path: interrupt every fiber and let them run. Fibers that are merely suspended
+      // (the usual case) end within a turn or a few of the scheduler (a few, with thousands
+      // of fibers), and then no bounded wait (a daemon fiber and a timer) is needed. The
+      // turns go on while fibers keep ending; if a turn ends none (one is busy in an
+      // uninterruptible region) or they started new ones, the bounded wait below.
+      const remaining = (): number => this.fibers.size - (this.fibers.has(self) ? 1 : 0)
+      const settle = (before: number): Effect.Effect<void> =>
+        Effect.flatMap(Effect.yieldNow(), () => {
+          const now = remaining()
+          return now > 0 && now < before ? settle(now) : Effect.void
+        })
+      const first: Effect.Effect<boolean> = Effect.suspend(() => {
+        const fibers = interruptAll()
+        return fibers.length === 0 ? Effect.succeed(true) : Effect.as(settle(fibers.length + 1), false)
+      })
       const wait = Effect.flatMap(first, (none) =>
-        none || !left() ? Effect.void : waitAtMost(round, this.options.fiberStopTimeout))
+        none || remaining() === 0 ? Effect.void : waitAtMost(round, this.options.fiberStopTimeout))
       return wait.pipe(
         Effect.map(() => ({
           interrupted: interrupted.size,
