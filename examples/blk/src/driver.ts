@@ -293,11 +293,10 @@ export const driver = (options: Options = {}) => {
         const table = requests.access(token)
         if (bar.read("STATUS") === ALL_ONES) {
           // Surprise removal: nothing will complete. Completions posted before it went are real.
-          const completed = table.reap(cq.access(token), bar)
+          const completed = table.complete(cq.access(token), bar)
           const failed = table.failAll()
-          table.resolveAll(completed)
           table.failAllNow(failed)
-          log(`remove: device gone; ${completed.length} completed, ${failed.length} failed with DeviceGone`)
+          log(`remove: device gone; ${completed} completed, ${failed.length} failed with DeviceGone`)
           return
         }
         const freedEarly = options.bug === "free-dma-before-stop"
@@ -310,13 +309,12 @@ export const driver = (options: Options = {}) => {
         const drained = yield* table.waitIdle(drainTimeout)
         const stopped = yield* stop(bar)
         bar.write("INT_MASK", BlkModel.INT_CQ | BlkModel.INT_ERROR)
-        const completed = stopped === "gone" || freedEarly ? [] : table.reap(cq.access(token), bar)
+        const completed = stopped === "gone" || freedEarly ? 0 : table.complete(cq.access(token), bar)
         const failed = table.failAll()
-        table.resolveAll(completed)
         table.failAllNow(failed)
         log(
           `remove: ${drained ? "drained" : "drain timed out"}; device ${stopped}; ` +
-            `${completed.length} completed late, ${failed.length} failed with DeviceGone`
+            `${completed} completed late, ${failed.length} failed with DeviceGone`
         )
       })
   })

@@ -214,32 +214,9 @@ export class Requests {
   }
 
   /**
-   * Consumes the new completions (synchronously) and claims their requests; tells the device
-   * through `CQ_HEAD`. Returns what to resolve, with statuses.
-   */
-  reap(cq: CqRing, bar: Regs): Array<readonly [Request, number]> {
-    const done: Array<readonly [Request, number]> = []
-    const ring = cq.view
-    let consumed = 0
-    while (ring.get(this.cqHead, "phase") === this.phase) {
-      const tag = ring.get(this.cqHead, "tag")
-      const status = ring.get(this.cqHead, "status")
-      if (++this.cqHead === this.ringSize) {
-        this.cqHead = 0
-        this.phase ^= 1
-      }
-      consumed++
-      const request = this.slots[tag]
-      if (request === undefined || !this.claim(request)) this.late++
-      else done.push([request, status])
-    }
-    if (consumed > 0) bar.write("CQ_HEAD", this.cqHead)
-    return done
-  }
-
-  /**
-   * The interrupt handler's pass: consumes the new completions and resolves their requests as
-   * it goes (as `reap` then `resolveAll`, with no list in between). Returns how many it took.
+   * Consumes the new completions (synchronously), claims their requests and resolves them as
+   * it goes; tells the device through `CQ_HEAD`. Returns how many completions it took. The
+   * interrupt handler's pass, and `remove`'s for what was posted before the device stopped.
    */
   complete(cq: CqRing, bar: Regs): number {
     const ring = cq.view
@@ -316,11 +293,6 @@ export class Requests {
     }
     this.pool.put(request.tag)
     Deferred.unsafeDone(request.result, exit)
-  }
-
-  /** Resolves what `reap` returned. */
-  resolveAll(done: ReadonlyArray<readonly [Request, number]>): void {
-    for (const [request, status] of done) this.resolve(request, status)
   }
 
   /** Fails what `failAll` returned with `DeviceGone`. */
