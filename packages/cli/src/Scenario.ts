@@ -16,18 +16,14 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import * as AST from "effect/SchemaAST"
+import * as internalKinds from "./internal/kinds.js"
+import { show } from "./internal/kinds.js"
+import * as scenarioChecks from "./internal/scenarioChecks.js"
+import * as scenarioIssues from "./internal/scenarioIssues.js"
 
 /** An optional field: absent or of the schema (no `undefined` member, so no noise in errors). */
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
-const show = (value: unknown): string => {
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return String(value)
-  }
-}
 
 /**
  * A virtual time or duration, decoded to milliseconds: a finite, non-negative number of
@@ -84,18 +80,14 @@ const PositiveInt = Schema.Int.pipe(Schema.positive())
  * @since 0.1.0
  * @category models
  */
-export const kinds = {
-  nic: { bus: "pci", irqLines: 1, bugs: ["free-dma-before-stop", "hang-in-remove"] },
-  blk: { bus: "pci", irqLines: 1, bugs: ["free-dma-before-stop", "hang-in-remove"] },
-  sensor: { bus: "platform", irqLines: 1, bugs: ["hang-in-remove"] }
-} as const satisfies Record<string, { bus: "pci" | "platform"; irqLines: number; bugs: ReadonlyArray<Bug> }>
+export const kinds = internalKinds.kinds
 
 /**
  * A planted driver bug (see `DriverSpec`).
  * @since 0.1.0
  * @category models
  */
-export type Bug = "free-dma-before-stop" | "hang-in-remove"
+export type Bug = internalKinds.Bug
 
 const KindLiteral = Schema.Literal("nic", "blk", "sensor")
 
@@ -341,189 +333,12 @@ export class InvalidScenario extends Data.TaggedError("InvalidScenario")<{
   }
 }
 
-const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
-    ""
-  ) || "(root)"
-
-// ---------------------------------------------------------------------------------------
-// Schema errors, one line per problem.
-
-/** `"a" | "b" | "c"` (Effect's rendering of a union of literals) as `one of "a", "b", "c"`. */
-const alternatives = (expected: string): string => {
-  const parts = expected.split(" | ")
-  return parts.length > 1 && parts.every((p) => /^(".*"|-?\d[\d.e+-]*|true|false|null)$/.test(p))
-    ? `one of ${parts.join(", ")}`
-    : parts.join(" or ")
-}
-
-/** Effect's leaf messages (`Expected X, actual Y`, `is missing`, ...) in the CLI's words. */
-const reword = (message: string): string => {
-  const expected = /^Expected ([\s\S]*), actual ([\s\S]*)$/.exec(message)
-  if (expected !== null) return `expected ${alternatives(expected[1]!)}, got ${expected[2]}`
-  if (message === "is missing") return "missing (required)"
-  const unexpected = /^is unexpected, expected: ([\s\S]*)$/.exec(message)
-  if (unexpected !== null) return `unknown field (allowed here: ${unexpected[1]!.split(" | ").join(", ")})`
-  return message
-}
-
-const leafMessage = (issue: ParseResult.ParseIssue): string =>
-  ParseResult.ArrayFormatter.formatIssueSync(issue).map((i) => reword(i.message))[0] ?? "invalid"
-
-/** The expected part of a leaf `Type` issue in a union, when the member failed on its own value. */
-const expectedOf = (issue: ParseResult.ParseIssue): string | undefined => {
-  if (issue._tag !== "Type") return undefined
-  const message = ParseResult.ArrayFormatter.formatIssueSync(issue)[0]?.message ?? ""
-  return /^Expected ([\s\S]*), actual /.exec(message)?.[1]
-}
-
-/**
- * Walks a parse error: one `Issue` per problem, with its field path. A union whose members
- * all failed on the value itself (`"nic" | "blk" | "sensor"`) is one problem, not one per
- * member.
- */
-const collect = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyKey>, out: Array<Issue>): void => {
-  switch (issue._tag) {
-    case "Pointer":
-      return collect(issue.issue, [...path, ...(Array.isArray(issue.path) ? issue.path : [issue.path])], out)
-    case "Composite": {
-      const issues = Array.isArray(issue.issues) ? issue.issues : [issue.issues as ParseResult.ParseIssue]
-      if (AST.isUnion(issue.ast) && issues.length > 1) {
-        const expected = issues.map(expectedOf)
-        if (expected.every((e): e is string => e !== undefined)) {
-          out.push({
-            path: formatPath(path),
-            message: `expected ${alternatives(expected.join(" | "))}, got ${show(issue.actual)}`
-          })
-          return
-        }
-      }
-      for (const inner of issues) collect(inner, path, out)
-      return
-    }
-    case "Refinement":
-      // A refinement's message annotation speaks for its whole chain.
-      if (issue.kind === "From" && AST.getMessageAnnotation(issue.ast)._tag === "None") return collect(issue.issue, path, out)
-      // A filter that named a field (`{ path: ["bug"], message }`).
-      if (issue.kind === "Predicate" && issue.issue._tag === "Pointer") return collect(issue.issue, path, out)
-      out.push({ path: formatPath(path), message: leafMessage(issue) })
-      return
-    case "Transformation":
-      if (issue.kind === "Transformation") {
-        out.push({ path: formatPath(path), message: leafMessage(issue.issue) })
-        return
-      }
-      return collect(issue.issue, path, out)
-    default:
-      out.push({ path: formatPath(path), message: leafMessage(issue) })
-  }
-}
-
 /**
  * One issue per problem of a parse error, each naming its field.
  * @since 0.1.0
  * @category decoding
  */
-export const issuesOf = (error: ParseResult.ParseError): Array<Issue> => {
-  const out: Array<Issue> = []
-  collect(error.issue, [], out)
-  // The same problem reached twice (a union tried twice) is shown once.
-  const seen = new Set<string>()
-  return out.filter((i) => {
-    const key = `${i.path}\u0000${i.message}`
-    if (seen.has(key)) return false
-    seen.add(key)
-    return true
-  })
-}
-
-// ---------------------------------------------------------------------------------------
-// Checks beyond the schema.
-
-const sortedTimeline = (scenario: Scenario) =>
-  (scenario.timeline ?? []).map((event, index) => ({ event, index })).sort((a, b) =>
-    a.event.at - b.event.at || a.index - b.index
-  )
-
-const ms = (millis: number) => `${Number(millis.toFixed(3))} ms`
-
-/** Cross-field checks the schema cannot express: names refer to things that exist, times fit. */
-const crossCheck = (scenario: Scenario): Array<Issue> => {
-  const issues: Array<Issue> = []
-  const devices = new Map<string, DeviceSpec>()
-  scenario.devices.forEach((device, i) => {
-    if (devices.has(device.name)) {
-      issues.push({ path: `devices[${i}].name`, message: `duplicate device name "${device.name}"` })
-    }
-    devices.set(device.name, device)
-  })
-  const known = () => [...devices.keys()].join(", ")
-  const cables = new Map<string, Array<string>>()
-  scenario.devices.forEach((device, i) => {
-    if (device.kind !== "nic" || device.cable === undefined) return
-    const ends = cables.get(device.cable) ?? []
-    ends.push(device.name)
-    cables.set(device.cable, ends)
-    if (ends.length > 2) {
-      issues.push({ path: `devices[${i}].cable`, message: `cable "${device.cable}" already has two ends (${ends.slice(0, 2).join(", ")})` })
-    }
-    if (device.loopback === true) {
-      issues.push({ path: `devices[${i}].loopback`, message: "a NIC on a cable cannot also be in loopback" })
-    }
-  })
-  const stores = new Map<string, string>()
-  scenario.devices.forEach((device, i) => {
-    if (device.kind !== "blk") return
-    const store = device.store ?? device.name
-    const owner = stores.get(store)
-    if (owner !== undefined) {
-      issues.push({ path: `devices[${i}].store`, message: `store "${store}" is already the medium of ${owner}` })
-    }
-    stores.set(store, device.name)
-  })
-  const driverKinds = new Set<string>()
-  scenario.drivers.forEach((driver, i) => {
-    if (driverKinds.has(driver.kind)) issues.push({ path: `drivers[${i}].kind`, message: `driver "${driver.kind}" listed twice` })
-    driverKinds.add(driver.kind)
-  })
-  ;(scenario.timeline ?? []).forEach((event, i) => {
-    if ("device" in event && !devices.has(event.device)) {
-      issues.push({ path: `timeline[${i}].device`, message: `unknown device "${event.device}" (devices: ${known()})` })
-    }
-    if ("driver" in event && !driverKinds.has(event.driver)) {
-      issues.push({ path: `timeline[${i}].driver`, message: `driver "${event.driver}" is not in drivers` })
-    }
-    if (event.at > scenario.duration) {
-      issues.push({
-        path: `timeline[${i}].at`,
-        message: `${ms(event.at)} is after the end of the scenario (duration ${ms(scenario.duration)})`
-      })
-    }
-  })
-  ;(scenario.faults ?? []).forEach((fault, i) => {
-    const device = fault.device === undefined ? undefined : devices.get(fault.device)
-    if (fault.device !== undefined && device === undefined) {
-      issues.push({ path: `faults[${i}].device`, message: `unknown device "${fault.device}" (devices: ${known()})` })
-    }
-    if (fault.kind === "irq-storm" && device !== undefined && fault.line >= kinds[device.kind].irqLines) {
-      const lines = kinds[device.kind].irqLines
-      issues.push({
-        path: `faults[${i}].line`,
-        message: `${device.name} (${device.kind}) has ${lines} interrupt line${lines === 1 ? "" : "s"} (0${
-          lines > 1 ? ` to ${lines - 1}` : ""
-        }), not line ${fault.line}`
-      })
-    }
-    if ((fault.kind === "irq-storm" || fault.kind === "all-ones-reads") && fault.at !== undefined && fault.at > scenario.duration) {
-      issues.push({
-        path: `faults[${i}].at`,
-        message: `${ms(fault.at)} is after the end of the scenario (duration ${ms(scenario.duration)})`
-      })
-    }
-  })
-  return issues
-}
+export const issuesOf: (error: ParseResult.ParseError) => Array<Issue> = scenarioIssues.issuesOf
 
 /**
  * What is statically obvious about a valid scenario but not an error: timeline actions that
@@ -533,78 +348,7 @@ const crossCheck = (scenario: Scenario): Array<Issue> => {
  * @since 0.1.0
  * @category decoding
  */
-export const warnings = (scenario: Scenario): Array<Issue> => {
-  const out: Array<Issue> = []
-  const spec = new Map(scenario.devices.map((d) => [d.name, d]))
-  const present = new Map<string, number | undefined>()
-  for (const d of scenario.devices) if (d.present !== false) present.set(d.name, undefined)
-  const loaded = new Set<Kind>(scenario.drivers.map((d) => d.kind))
-  const everLoaded = new Set<Kind>(loaded)
-  // Devices unbound by an `unbind` action, and when; a `bind`, a re-plug or a driver load ends it.
-  const unbound = new Map<string, number>()
-  // A probe can fail at run time when a fault rule makes a request fail.
-  const mayFailProbe = (device: string) =>
-    (scenario.faults ?? []).some((f) => f.kind === "fail-nth" && (f.device === undefined || f.device === device))
-  const since = (at: number | undefined) => at === undefined ? "since the start" : `since ${ms(at)}`
-  for (const { event, index } of sortedTimeline(scenario)) {
-    const where = `timeline[${index}]`
-    const at = ms(event.at)
-    if ("driver" in event) {
-      if (event.action === "unload") {
-        if (!loaded.has(event.driver)) out.push({ path: where, message: `unload of "${event.driver}" at ${at}: it is not loaded then (refused)` })
-        loaded.delete(event.driver)
-        for (const d of scenario.devices) if (d.kind === event.driver) unbound.delete(d.name)
-      } else {
-        if (loaded.has(event.driver)) out.push({ path: where, message: `load of "${event.driver}" at ${at}: it is already loaded (refused)` })
-        loaded.add(event.driver)
-        everLoaded.add(event.driver)
-        for (const d of scenario.devices) if (d.kind === event.driver) unbound.delete(d.name)
-      }
-      continue
-    }
-    const device = spec.get(event.device)
-    if (device === undefined) continue
-    const isPresent = present.has(event.device)
-    switch (event.action) {
-      case "plug":
-        if (isPresent) {
-          out.push({ path: where, message: `plug of ${event.device} at ${at}: it is already plugged (${since(present.get(event.device))}; refused)` })
-        }
-        present.set(event.device, event.at)
-        unbound.delete(event.device)
-        break
-      case "unplug":
-      case "surprise":
-        if (!isPresent) out.push({ path: where, message: `${event.action} of ${event.device} at ${at}: it is not plugged then (refused)` })
-        present.delete(event.device)
-        unbound.delete(event.device)
-        break
-      case "unbind":
-        if (!isPresent) out.push({ path: where, message: `unbind of ${event.device} at ${at}: it is not plugged then (refused)` })
-        else if (!loaded.has(device.kind)) {
-          out.push({ path: where, message: `unbind of ${event.device} at ${at}: the ${device.kind} driver is not loaded then, nothing is bound (refused)` })
-        } else if (unbound.has(event.device)) {
-          out.push({ path: where, message: `unbind of ${event.device} at ${at}: it was already unbound at ${ms(unbound.get(event.device)!)} (refused)` })
-        } else unbound.set(event.device, event.at)
-        break
-      case "bind":
-        if (!isPresent) out.push({ path: where, message: `bind of ${event.device} at ${at}: it is not plugged then (refused)` })
-        else if (!loaded.has(device.kind)) {
-          out.push({ path: where, message: `bind of ${event.device} at ${at}: the ${device.kind} driver is not loaded then (refused)` })
-        } else if (!unbound.has(event.device) && !mayFailProbe(event.device)) {
-          out.push({ path: where, message: `bind of ${event.device} at ${at}: it is already bound (refused)` })
-        }
-        unbound.delete(event.device)
-        break
-    }
-  }
-  scenario.devices.forEach((device, i) => {
-    if (!everLoaded.has(device.kind)) {
-      out.push({ path: `devices[${i}]`, message: `no ${device.kind} driver is ever loaded: ${device.name} is never bound (add { "kind": "${device.kind}" } to drivers)` })
-    }
-  })
-  return out
-}
+export const warnings: (scenario: Scenario) => Array<Issue> = scenarioChecks.warnings
 
 /**
  * Decodes and checks a scenario from parsed JSON.
@@ -623,7 +367,7 @@ export const warnings = (scenario: Scenario): Array<Issue> => {
 export const decode = (input: unknown, source: string): Either.Either<Scenario, InvalidScenario> => {
   const decoded = Schema.decodeUnknownEither(Scenario, { errors: "all", onExcessProperty: "error" })(input)
   if (Either.isLeft(decoded)) return Either.left(new InvalidScenario({ source, issues: issuesOf(decoded.left) }))
-  const issues = crossCheck(decoded.right)
+  const issues = scenarioChecks.crossCheck(decoded.right)
   return issues.length > 0 ? Either.left(new InvalidScenario({ source, issues })) : Either.right(decoded.right)
 }
 

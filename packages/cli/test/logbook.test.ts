@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Logger, LogLevel, Option } from "effect"
-import { LogBook } from "../src/internal/runner.js"
+import { LogBook } from "../src/internal/logbook.js"
 
 /** Runs `effect` with the run's logger, unhandled fiber failures logged at Error. */
 const logged = <A>(effect: Effect.Effect<A>) => {

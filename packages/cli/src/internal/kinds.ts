@@ -1,0 +1,29 @@
+/**
+ * What the scenario format knows of each kind of device.
+ * @internal
+ */
+
+/**
+ * A driver bug a scenario can plant.
+ * @internal
+ */
+export type Bug = "free-dma-before-stop" | "hang-in-remove"
+
+/** @internal */
+export const kinds = {
+  nic: { bus: "pci", irqLines: 1, bugs: ["free-dma-before-stop", "hang-in-remove"] },
+  blk: { bus: "pci", irqLines: 1, bugs: ["free-dma-before-stop", "hang-in-remove"] },
+  sensor: { bus: "platform", irqLines: 1, bugs: ["hang-in-remove"] }
+} as const satisfies Record<string, { bus: "pci" | "platform"; irqLines: number; bugs: ReadonlyArray<Bug> }>
+
+/**
+ * A value as the scenario file would spell it, for messages.
+ * @internal
+ */
+export const show = (value: unknown): string => {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
