@@ -285,14 +285,15 @@ shows the baseline copying byte by byte through a \`DataView\`.
 
 Block: ${REQUESTS.toLocaleString("en-US")} requests of 4 KiB, writes and reads alternating, from
 ${QUEUE_DEPTH} workers (queue depth ${QUEUE_DEPTH}, every tag busy), over a 16 MiB medium.
-Target: at least 0.8x the baseline's throughput. On this shared machine the 64-byte NIC ratio
-moved between 0.68x and 0.87x from run to run while B4 was written: read its "met" as narrow.
+Target: at least 0.8x the baseline's throughput. On this shared machine the ratios move by
+about ±0.05 from run to run (block 0.82x to 0.93x, NIC 0.78x to 0.92x over the last runs):
+read a "met" close to 0.8 as narrow.
 
 Where devscope's cost goes (CPU profiles of an esbuild bundle after warm-up, V8's sampling heap
 profiler, and the simulator's scheduler counting Effect operations). Block: the request path is
 the same shape as the baseline's; per request, devscope runs about 5 more Effect operations
 (57 against 52 per request, probe and unbind included: the Gate section around the submission,
-\`Dma.map\` and the \`Effect.orDie\` around it) and allocates about 10% more JavaScript heap
+\`Dma.map\` and the \`Effect.mapError\` around it) and allocates about 10% more JavaScript heap
 (25 KB against 22.6 KB, not counting the 4 KiB data buffers: the Gate section, the mapping's
 Devres and leak-check entry, those Effects), and the garbage collection that brings. No single
 function stands out. The data buffer is mapped with the Gate section's token
