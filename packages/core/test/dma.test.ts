@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
-import { type Bound, type Core, DeviceError, Devres, Driver, Hardware } from "@devscope/core"
+import { type Bound, type Bus, type Core, DeviceError, Devres, Driver, Hardware } from "@devscope/core"
 import * as Dma from "@devscope/core/Dma"
 import { withBus } from "./utils.js"
 
@@ -371,14 +371,20 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
       probe: () => Layer.effectDiscard(Effect.map(Nic.Bound, onProbe))
     })
 
+  /** Binds nic0 to the token driver on `fake` hardware; its token. */
+  const bindNic = (bus: Bus.Service, fake: ReturnType<typeof fakeHardware>) =>
+    Effect.gen(function*() {
+      let token: Bound.Bound<"nic"> | undefined
+      yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
+      yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
+      return token!
+    })
+
   it.effect("map(token) needs nothing from the context; mapping.unmap() is a plain call; leaks and defects name the sites", () =>
     withBus((bus) =>
       Effect.gen(function*() {
         const fake = fakeHardware()
-        let token: Bound.Bound<"nic"> | undefined
-        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
-        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
-        const t = token!
+        const t = yield* bindNic(bus, fake)
         // From the test's fiber: no Hardware and no token in its context (the type says R = never).
         const tx: Effect.Effect<Devres.Devres<Dma.Mapping, "nic">, Hardware.HardwareRefused> = Dma.map(t, new Uint8Array(64), "to-device", { label: "tx" })
         const done = (yield* tx).access(t)
@@ -424,10 +430,7 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
     withBus((bus) =>
       Effect.gen(function*() {
         const fake = fakeHardware()
-        let token: Bound.Bound<"nic"> | undefined
-        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
-        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
-        const t = token!
+        const t = yield* bindNic(bus, fake)
         const kept: Array<Dma.Mapping> = []
         for (let n = 0; n < 300; n++) {
           // The site is taken when the effect is made: one `Dma.map` call per mapping.
@@ -457,10 +460,7 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
     withBus((bus) =>
       Effect.gen(function*() {
         const fake = fakeHardware()
-        let token: Bound.Bound<"nic"> | undefined
-        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
-        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
-        const t = token!
+        const t = yield* bindNic(bus, fake)
         for (let n = 0; n < 300; n++) (yield* Dma.map(t, new Uint8Array(16), "to-device", { label: "frame" })).access(t).unmap()
         const exact = (site: string) => /dma\.test\.ts:\d+/.test(site) && !site.startsWith("not captured")
         expect(fake.ops("map").map((c) => c.site!).every(exact)).toBe(true)
@@ -472,10 +472,7 @@ describe("Dma streaming mappings with a token (the per-request form)", () => {
     withBus((bus) =>
       Effect.gen(function*() {
         const fake = fakeHardware()
-        let token: Bound.Bound<"nic"> | undefined
-        yield* bus.registerDriver(tokenDriver((t) => void (token = t))).pipe(Effect.provideService(Hardware.Hardware, fake.hardware))
-        yield* bus.addDevice({ name: "nic0", ids: { vendor: 1 } })
-        const t = token!
+        const t = yield* bindNic(bus, fake)
         for (let n = 0; n < 300; n++) {
           ;(yield* Dma.map(t, new Uint8Array(16), "to-device", { label: `frame ${n}` })).access(t).unmap()
         }
