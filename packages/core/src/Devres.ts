@@ -133,7 +133,7 @@ export const make = <D extends string, A>(
  */
 export const release = <A, D extends string>(self: Devres<A, D>): Effect.Effect<void> => {
   const site = callSite()
-  return Effect.flatMap((self as unknown as internal.DevresImpl<A, D>).releaseNow(site, false), Effect.orDie)
+  return Effect.flatMap((self as unknown as internal.DevresImpl<A, D>).releaseEarly(site), Effect.orDie)
 }
 
 const tagOf = <D extends string>(driver: Driver.Brand<D> | Driver.Driver<D, any, any, any>): Bound.Tag<D> =>

@@ -296,7 +296,7 @@ export class Binding {
    * step. `Effect.supervised(Effect.provide(...))` does the same with two `locally` regions,
    * about fifty run-loop steps of a bind's budget of a few hundred (B2).
    */
-  within<A, E>(effect: Effect.Effect<A, E, any>, context: Context.Context<any>): Effect.Effect<A, E> {
+  within<A, E>(effect: Effect.Effect<A, E, any>, context: Context.Context<never>): Effect.Effect<A, E> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<A, E>((fiber) => {
         const outerContext = fiber.getFiberRef(FiberRef.currentContext)

@@ -114,28 +114,31 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     })
   }
 
-  /** Releases now if not yet released. Never fails: failures are recorded on the binding. */
-  releaseNow(site: Site, atUnbind: boolean): Effect.Effect<Exit.Exit<void, unknown>> {
+  /**
+   * An early release (`Devres.release`, `Dma.unmap`), if not yet released. Never fails:
+   * failures are recorded on the binding. (The unbind's own release is `releaseAtUnbind`.)
+   */
+  releaseEarly(site: Site): Effect.Effect<Exit.Exit<void, unknown>> {
     // Uninterruptible: once marked released, the release must run to its end, or it is lost.
     return Effect.uninterruptible(Effect.suspend(() => {
       const { meta } = this
-      if (meta.releaseSync !== undefined) return Effect.succeed(this.releaseSync(site, atUnbind))
+      if (meta.releaseSync !== undefined) return Effect.succeed(this.releaseSync(site, false))
       if (this.owner === RELEASED) return Effect.succeed(Exit.void)
-      const value = this.markReleased(site, atUnbind)
+      const value = this.markReleased(site, false)
       if (meta.release === undefined) {
-        meta.binding.recordRelease(this.label, Exit.void, atUnbind)
+        meta.binding.recordRelease(this.label, Exit.void, false)
         return Effect.succeed(Exit.void)
       }
       return Effect.tap(
-        Effect.exit(meta.release(value, { atUnbind, site: String(site) })),
-        (exit) => meta.binding.recordRelease(this.label, exit, atUnbind)
+        Effect.exit(meta.release(value, { atUnbind: false, site: String(site) })),
+        (exit) => meta.binding.recordRelease(this.label, exit, false)
       )
     }))
   }
 
   /**
    * The binding scope's finalizer: the unbind's release (step 4), already uninterruptible
-   * there, so it does in plain code what `releaseNow` wraps in effects. A release that throws
+   * there, so it does in plain code what `releaseEarly` wraps in effects. A release that throws
    * instead of returning an effect is a failure of its own, not of the scope's close.
    */
   releaseAtUnbind(): Effect.Effect<void> {
@@ -164,9 +167,9 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   }
 
   /**
-   * `releaseNow` for a Devres made by `register` (its release is synchronous), as a plain
+   * `releaseEarly` for a Devres made by `register` (its release is synchronous), as a plain
    * call: for per-request paths. Idempotent; returns how the release went (a failure is
-   * recorded on the binding, as `releaseNow` does).
+   * recorded on the binding, as `releaseEarly` does).
    */
   releaseSync(site: Site, atUnbind: boolean): Exit.Exit<void, unknown> {
     if (this.owner === RELEASED) return Exit.void
@@ -285,7 +288,7 @@ export const acquire = <A, E, R, D extends string>(
  * Registers `value`, already acquired, as a Devres of `binding` (which must be live), in one
  * synchronous step: for resources made per request (streaming mappings), where `acquire`'s
  * effects would cost more than the resource itself. `release` must be synchronous; it runs
- * once, at the early release (`releaseSync`, `releaseNow`) or at unbind, in the same LIFO
+ * once, at the early release (`releaseSync`, `releaseEarly`) or at unbind, in the same LIFO
  * order as every other Devres. On a scope that is already closed, it runs at once, as
  * `Scope.addFinalizer` would run the finalizer.
  * @internal

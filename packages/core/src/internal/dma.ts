@@ -429,7 +429,7 @@ export const unmap = (
     : new LazySite(api, SITE_FRAMES)
   return Effect.suspend(() => {
     if (devres === undefined) return Effect.dieMessage(`Dma.unmap: ${String(mapping)} was not made by Dma.map`)
-    return Effect.flatMap(devres.releaseNow(site, false), Effect.orDie)
+    return Effect.flatMap(devres.releaseEarly(site), Effect.orDie)
   })
 }
 

@@ -222,7 +222,7 @@ export class RegistrationImpl<D extends string> implements Registration.Registra
       handle.destroyClaimed = true
       this.table.delete(handle)
       // Binding code: a fiber it starts belongs to the binding.
-      const destroy = this.binding.supervised(this.provide(Effect.suspend(() => this.spec.destroy(handle.state, token))))
+      const destroy = this.binding.within(Effect.suspend(() => this.spec.destroy(handle.state, token)), this.context)
       const run: Effect.Effect<Exit.Exit<void, unknown>> = deadline === undefined
         ? Effect.exit(Effect.uninterruptible(destroy))
         : waitAtMost(Effect.exit(destroy), deadline).pipe(
