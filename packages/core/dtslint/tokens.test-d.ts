@@ -60,7 +60,12 @@ describe("Bound tokens", () => {
     expectTypeOf<Driver.Requirements<typeof driver>>().toEqualTypeOf<Config>()
     const program = Effect.flatMap(Bus.Bus, (bus) => bus.registerDriver(driver))
     expectTypeOf(program).toEqualTypeOf<
-      Effect.Effect<void, import("@devscope/core").DeviceError.DriverAlreadyRegistered, Bus.Bus | Config>
+      Effect.Effect<
+        void,
+        | import("@devscope/core").DeviceError.DriverAlreadyRegistered
+        | import("@devscope/core").DeviceError.BusShutDown,
+        Bus.Bus | Config
+      >
     >()
   })
 

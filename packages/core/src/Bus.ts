@@ -28,6 +28,8 @@ import type * as Stream from "effect/Stream"
 import type { Device, Spec } from "./Device.js"
 import type {
   AlreadyBound,
+  BusShutDown,
+  ParentUnbinding,
   DeviceExists,
   DeviceNotFound,
   DeviceRemoved,
@@ -40,7 +42,7 @@ import type {
   ProbeFailed
 } from "./DeviceError.js"
 import type * as Driver from "./Driver.js"
-import * as internal from "./internal/bus.js"
+import * as internal from "./internal/bus/make.js"
 import type { LeakReport } from "./Leak.js"
 import type { LifecycleEvent, UnbindReport } from "./Lifecycle.js"
 
@@ -59,6 +61,24 @@ export interface Options {
    * goes on, so it never hangs on them. Clock time (virtual under TestClock). Default 5 s.
    */
   readonly fiberStopTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a probe may run. At the deadline it is interrupted; if it still has not ended one
+   * deadline later (an uninterruptible region), the bind stops waiting, reports it as a
+   * `Detached` leak and tears down what it acquired. Default 30 s.
+   */
+  readonly probeTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long the unbind waits for the driver's `remove` (step 3), interrupted then waited
+   * for once more as for the probe; a `remove` that outlives both is `Detached` and the
+   * unbind goes on. Default 5 s.
+   */
+  readonly removeTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long the unbind waits for each release (a Devres, a probe Layer's finalizer),
+   * interrupted then waited for once more; a release that outlives both is `Detached` and
+   * the next one runs. No release waits on a sibling release. Default 5 s.
+   */
+  readonly releaseTimeout?: Duration.DurationInput | undefined
   /** Make unbind die with `LeaksDetected` (after completing) when it finds leaks. For tests. */
   readonly strict?: boolean | undefined
   /**
@@ -80,7 +100,8 @@ export interface Options {
   readonly historySize?: number | undefined
   /**
    * Called synchronously with every event as it is published, in order with whatever else
-   * the caller records (the simulator's trace uses it). Must not throw.
+   * the caller records (the simulator's trace uses it). Isolated: if it throws, the bus
+   * publishes an `ObserverFailed` event (not handed to it) and the sequence goes on.
    */
   readonly onEvent?: ((event: LifecycleEvent) => void) | undefined
 }
@@ -94,6 +115,7 @@ export type BindError =
   | DeviceNotFound
   | DeviceRemoved
   | AlreadyBound
+  | BusShutDown
   | DriverNotFound
   | NoMatchingDriver
   | ProbeDeferred
@@ -130,12 +152,15 @@ export interface AddOptions {
 export interface Service {
   readonly name: string
   /** Adds a device; binds a matching driver if `autoBind`. A failed probe does not fail this. */
-  addDevice(spec: Spec): Effect.Effect<Device, DeviceExists>
+  addDevice(spec: Spec): Effect.Effect<Device, DeviceExists | BusShutDown | ParentUnbinding>
   /**
    * Adds a device linked to its suppliers (all must be on this bus), then binds a matching
    * driver if `autoBind`: it is deferred until every supplier is bound.
    */
-  addDevice(spec: Spec, options: AddOptions): Effect.Effect<Device, DeviceExists | DeviceNotFound | DeviceRemoved>
+  addDevice(
+    spec: Spec,
+    options: AddOptions
+  ): Effect.Effect<Device, DeviceExists | DeviceNotFound | DeviceRemoved | BusShutDown | ParentUnbinding>
   /**
    * Removes a device: unbinds it (cause `hot-unplug` unless told `surprise`; its linked
    * consumers first, with the same cause), drops its links, then forgets it.
@@ -148,7 +173,7 @@ export interface Service {
   /** Registers a driver, capturing the environment it needs; binds matching unbound devices. */
   registerDriver<Drv extends Driver.Any>(
     driver: Drv
-  ): Effect.Effect<void, DriverAlreadyRegistered, Driver.Requirements<Drv>>
+  ): Effect.Effect<void, DriverAlreadyRegistered | BusShutDown, Driver.Requirements<Drv>>
   /**
    * Unregisters a driver and unbinds every device it is bound to (cause `unload`). A device
    * unbound as the consumer of another is reported inside that one's report.

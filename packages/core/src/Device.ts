@@ -80,6 +80,12 @@ export interface Device {
   readonly state: State
   /** Name of the bound driver, if any. */
   readonly driver: string | undefined
+  /**
+   * The device whose binding added this one (a child device: `Auxiliary.register`, or
+   * `addDevice` from binding code), if any. A child is unbound and removed before its
+   * parent's binding ends.
+   */
+  readonly parent: string | undefined
 }
 
 /**

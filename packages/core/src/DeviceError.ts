@@ -267,3 +267,46 @@ export class LinkCycle extends Data.TaggedError("LinkCycle")<{
     }`
   }
 }
+
+/**
+ * The bus is shutting down (its scope is closing) or has shut down: it takes no new
+ * device, driver or bind, so nothing binds during or after the shutdown.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Bus } from "@devscope/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const bus = yield* Effect.scoped(Bus.make())
+ *   // The scope above closed: the bus is shut down.
+ *   const refused = yield* Effect.flip(bus.addDevice({ name: "late0" }))
+ *   console.log(refused._tag) // "BusShutDown"
+ * })
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class BusShutDown extends Data.TaggedError("BusShutDown")<{
+  readonly bus: string
+  readonly state: "shutting-down" | "closed"
+}> {
+  override get message() {
+    return `Bus "${this.bus}" is ${this.state === "closed" ? "shut down" : "shutting down"}: no new devices, drivers or binds`
+  }
+}
+
+/**
+ * A binding tried to add a child device after its own unbind had begun (its children were
+ * already being taken down).
+ * @since 0.2.0
+ * @category errors
+ */
+export class ParentUnbinding extends Data.TaggedError("ParentUnbinding")<{
+  readonly device: string
+  readonly parent: string
+}> {
+  override get message() {
+    return `Device "${this.device}" cannot be added: its parent "${this.parent}" is unbinding`
+  }
+}

@@ -17,6 +17,16 @@ import * as internal from "./internal/binding.js"
  *   (it did not stop within the bus's `fiberStopTimeout`, or it was started from a
  *   captured runtime after the binding ended).
  * - `ObjectLeak`: an object registered with {@link track} was not released.
+ * - `Detached`: driver code the unbind (or a probe's clean-up) waited for did not end within
+ *   its deadline, even after it was interrupted (it is inside an uninterruptible region):
+ *   the sequence stopped waiting and went on, leaving that code running. `phase` says which
+ *   wait it was (`probe`, `remove`, `release`, `destroy`), `what` names the code and `site`
+ *   where it was started or acquired. Its token is revoked all the same, so a later use of it
+ *   fails with `UseAfterUnbind`.
+ * - `EscapedFiber`: a fiber that holds the binding's token but runs outside its supervision
+ *   (forked inside a Gate section by a caller that is not binding code), adopted by the
+ *   binding so the unbind stops it, and reported: binding code should start its fibers
+ *   with `Bound.fork` or from the probe.
  *
  * @since 0.1.0
  * @category models
@@ -35,6 +45,20 @@ export type LeakReport = Data.TaggedEnum<{
     readonly driver: string
     readonly label: string
     readonly acquiredAt: string
+  }
+  Detached: {
+    readonly device: string
+    readonly driver: string
+    readonly phase: "probe" | "remove" | "release" | "destroy"
+    readonly what: string
+    readonly site: string
+    readonly deadlineMillis: number
+  }
+  EscapedFiber: {
+    readonly device: string
+    readonly driver: string
+    readonly fiber: string
+    readonly how: string
   }
 }>
 
@@ -69,7 +93,13 @@ export const format = (leak: LeakReport): string =>
       `fiber ${l.fiber} of "${l.device}" (driver "${l.driver}") still running after unbind; ` +
       `started during ${l.startedDuring} by ${l.startedBy}${l.span ? ` in span "${l.span}"` : ""}`,
     ObjectLeak: (l) =>
-      `"${l.label}" of "${l.device}" (driver "${l.driver}") not released; acquired at ${l.acquiredAt}`
+      `"${l.label}" of "${l.device}" (driver "${l.driver}") not released; acquired at ${l.acquiredAt}`,
+    Detached: (l) =>
+      `${l.phase} "${l.what}" of "${l.device}" (driver "${l.driver}") did not end within ${l.deadlineMillis} ms ` +
+      `even when interrupted; left running, detached (${l.site})`,
+    EscapedFiber: (l) =>
+      `fiber ${l.fiber} of "${l.device}" (driver "${l.driver}") held the token outside the binding's supervision ` +
+      `(${l.how}); stopped by the unbind`
   })
 
 /**

@@ -7,6 +7,7 @@ import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import type { Device } from "./Device.js"
 import type { LeakReport } from "./Leak.js"
+import * as internalReports from "./internal/reports.js"
 
 /**
  * Why a binding ended:
@@ -82,6 +83,11 @@ export interface UnbindReport {
    * ```
    */
   readonly consumers: ReadonlyArray<UnbindReport>
+  /**
+   * Child devices the binding added (`Auxiliary.register`, or `addDevice` from binding code),
+   * unbound and removed in step 1, before the linked consumers, each with its own report.
+   */
+  readonly children: ReadonlyArray<UnbindReport>
   /** Gates closed in step 2. */
   readonly gates: ReadonlyArray<GateReport>
   /** Fibers of the binding interrupted (and awaited) in step 4. */
@@ -157,6 +163,14 @@ export type LifecycleEvent = Data.TaggedEnum<{
     readonly cause: "hot-unplug" | "surprise"
   }
   LeakDetected: { readonly seq: number; readonly at: number; readonly leak: LeakReport }
+  ObserverFailed: {
+    readonly seq: number
+    readonly at: number
+    /** The tag of the event the bus's `onEvent` observer threw on. */
+    readonly event: string
+    readonly cause: Cause.Cause<unknown>
+  }
+  BusShuttingDown: { readonly seq: number; readonly at: number }
 }>
 
 /**
@@ -177,10 +191,33 @@ export type LifecycleEvent = Data.TaggedEnum<{
  *   ProbeFailed: (e) => `${e.device.name} probe failed`,
  *   Unbinding: (e) => `${e.device.name} unbinding`,
  *   DeviceRemoved: (e) => `${e.device.name} removed`,
- *   LeakDetected: () => "leak"
+ *   LeakDetected: () => "leak",
+ *   ObserverFailed: (e) => `observer failed on ${e.event}`,
+ *   BusShuttingDown: () => "bus shutting down"
  * })
  * ```
  * @since 0.1.0
  * @category constructors
  */
 export const LifecycleEvent = Data.taggedEnum<LifecycleEvent>()
+
+/**
+ * Every report in the tree under `report`, in the order the devices were unbound: each
+ * device's children, then its linked consumers (each with everything under it), then the
+ * device itself. Iterative: a report of a 10,000-deep link chain or device tree is walked
+ * without recursion.
+ *
+ * @example
+ * ```ts
+ * import { Lifecycle } from "@devscope/core"
+ *
+ * // Every device an unbind took down, and every leak it found, nested ones included.
+ * const summary = (report: Lifecycle.UnbindReport) => ({
+ *   devices: Lifecycle.flatten(report).map((r) => r.device),
+ *   leaks: Lifecycle.flatten(report).flatMap((r) => r.leaks).length
+ * })
+ * ```
+ * @since 0.2.0
+ * @category utils
+ */
+export const flatten: (report: UnbindReport) => Array<UnbindReport> = internalReports.flatten

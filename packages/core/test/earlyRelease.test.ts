@@ -65,10 +65,9 @@ describe("early releases and the unbind report", () => {
 })
 
 describe("early releases drop their finalizer", () => {
-  // The finalizers of the binding's scope (Effect's ScopeImpl keeps them in a Map while open).
+  // The entries of the binding's scope (internal/bindingScope.ts): what the unbind releases.
   const finalizerCount = (token: Bound.Bound<any>): number =>
-    (token as unknown as { binding: { scope: { state: { finalizers: Map<unknown, unknown> } } } })
-      .binding.scope.state.finalizers.size
+    (token as unknown as { binding: { scope: { size: number } } }).binding.scope.size
 
   it.effect("10,000 Devres acquired and released early keep the binding bounded; unbind order is still LIFO", () =>
     withBus((bus) =>

@@ -80,7 +80,12 @@ describe("remove", () => {
         yield* bus.registerDriver(Driver.make(Edu, {
           match: [{ vendor: 1 }],
           probe: () => withResource(log),
-          remove: () => Effect.asVoid(Effect.forkDaemon(Effect.onInterrupt(Effect.never, () => log.push("stopped"))))
+          // The yield lets the fiber start (and install its interrupt handler) before remove ends.
+          remove: () =>
+            Effect.zipRight(
+              Effect.forkDaemon(Effect.onInterrupt(Effect.never, () => log.push("stopped"))),
+              Effect.yieldNow()
+            )
         }))
         const device = yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
         const report = yield* bus.unbind(device)

@@ -104,7 +104,7 @@ export interface Service {
     readonly name: string
     readonly ids?: Device.Ids | undefined
     readonly model: Model.Model<M>
-  }): Effect.Effect<SimDevice<M>, DeviceError.DeviceExists>
+  }): Effect.Effect<SimDevice<M>, DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding>
   /** Orderly removal. Returns the unbind report if a driver was bound. */
   unplug(name: string): Effect.Effect<Lifecycle.UnbindReport | undefined, DeviceError.DeviceNotFound>
   /** Surprise removal. Returns the unbind report if a driver was bound. */

@@ -113,6 +113,9 @@ export const scenario = (bug: Bug | undefined, rounds = 12): Explore.Scenario =>
   name: `edu-x${bug === undefined ? "" : `-${bug}`}`,
   device: "edu0",
   seed: 5,
+  // A remove deadline well inside the explorer's time limit, so a remove that waits forever
+  // is cut (and reported) within the case.
+  simulator: { bus: { removeTimeout: "100 millis" } },
   run: ({ oracle, sim }) =>
     Effect.gen(function*() {
       const handles = new Map<string, Handle>()

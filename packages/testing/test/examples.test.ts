@@ -23,7 +23,8 @@ const expectClean = (report: Explore.Report) => {
   // the middle unplug (surprise-in-remove: the gate drain, remove, the teardown).
   expect(report.modes.map((m) => m.mode)).toEqual(["surprise", "unplug", "surprise-in-remove"])
   for (const mode of report.modes) {
-    if (mode.mode === "surprise-in-remove") expect(mode.points, mode.mode).toBeGreaterThanOrEqual(10)
+    // Inside the unbind, the points are the driver's own waits and the fiber stops.
+    if (mode.mode === "surprise-in-remove") expect(mode.points, mode.mode).toBeGreaterThanOrEqual(3)
     else expect(mode.points, mode.mode).toBe(report.points.bound)
     expect(mode.cases, mode.mode).toBe(Math.min(POINTS, mode.points))
     expect(mode.injected, mode.mode).toBe(mode.cases)

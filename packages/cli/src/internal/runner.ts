@@ -203,7 +203,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       )
 
       const driverSpecs = new Map(scenario.drivers.map((d) => [d.kind, d]))
-      const load = (kind: Scenario.Kind): Effect.Effect<void, DeviceError.DriverAlreadyRegistered> => {
+      const load = (kind: Scenario.Kind): Effect.Effect<void, DeviceError.DriverAlreadyRegistered | DeviceError.BusShutDown> => {
         const bug = driverSpecs.get(kind)?.bug
         const own = bug === "free-dma-before-stop" ? bug : undefined
         switch (kind) {
@@ -235,7 +235,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         }
       }
 
-      const plug = (spec: Scenario.DeviceSpec): Effect.Effect<void, DeviceError.DeviceExists> => {
+      const plug = (spec: Scenario.DeviceSpec): Effect.Effect<void, DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding> => {
         switch (spec.kind) {
           case "nic":
             return Effect.asVoid(sim.plug({

@@ -73,7 +73,8 @@ export const timeBounds = (record: RunRecord): { readonly start: number; readonl
 }
 
 const deviceOf = (event: Lifecycle.LifecycleEvent): string | undefined =>
-  event._tag === "DriverRegistered" || event._tag === "DriverUnregistered"
+  event._tag === "DriverRegistered" || event._tag === "DriverUnregistered" || event._tag === "ObserverFailed" ||
+    event._tag === "BusShuttingDown"
     ? undefined
     : event._tag === "LeakDetected"
     ? event.leak.device

@@ -3,17 +3,15 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
-import * as Option from "effect/Option"
-import * as Scope from "effect/Scope"
-import * as Supervisor from "effect/Supervisor"
 import type * as Bound from "../Bound.js"
 import type * as Core from "../Core.js"
 import { CoreNotHeld, DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
 import type * as Leak from "../Leak.js"
 import type { GateReport, ReleaseFailure, UnbindCause } from "../Lifecycle.js"
+import { BindingScope } from "./bindingScope.js"
 import type { DeviceImpl } from "./device.js"
+import { BindingSupervisor, type FiberInfo } from "./supervision.js"
 import { callSite, type Site } from "./site.js"
 
 /** @internal */
@@ -71,52 +69,6 @@ export class CoreImpl<D extends string> implements Core.Core<D> {
   }
 }
 
-interface FiberInfo {
-  readonly startedDuring: Phase
-  readonly startedBy: string
-}
-
-class BindingSupervisor extends Supervisor.AbstractSupervisor<void> {
-  constructor(readonly binding: Binding) {
-    super()
-  }
-  get value() {
-    return Effect.void
-  }
-  override onStart<A, E, R>(
-    _context: Context.Context<R>,
-    _effect: Effect.Effect<A, E, R>,
-    parent: Option.Option<Fiber.RuntimeFiber<any, any>>,
-    fiber: Fiber.RuntimeFiber<A, E>
-  ): void {
-    const binding = this.binding
-    const info: FiberInfo = {
-      startedDuring: binding.phase,
-      startedBy: Option.isSome(parent) ? `fiber ${FiberId.threadName(parent.value.id())}` : "a root fiber"
-    }
-    if (binding.phase === "after-unbind") {
-      // Started from a runtime captured inside the binding, after the binding ended.
-      binding.onLateLeak(fiberLeak(binding, fiber, info))
-      fiber.unsafeInterruptAsFork(FiberId.none)
-      return
-    }
-    binding.fibers.set(fiber, info)
-  }
-  override onEnd<A, E>(_value: Exit.Exit<A, E>, fiber: Fiber.RuntimeFiber<A, E>): void {
-    this.binding.fibers.delete(fiber)
-  }
-}
-
-const fiberLeak = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>, info: FiberInfo): Leak.LeakReport => ({
-  _tag: "FiberLeak",
-  device: binding.device.name,
-  driver: binding.driver,
-  fiber: FiberId.threadName(fiber.id()),
-  startedDuring: info.startedDuring,
-  startedBy: info.startedBy,
-  span: fiber.currentSpan?._tag === "Span" ? fiber.currentSpan.name : undefined
-})
-
 /**
  * What the leak check (step 6) reports: anything still in `Binding.tracked` at that point.
  * `label` and `acquiredAt` are only read then, so they may be getters that format late.
@@ -168,6 +120,8 @@ export interface UnbindHook {
 /** @internal */
 export interface BindingOptions {
   readonly fiberStopTimeout: Duration.DurationInput
+  /** Each release's deadline at unbind (internal/teardown.ts). */
+  readonly releaseTimeout: Duration.Duration
   /** Which Devres acquisitions capture their call site (the bus's `captureSites`). */
   readonly captureSites: "always" | "unlabelled" | "never"
   readonly onLateLeak: (leak: Leak.LeakReport) => void
@@ -179,9 +133,18 @@ export interface BindingOptions {
  */
 export class Binding {
   readonly bound: BoundImpl<string>
-  readonly core: CoreImpl<string>
+  /**
+   * The Core token of the probe or `remove` call running now (or of the last one): a fresh
+   * one per call, held only during it (`beginCall`), so a fiber that kept one sees it not
+   * held later, even while another call of the same binding runs.
+   */
+  core: CoreImpl<string>
   readonly supervisor: BindingSupervisor
+  /** Everything the unbind releases (step 4), in acquisition order. */
+  readonly scope = new BindingScope()
   readonly fibers = new Map<Fiber.RuntimeFiber<any, any>, FiberInfo>()
+  /** Driver code the binding stopped waiting for (`Detached`), reported at step 6. */
+  readonly abandoned: Array<Leak.LeakReport> = []
   readonly tracked = new Set<TrackedEntry>()
   private listHead: ListedEntry | undefined = undefined
   private listTail: ListedEntry | undefined = undefined
@@ -205,18 +168,41 @@ export class Binding {
   /** Streaming-mapping call counts and sampled sites (internal/dma.ts), made on first use. */
   dmaSites: unknown = undefined
   revocation: Revocation | undefined = undefined
+  /** The tag the driver's Core token goes under in the binding's context. */
+  coreTag: Context.Tag<any, any> | undefined = undefined
+  /** The probe's fiber while it runs (a bus shutdown cancels it). */
+  probeFiber: Fiber.RuntimeFiber<any, any> | undefined = undefined
   /** The driver's `remove` hook, run at step 3. */
   removeHook: ((device: DeviceImpl) => Effect.Effect<void, unknown, any>) | undefined = undefined
 
   constructor(
     readonly device: DeviceImpl,
     readonly driver: string,
-    readonly scope: Scope.CloseableScope,
     readonly options: BindingOptions
   ) {
     this.bound = new BoundImpl(this)
     this.core = new CoreImpl(this)
     this.supervisor = new BindingSupervisor(this)
+    this.scope.onLateFailure = (resource, exit) => {
+      if (Exit.isFailure(exit)) this.releaseFailures.push({ resource, cause: exit.cause, atUnbind: true })
+    }
+  }
+
+  /** A fresh Core token, held until the call ends (`core.held = false`). */
+  beginCall(): CoreImpl<string> {
+    const core = new CoreImpl<string>(this)
+    core.held = true
+    this.core = core
+    return core
+  }
+
+  /** Hands every listed entry to `f` and empties the list (step 6). */
+  drainListed(f: (entry: ListedEntry) => void): void {
+    while (this.listHead !== undefined) {
+      const entry = this.listHead
+      this.unlist(entry)
+      f(entry)
+    }
   }
 
   get live(): boolean {
@@ -287,7 +273,7 @@ export class Binding {
 
   /** Runs `effect` as binding code: supervised, so the fibers it starts belong to the binding. */
   supervised<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.supervised(effect, this.supervisor)
+    return Effect.locally(effect, FiberRef.currentSupervisor, this.supervisor)
   }
 
   /**
@@ -310,125 +296,16 @@ export class Binding {
           onSuccess: (value) => Effect.as(reset, value)
         })
         const enter = FiberRef.set(FiberRef.currentContext, context)
-        return supervises(outerSupervisor, this.supervisor)
+        // Exactly this binding's supervisor, not a zip with the caller's (a parent binding
+        // probing its child device): see the invariants of internal/supervision.ts.
+        return outerSupervisor === this.supervisor
           ? Effect.zipRight(enter, body)
-          : Effect.zipRight(Effect.zipRight(enter, FiberRef.set(FiberRef.currentSupervisor, outerSupervisor.zip(this.supervisor))), body)
+          : Effect.zipRight(Effect.zipRight(enter, FiberRef.set(FiberRef.currentSupervisor, this.supervisor)), body)
       })
     )
   }
 
-  /**
-   * Step 4a: interrupt every fiber of the binding and wait for it, up to the stop
-   * timeout. Returns how many were interrupted and the ones that did not stop.
-   */
-  stopFibers(): Effect.Effect<{ readonly interrupted: number; readonly survivors: Array<Leak.LeakReport> }> {
-    return Effect.withFiberRuntime((self) => {
-      const selfId = self.id()
-      const interrupted = new Set<Fiber.RuntimeFiber<any, any>>()
-      // Interrupts every fiber of the binding but this one; returns them.
-      const interruptAll = (): Array<Fiber.RuntimeFiber<any, any>> => {
-        const fibers = Array.from(this.fibers.keys()).filter((f) => f !== self)
-        for (const fiber of fibers) {
-          if (interrupted.has(fiber)) continue
-          interrupted.add(fiber)
-          fiber.unsafeInterruptAsFork(selfId)
-        }
-        return fibers
-      }
-      const round: Effect.Effect<void> = Effect.suspend(() => {
-        const fibers = interruptAll()
-        if (fibers.length === 0) return Effect.void
-        // Finalizers of interrupted fibers may start new ones: go again until none is left.
-        return Effect.zipRight(Effect.interruptible(Fiber.awaitAll(fibers)), round)
-      })
-      // Fast path: interrupt every fiber and let them run. Fibers that are merely suspended
-      // (the usual case) end within a turn or a few of the scheduler (a few, with thousands
-      // of fibers), and then no bounded wait (a daemon fiber and a timer) is needed. The
-      // turns go on while fibers keep ending; if a turn ends none (one is busy in an
-      // uninterruptible region) or they started new ones, the bounded wait below.
-      const remaining = (): number => this.fibers.size - (this.fibers.has(self) ? 1 : 0)
-      const settle = (before: number): Effect.Effect<void> =>
-        Effect.flatMap(Effect.yieldNow(), () => {
-          const now = remaining()
-          return now > 0 && now < before ? settle(now) : Effect.void
-        })
-      const first: Effect.Effect<boolean> = Effect.suspend(() => {
-        const fibers = interruptAll()
-        return fibers.length === 0 ? Effect.succeed(true) : Effect.as(settle(fibers.length + 1), false)
-      })
-      const wait = Effect.flatMap(first, (none) =>
-        none || remaining() === 0 ? Effect.void : waitAtMost(round, this.options.fiberStopTimeout))
-      return wait.pipe(
-        Effect.map(() => ({
-          interrupted: interrupted.size,
-          survivors: Array.from(this.fibers)
-            .filter(([fiber]) => fiber !== self)
-            .map(([fiber, info]) => fiberLeak(this, fiber, info))
-        }))
-      )
-    })
-  }
-
-  /**
-   * Steps 4 to 6 of the unbind contract; must run uninterruptibly. Returns the leaks.
-   */
-  teardown(exit: Exit.Exit<unknown, unknown>, revocation: Revocation): Effect.Effect<{
-    readonly fibersInterrupted: number
-    readonly leaks: Array<Leak.LeakReport>
-  }> {
-    return Effect.gen(this, function*() {
-      // A failed probe may have opened gates: close them before anything is released.
-      yield* this.runHooks(1)
-      yield* this.runHooks(2)
-      this.phase = "unbind"
-      this.core.held = false
-      const stopped = yield* this.stopFibers()
-      const closed = yield* Effect.exit(Scope.close(this.scope, exit))
-      if (Exit.isFailure(closed)) {
-        // Devres releases never fail the scope; this is a layer finalizer that did.
-        this.releaseFailures.push({ resource: "layer finalizer", cause: closed.cause, atUnbind: true })
-      }
-      // Step 5: revoke.
-      this.revocation = revocation
-      this.bound.key = REVOKED
-      this.phase = "after-unbind"
-      // Step 6: leak checks.
-      const leaks: Array<Leak.LeakReport> = [...stopped.survivors]
-      const objectLeak = (tracked: TrackedEntry): Leak.LeakReport => ({
-        _tag: "ObjectLeak",
-        device: this.device.name,
-        driver: this.driver,
-        label: tracked.label,
-        acquiredAt: tracked.acquiredAt
-      })
-      for (const tracked of this.tracked) leaks.push(objectLeak(tracked))
-      this.tracked.clear()
-      while (this.listHead !== undefined) {
-        leaks.push(objectLeak(this.listHead))
-        this.unlist(this.listHead)
-      }
-      // A binding fiber that unbound its own device must not outlive it either: it is
-      // interrupted as soon as it leaves the (uninterruptible) unbind.
-      yield* Effect.withFiberRuntime<void>((self) => {
-        if (this.fibers.has(self)) self.unsafeInterruptAsFork(self.id())
-        return Effect.void
-      })
-      return { fibersInterrupted: stopped.interrupted, leaks }
-    })
-  }
 }
-
-/**
- * Waits for `effect` for at most `deadline`, without ever becoming interruptible: the wait
- * runs (interruptibly, so the deadline can cut it) in an unsupervised daemon fiber, and the
- * caller joins it uninterruptibly. Teardown code uses it for every bounded wait, so that an
- * interrupt of the fiber running an unbind cannot stop the unbind halfway.
- * @internal
- */
-export const waitAtMost = <A>(effect: Effect.Effect<A>, deadline: Duration.DurationInput): Effect.Effect<Option.Option<A>> =>
-  Effect.uninterruptible(
-    Effect.flatMap(Effect.forkDaemon(Effect.timeoutOption(Effect.interruptible(effect), deadline)), Fiber.join)
-  ).pipe(Effect.locally(FiberRef.currentSupervisor, Supervisor.none))
 
 /** @internal */
 export const bindingOf = (token: Bound.Bound<any>): Binding => (token as unknown as BoundImpl<any>).binding
@@ -453,32 +330,17 @@ export const liveBinding = (token: Bound.Bound<any>, resource: string): Binding 
 }
 
 /**
- * Whether `supervisor` is `target` or a zip of supervisors that includes it (what
- * `Effect.supervised` installs). An unknown shape answers false, which only costs a
- * redundant supervision.
+ * `Bound.fork`: a binding fiber, started as a daemon (it outlives its caller, not the
+ * binding) and supervised by the binding alone, so the unbind interrupts and awaits it with
+ * a deadline (step 4a). Interruptible even when forked from an uninterruptible region (a
+ * Devres acquire): the unbind must be able to stop it.
+ * @internal
  */
-const supervises = (supervisor: Supervisor.Supervisor<any>, target: Supervisor.Supervisor<any>): boolean => {
-  if (supervisor === target) return true
-  const zip = supervisor as { readonly _tag?: unknown; readonly left?: Supervisor.Supervisor<any>; readonly right?: Supervisor.Supervisor<any> }
-  return zip._tag === "Zip" && zip.left !== undefined && zip.right !== undefined &&
-    (supervises(zip.right, target) || supervises(zip.left, target))
-}
-
-/** @internal */
 export const forkIn = <A, E, R>(
   token: Bound.Bound<any>,
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R> =>
-  Effect.withFiberRuntime((fiber) => {
-    const binding = liveBinding(token, "Bound.fork")
-    // Interruptible even when forked from an uninterruptible region (a Devres acquire):
-    // the unbind must be able to stop it.
-    const fork = Effect.forkIn(Effect.interruptible(effect), binding.scope)
-    // Binding code (a probe, a handler) is supervised already; other callers are not.
-    return supervises(fiber.getFiberRef(FiberRef.currentSupervisor), binding.supervisor)
-      ? fork
-      : binding.supervised(fork)
-  })
+  Effect.suspend(() => liveBinding(token, "Bound.fork").supervised(Effect.forkDaemon(Effect.interruptible(effect))))
 
 /** @internal */
 export const track = (token: Bound.Bound<any>, label: string): Leak.Tracked => {

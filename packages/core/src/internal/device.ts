@@ -11,12 +11,13 @@ export class DeviceImpl implements Device.Device {
   constructor(
     readonly name: string,
     readonly bus: string,
-    readonly ids: Device.Ids
+    readonly ids: Device.Ids,
+    readonly parent: string | undefined = undefined
   ) {}
   toString() {
     return `Device(${this.bus}/${this.name}, ${this.state}${this.driver ? `, ${this.driver}` : ""})`
   }
   toJSON() {
-    return { _id: "Device", name: this.name, bus: this.bus, ids: this.ids, state: this.state, driver: this.driver }
+    return { _id: "Device", name: this.name, bus: this.bus, ids: this.ids, state: this.state, driver: this.driver, parent: this.parent }
   }
 }

@@ -1,10 +1,11 @@
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
-import * as Scope from "effect/Scope"
 import type * as Bound from "../Bound.js"
 import type * as Devres from "../Devres.js"
 import { DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
@@ -124,14 +125,43 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
       const { meta } = this
       if (meta.releaseSync !== undefined) return Effect.succeed(this.releaseSync(site, false))
       if (this.owner === RELEASED) return Effect.succeed(Exit.void)
-      const value = this.markReleased(site, false)
       if (meta.release === undefined) {
+        this.markReleased(site, false)
         meta.binding.recordRelease(this.label, Exit.void, false)
         return Effect.succeed(Exit.void)
       }
-      return Effect.tap(
-        Effect.exit(meta.release(value, { atUnbind: false, site: String(site) })),
-        (exit) => meta.binding.recordRelease(this.label, exit, false)
+      const value = this.markReleased(site, true)
+      const record = (exit: Exit.Exit<void, unknown>) => meta.binding.recordRelease(this.label, exit, false)
+      let release: Effect.Effect<void, unknown>
+      try {
+        release = meta.release(value, { atUnbind: false, site: String(site) })
+      } catch (defect) {
+        const exit = Exit.die(defect)
+        meta.binding.scope.delete(this)
+        record(exit)
+        return Effect.succeed(exit)
+      }
+      if (Exit.isExit(release)) {
+        const exit = release as Exit.Exit<void, unknown>
+        meta.binding.scope.delete(this)
+        record(exit)
+        return Effect.succeed(exit)
+      }
+      // Still running when the unbind starts? The unbind waits for it in its place (LIFO):
+      // the entry keeps its position and joins this release, with the release deadline.
+      const done = Deferred.unsafeMake<void>(FiberId.none)
+      meta.binding.scope.set(this, {
+        label: this.label,
+        site: meta.acquiredAt,
+        run: () => Deferred.await(done),
+        joinsEarlyRelease: true
+      })
+      return Effect.exit(release).pipe(
+        Effect.tap((exit) => {
+          record(exit)
+          meta.binding.scope.delete(this)
+          Deferred.unsafeDone(done, Exit.void)
+        })
       )
     }))
   }
@@ -158,6 +188,11 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
       release = meta.release(value, AT_UNBIND)
     } catch (defect) {
       meta.binding.recordRelease(this.label, Exit.die(defect), true)
+      return Effect.void
+    }
+    // Done already (`Effect.void`, a plain value): recorded now, no effect to run.
+    if (Exit.isExit(release)) {
+      meta.binding.recordRelease(this.label, release as Exit.Exit<void, unknown>, true)
       return Effect.void
     }
     return Effect.matchCause(release, {
@@ -187,16 +222,29 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     return Exit.void
   }
 
-  private markReleased(site: Site, atUnbind: boolean): A {
+  /**
+   * Marks the Devres released and takes its value. An early release drops its entry from the
+   * binding scope (O(1)), so a driver that acquires and releases per request does not grow
+   * the binding; `keepEntry` leaves it for the caller to replace.
+   */
+  private markReleased(site: Site, keepEntry: boolean): A {
     const { meta } = this
     this.owner = RELEASED
     meta.releasedAt = site
-    // An early release drops its finalizer from the binding scope (O(1)), so a driver that
-    // acquires and releases per request does not grow the binding.
-    if (!atUnbind) openFinalizers(meta.binding.scope)?.delete(this)
+    if (!keepEntry) meta.binding.scope.delete(this)
     const value = this.value as A
     this.value = undefined
     return value
+  }
+
+  // As a ReleaseEntry of the binding scope (internal/bindingScope.ts): no entry object of its
+  // own per Devres.
+  get site(): Site {
+    return this.meta.acquiredAt
+  }
+
+  run(): Effect.Effect<void> {
+    return this.releaseAtUnbind()
   }
 
   toString() {
@@ -205,27 +253,6 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
 }
 
 Object.defineProperty(DevresImpl.prototype, TypeId, { value: TypeId })
-
-/**
- * The finalizers of an open binding scope, in the order they were added, or `undefined` when
- * the scope is closed (or is not Effect's own implementation).
- *
- * A binding scope is made by `Scope.make`, Effect's `ScopeImpl`: while open, its state holds
- * a `Map` of finalizers, which `Scope.close` runs in reverse insertion order. Effect's own
- * `forkIn` and `Scope.fork` add entries under a key of their own and delete them when their
- * fiber or child scope ends early; a Devres does the same, keyed by itself. So Devres,
- * Layer-built resources and scoped fibers of one binding share one LIFO order, and an early
- * release removes its entry in O(1) instead of leaving a no-op finalizer behind for the
- * binding's life. (On another implementation, `acquire` falls back to `Scope.addFinalizer`:
- * same order and semantics, but early releases then leave their no-op finalizer behind; the
- * test "10,000 early releases" catches that.)
- */
-const openFinalizers = (scope: Scope.Scope): Map<unknown, Scope.Scope.Finalizer> | undefined => {
-  const state = (scope as { readonly state?: { readonly _tag?: string; readonly finalizers?: unknown } }).state
-  return state !== undefined && state._tag === "Open" && state.finalizers instanceof Map
-    ? state.finalizers as Map<unknown, Scope.Scope.Finalizer>
-    : undefined
-}
 
 /**
  * The live token of `tag` in the context of the fiber running now, if any: for calls that
@@ -272,14 +299,10 @@ export const acquire = <A, E, R, D extends string>(
       : liveBinding(token, `Devres "${label ?? `resource acquired at ${site}`}"`)
     return Effect.flatMap(effect, (value) => {
       const devres = new DevresImpl<A, D>(binding, value, label, site, release)
-      const finalizers = openFinalizers(binding.scope)
-      if (finalizers !== undefined) {
-        // Keyed by the Devres, so an early release can delete it (see `openFinalizers`).
-        finalizers.set(devres, () => devres.releaseAtUnbind())
-        return Effect.succeed(devres)
-      }
+      // Keyed by the Devres, so an early release can delete it in O(1).
+      if (binding.scope.set(devres, devres)) return Effect.succeed(devres)
       // A closed scope releases at once, as `Scope.addFinalizer` does.
-      return Effect.as(Scope.addFinalizer(binding.scope, Effect.suspend(() => devres.releaseAtUnbind())), devres)
+      return Effect.as(Effect.suspend(() => devres.releaseAtUnbind()), devres)
     })
   }))
 }
@@ -301,9 +324,7 @@ export const register = <A, D extends string>(
   release: SyncRelease<A>
 ): DevresImpl<A, D> => {
   const devres = new DevresImpl<A, D>(binding, value, label, site, undefined, release)
-  const finalize = () => devres.releaseAtUnbind()
-  const finalizers = openFinalizers(binding.scope)
-  if (finalizers !== undefined) finalizers.set(devres, finalize)
-  else Effect.runSync(Scope.addFinalizer(binding.scope, Effect.suspend(finalize))) // closed: runs it now
+  // A closed scope releases at once (synchronously: the release is), as `Scope.addFinalizer` does.
+  if (!binding.scope.set(devres, devres)) devres.releaseSync("unbind", true)
   return devres
 }

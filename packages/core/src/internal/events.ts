@@ -1,3 +1,4 @@
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
@@ -14,6 +15,12 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
  * @internal
  */
 export class EventLog {
+  /**
+   * Whether a throwing `onEvent` is isolated (reported as `ObserverFailed`). Only the
+   * hostile-driver fuzzer's planted-regression test turns it off, to show the fuzzer finds
+   * the break.
+   */
+  static isolateObservers = true
   private readonly history: Array<LifecycleEvent> = []
   private seq = 0
 
@@ -36,7 +43,24 @@ export class EventLog {
     const full = event as { seq: number; at: number } & typeof event
     full.seq = this.seq++
     full.at = this.clock.unsafeCurrentTimeMillis()
-    this.onEvent?.(full as LifecycleEvent)
+    if (this.onEvent !== undefined) {
+      if (!EventLog.isolateObservers) this.onEvent(full as LifecycleEvent)
+      else {
+        try {
+          this.onEvent(full as LifecycleEvent)
+        } catch (defect) {
+          // An observer is never part of a sequence: its failure is an event of its own
+          // (after the one it threw on, and not handed to the observer again).
+          this.record(full as LifecycleEvent)
+          this.record({ _tag: "ObserverFailed", seq: this.seq++, at: full.at, event: full._tag, cause: Cause.die(defect) })
+          return
+        }
+      }
+    }
+    this.record(full as LifecycleEvent)
+  }
+
+  private record(full: LifecycleEvent): void {
     this.history.push(full as LifecycleEvent)
     // Trim in batches, so a long run does not pay a full array move per event.
     if (this.history.length >= this.historySize + Math.max(16, this.historySize >> 3)) {

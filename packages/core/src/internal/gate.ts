@@ -12,7 +12,8 @@ import { DeviceGone } from "../DeviceError.js"
 import type * as Driver from "../Driver.js"
 import type * as Gate from "../Gate.js"
 import type { GateReport } from "../Lifecycle.js"
-import { type Binding, liveBinding, waitAtMost } from "./binding.js"
+import { type Binding, liveBinding } from "./binding.js"
+import { waitAtMost } from "./deadline.js"
 
 /** @internal */
 export const TypeId: typeof Gate.TypeId = Symbol.for("@devscope/core/Gate") as any

@@ -6,7 +6,8 @@ import * as Devres from "../Devres.js"
 import type * as Driver from "../Driver.js"
 import * as Hardware from "../Hardware.js"
 import type * as Irq from "../Irq.js"
-import { type Binding, bindingOf, forkIn, waitAtMost } from "./binding.js"
+import { type Binding, bindingOf, forkIn } from "./binding.js"
+import { waitAtMost } from "./deadline.js"
 
 /** @internal */
 export const TypeId: typeof Irq.TypeId = Symbol.for("@devscope/core/Irq") as any

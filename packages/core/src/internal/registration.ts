@@ -10,7 +10,9 @@ import { DeviceGone, DeviceMismatch } from "../DeviceError.js"
 import type * as Driver from "../Driver.js"
 import type * as Gate from "../Gate.js"
 import type * as Registration from "../Registration.js"
-import { type Binding, liveBinding, waitAtMost } from "./binding.js"
+import { type Binding, liveBinding } from "./binding.js"
+import { bounded } from "./deadline.js"
+import { detachedLeak } from "./teardown.js"
 import * as gate_ from "./gate.js"
 
 /** @internal */
@@ -225,14 +227,17 @@ export class RegistrationImpl<D extends string> implements Registration.Registra
       const destroy = this.binding.within(Effect.suspend(() => this.spec.destroy(handle.state, token)), this.context)
       const run: Effect.Effect<Exit.Exit<void, unknown>> = deadline === undefined
         ? Effect.exit(Effect.uninterruptible(destroy))
-        : waitAtMost(Effect.exit(destroy), deadline).pipe(
-          Effect.map((exit) =>
-            exit._tag === "Some"
-              ? exit.value
-              : Exit.die(
-                new Error(`destroy did not finish within ${Duration.format(deadline)}; interrupted`)
+        : bounded(destroy, deadline).pipe(
+          Effect.map((outcome) => {
+            if (outcome._tag === "Done") return outcome.exit
+            // Cut at the deadline; or not even then (uninterruptible): left running, reported.
+            if (outcome._tag === "Detached") {
+              this.binding.abandoned.push(
+                detachedLeak(this.binding, "destroy", `${this.name} handle #${handle.id}`, `registration "${this.name}"`, deadline)
               )
-          )
+            }
+            return Exit.die(new Error(`destroy did not finish within ${Duration.format(deadline)}; interrupted`))
+          })
         )
       return Effect.flatMap(run, (exit) => {
         if (Exit.isSuccess(exit)) return Effect.void

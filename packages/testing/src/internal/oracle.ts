@@ -10,8 +10,8 @@
  * `omitted` says how many of each kind the sample leaves out.
  */
 import * as Cause from "effect/Cause"
-import type { Lifecycle } from "@devscope/core"
-import type { Leak } from "@devscope/core"
+import { Lifecycle } from "@devscope/core"
+import { Leak } from "@devscope/core"
 import type { Iommu, Trace } from "@devscope/sim"
 import type { DeviceOps } from "./ops.js"
 
@@ -122,15 +122,29 @@ export interface Evidence {
 // ---------------------------------------------------------------------------------------------
 
 const leakKey = (leak: Leak.LeakReport): string =>
-  leak._tag === "FiberLeak"
+  leak._tag === "FiberLeak" || leak._tag === "EscapedFiber"
     ? `fiber|${leak.device}|${leak.driver}|${leak.fiber}`
+    : leak._tag === "Detached"
+    ? `detached|${leak.device}|${leak.driver}|${leak.phase}|${leak.what}|${leak.site}`
     : `object|${leak.device}|${leak.driver}|${leak.label}|${leak.acquiredAt}`
+
+/**
+ * Driver code the unbind stopped waiting for, or a fiber that held the token outside the
+ * binding's supervision: driver code that ran past its binding (G3), whatever the cause.
+ */
+const runawayCode = (leak: Extract<Leak.LeakReport, { _tag: "Detached" | "EscapedFiber" }>, cause: string): Violation => ({
+  guarantee: "G3",
+  device: leak.device,
+  message: `${Leak.format(leak)} (${cause})`
+})
 
 const span = (leak: { readonly span: string | undefined }) => (leak.span ? ` in span "${leak.span}"` : "")
 
 /** A leak the leak check of an unbind found (step 6). */
 const leakAtUnbind = (leak: Leak.LeakReport, cause: Lifecycle.UnbindCause): Violation =>
-  leak._tag === "FiberLeak"
+  leak._tag === "Detached" || leak._tag === "EscapedFiber"
+    ? runawayCode(leak, `found at its unbind, ${cause}`)
+    : leak._tag === "FiberLeak"
     ? {
       guarantee: "G3",
       device: leak.device,
@@ -153,7 +167,9 @@ const leakAtUnbind = (leak: Leak.LeakReport, cause: Lifecycle.UnbindCause): Viol
 
 /** A leak published on its own (`LeakDetected`): a fiber started after its binding ended. */
 const leakLater = (leak: Leak.LeakReport): Violation =>
-  leak._tag === "FiberLeak"
+  leak._tag === "Detached" || leak._tag === "EscapedFiber"
+    ? runawayCode(leak, "found after its unbind")
+    : leak._tag === "FiberLeak"
     ? {
       guarantee: "G3",
       device: leak.device,
@@ -168,19 +184,20 @@ const leakLater = (leak: Leak.LeakReport): Violation =>
     }
 
 /**
- * Every unbind report once: those of `Unbound` events and the consumers' reports nested in
- * them (each consumer also publishes its own `Unbound`, with the same report object).
+ * Every unbind report once: those of `Unbound` events and the children's and consumers'
+ * reports nested in them (each also publishes its own `Unbound`, with the same report object).
  */
 const unbindReports = (lifecycle: ReadonlyArray<Bused>): Array<Lifecycle.UnbindReport> => {
   const seen = new Set<Lifecycle.UnbindReport>()
   const reports: Array<Lifecycle.UnbindReport> = []
-  const visit = (report: Lifecycle.UnbindReport) => {
-    if (seen.has(report)) return
-    seen.add(report)
-    for (const consumer of report.consumers) visit(consumer)
-    reports.push(report)
+  for (const { event } of lifecycle) {
+    if (event._tag !== "Unbound") continue
+    for (const report of Lifecycle.flatten(event.report)) {
+      if (seen.has(report)) continue
+      seen.add(report)
+      reports.push(report)
+    }
   }
-  for (const { event } of lifecycle) if (event._tag === "Unbound") visit(event.report)
   return reports
 }
 

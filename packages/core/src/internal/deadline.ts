@@ -1,0 +1,189 @@
+/**
+ * Bounded waits on code devscope does not control (a driver's probe, `remove`, releases,
+ * destroy callbacks, its fibers), and fibers that run a sequence apart from its caller.
+ *
+ * # Invariants
+ * - `bounded` always ends, after at most twice its deadline: the code runs in a fiber of its
+ *   own; at the deadline that fiber is interrupted, and if it has not ended one more deadline
+ *   later (it is inside an uninterruptible region) the wait stops anyway and the fiber is
+ *   left running, *detached*, for the caller to report. Nothing here waits on the detached
+ *   fiber again.
+ * - A fiber started here starts at once, on the caller's stack (`Runtime.runFork` starts a
+ *   fiber synchronously), with the caller's FiberRefs (clock, scheduler, logger, context) but
+ *   no supervisor of the caller's: so code that completes without suspending costs one fiber
+ *   and no scheduler turn, and a fiber started from a binding fiber is not one of the
+ *   binding's fibers.
+ * - Waiting is safe in an uninterruptible region: only the wait itself (never the awaited
+ *   fiber) is ever cut, and the timer's race interrupts nothing but its own interruptible
+ *   `Fiber.await`.
+ * @internal
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
+import * as Supervisor from "effect/Supervisor"
+import type * as Tracer from "effect/Tracer"
+
+/** Fibers devscope itself runs (sequences, callbacks, timers): never a binding's escapee. */
+export const ownFibers = new WeakSet<Fiber.RuntimeFiber<any, any>>()
+
+const unsupervised = (refs: FiberRefs.FiberRefs, fiberId: Parameters<typeof FiberRefs.updateAs>[1]["fiberId"]) =>
+  FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentSupervisor, value: Supervisor.none })
+
+const runOptions: Runtime.RunForkOptions = { updateRefs: unsupervised }
+
+/**
+ * Starts `effect` now, interruptible, in a root fiber with `parent`'s FiberRefs and no
+ * supervisor (see the invariants above). Returns the fiber, which may have completed already.
+ */
+export const startNow = <A, E>(
+  parent: Fiber.RuntimeFiber<any, any>,
+  runtimeFlags: RuntimeFlags.RuntimeFlags,
+  effect: Effect.Effect<A, E>
+): Fiber.RuntimeFiber<A, E> => {
+  const runtime = Runtime.make({
+    context: parent.getFiberRef(FiberRef.currentContext),
+    fiberRefs: parent.getFiberRefs(),
+    runtimeFlags: RuntimeFlags.enable(runtimeFlags, RuntimeFlags.Interruption)
+  })
+  const fiber = Runtime.runFork(runtime, effect, runOptions)
+  ownFibers.add(fiber)
+  return fiber
+}
+
+/**
+ * How a bounded wait ended:
+ * - `Done`: the code ended by itself within the deadline;
+ * - `Cut`: it was interrupted at the deadline and then ended (its exit says how);
+ * - `Detached`: it did not end even after being interrupted; `fiber` still runs.
+ */
+export type Outcome<A, E> =
+  | { readonly _tag: "Done"; readonly exit: Exit.Exit<A, E> }
+  | { readonly _tag: "Cut"; readonly exit: Exit.Exit<A, E>; readonly waitingIn: string }
+  | { readonly _tag: "Detached"; readonly fiber: Fiber.RuntimeFiber<A, E>; readonly waitingIn: string }
+
+/**
+ * Where a fiber is waiting, from its spans (innermost first, up to 8), for a report of code
+ * that outlived its deadline: `"in devscope.remove (device=edu0) < ..."`, or `""`.
+ */
+export const waitSite = (fiber: Fiber.RuntimeFiber<any, any>): string => {
+  const spans: Array<string> = []
+  let span = fiber.currentSpan as Tracer.AnySpan | undefined
+  while (span !== undefined && spans.length < 8) {
+    if (span._tag !== "Span") break
+    const attributes = Array.from(span.attributes, ([k, v]) => `${k}=${String(v)}`).join(", ")
+    spans.push(attributes === "" ? span.name : `${span.name} (${attributes})`)
+    span = Option.getOrUndefined(span.parent)
+  }
+  return spans.length === 0 ? "" : `in ${spans.join(" < ")}`
+}
+
+/**
+ * The fiber's exit if it ends within `deadline`. Never cuts the fiber itself, and never
+ * makes the caller interruptible: the wait is a plain callback (the fiber's observer, a
+ * timer fiber of its own), so in an uninterruptible region it cannot be interrupted, and in
+ * an interruptible one an interrupt ends only the wait. (`Effect.timeoutOption` around an
+ * interruptible `Fiber.await` would let an interrupt of the caller through, even inside an
+ * uninterruptible region.)
+ */
+export const awaitAtMost = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  deadline: Duration.DurationInput
+): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.withFiberRuntime((self, status) => {
+    const exit = fiber.unsafePoll()
+    if (exit !== null) return Effect.succeed(Option.some(exit))
+    return Effect.async<Option.Option<Exit.Exit<A, E>>>((resume) => {
+      let settled = false
+      // Set just below: the observer may not fire before (the fiber is still running).
+      const timer: { fiber: Fiber.RuntimeFiber<void> | undefined } = { fiber: undefined }
+      const stop = () => {
+        settled = true
+        fiber.removeObserver(observer)
+        timer.fiber?.unsafeInterruptAsFork(FiberId.none)
+      }
+      const settle = (result: Option.Option<Exit.Exit<A, E>>) => {
+        if (settled) return
+        stop()
+        resume(Effect.succeed(result))
+      }
+      const observer = (exit: Exit.Exit<A, E>) => settle(Option.some(exit))
+      fiber.addObserver(observer)
+      timer.fiber = startNow(
+        self,
+        status.runtimeFlags,
+        Effect.flatMap(Effect.sleep(deadline), () => Effect.sync(() => settle(Option.none())))
+      )
+      if (settled) timer.fiber.unsafeInterruptAsFork(FiberId.none)
+      return Effect.sync(stop)
+    })
+  })
+
+/**
+ * Waits for `fiber` up to `deadline`; then interrupts it and waits up to `deadline` again;
+ * then gives up on it (see {@link Outcome}).
+ */
+export const awaitBounded = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  deadline: Duration.DurationInput
+): Effect.Effect<Outcome<A, E>> =>
+  Effect.flatMap(awaitAtMost(fiber, deadline), (first): Effect.Effect<Outcome<A, E>> => {
+    if (Option.isSome(first)) return Effect.succeed({ _tag: "Done", exit: first.value })
+    return Effect.withFiberRuntime((self) => {
+      const waitingIn = waitSite(fiber)
+      fiber.unsafeInterruptAsFork(self.id())
+      return Effect.map(awaitAtMost(fiber, deadline), (second): Outcome<A, E> =>
+        Option.isSome(second) ? { _tag: "Cut", exit: second.value, waitingIn } : { _tag: "Detached", fiber, waitingIn })
+    })
+  })
+
+/**
+ * Runs `effect` (driver code) in a fiber of its own started now, and waits for it as
+ * {@link awaitBounded} does. Code that ends without suspending costs no timer and no
+ * scheduler turn. Safe to call from an uninterruptible region.
+ */
+export const bounded = <A, E>(
+  effect: Effect.Effect<A, E>,
+  deadline: Duration.DurationInput
+): Effect.Effect<Outcome<A, E>> =>
+  Effect.withFiberRuntime((self, status) => {
+    const fiber = startNow(self, status.runtimeFlags, effect)
+    const exit = fiber.unsafePoll()
+    return exit !== null ? Effect.succeed<Outcome<A, E>>({ _tag: "Done", exit }) : awaitBounded(fiber, deadline)
+  })
+
+/**
+ * Runs `effect` as a sequence apart from the caller: in a fiber of its own started now, so
+ * that interrupting the caller never stops it halfway. The caller waits for its result; an
+ * interrupted caller stops waiting at once, unless `onCallerInterrupt` says how to cancel
+ * (it is called with the sequence's fiber and returns what to wait for before the caller
+ * ends: a bounded clean-up).
+ */
+export const detached = <A, E>(
+  effect: Effect.Effect<A, E>,
+  onCallerInterrupt?: (fiber: Fiber.RuntimeFiber<A, E>) => Effect.Effect<void>
+): Effect.Effect<A, E> =>
+  Effect.withFiberRuntime<A, E>((self, status) => {
+    const fiber = startNow(self, status.runtimeFlags, effect)
+    const exit = fiber.unsafePoll()
+    if (exit !== null) return exit
+    const join = Effect.flatten(Fiber.await(fiber))
+    return onCallerInterrupt === undefined
+      ? join
+      : Effect.onInterrupt(join, () => onCallerInterrupt(fiber))
+  })
+
+/**
+ * `effect`'s value if it succeeds within `deadline` ({@link bounded}); `None` if it failed,
+ * was cut at the deadline or had to be detached.
+ */
+export const waitAtMost = <A>(effect: Effect.Effect<A>, deadline: Duration.DurationInput): Effect.Effect<Option.Option<A>> =>
+  Effect.map(bounded(effect, deadline), (outcome) =>
+    outcome._tag === "Done" && outcome.exit._tag === "Success" ? Option.some(outcome.exit.value) : Option.none())

@@ -1,0 +1,85 @@
+/**
+ * Which fibers belong to a binding: every fiber started by binding code (its probe, its
+ * `remove`, a handler, a fiber started with `Bound.fork`, and theirs, daemons included) is
+ * tracked by the binding's supervisor, so the unbind can interrupt and await each one.
+ *
+ * # Invariants
+ * - Binding code runs with exactly its binding's supervisor (`Binding.within`), never a zip
+ *   with the caller's: a child device probed from its parent's probe, or a fiber that one
+ *   binding starts for another with `Bound.fork`, belongs to one binding only.
+ * - `Binding.fibers` holds every supervised fiber that has started and not ended. A fiber
+ *   started after the unbind (from a runtime captured inside the binding) is reported as a
+ *   late `FiberLeak` and interrupted at once; it never joins `fibers`.
+ * @internal
+ */
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as Option from "effect/Option"
+import * as Supervisor from "effect/Supervisor"
+import type * as Leak from "../Leak.js"
+import type { Binding, Phase } from "./binding.js"
+
+/** Where a binding fiber came from, for its leak report. */
+export interface FiberInfo {
+  readonly startedDuring: Phase
+  readonly startedBy: string
+}
+
+/** @internal */
+export class BindingSupervisor extends Supervisor.AbstractSupervisor<void> {
+  constructor(readonly binding: Binding) {
+    super()
+  }
+  get value() {
+    return Effect.void
+  }
+  override onStart<A, E, R>(
+    _context: Context.Context<R>,
+    _effect: Effect.Effect<A, E, R>,
+    parent: Option.Option<Fiber.RuntimeFiber<any, any>>,
+    fiber: Fiber.RuntimeFiber<A, E>
+  ): void {
+    const binding = this.binding
+    const info: FiberInfo = {
+      startedDuring: binding.phase,
+      startedBy: Option.isSome(parent) ? `fiber ${FiberId.threadName(parent.value.id())}` : "a root fiber"
+    }
+    if (binding.phase === "after-unbind") {
+      // Started from a runtime captured inside the binding, after the binding ended.
+      binding.onLateLeak(fiberLeak(binding, fiber, info))
+      fiber.unsafeInterruptAsFork(FiberId.none)
+      return
+    }
+    binding.fibers.set(fiber, info)
+  }
+  override onEnd<A, E>(_value: Exit.Exit<A, E>, fiber: Fiber.RuntimeFiber<A, E>): void {
+    this.binding.fibers.delete(fiber)
+  }
+}
+
+/** @internal */
+export const fiberLeak = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>, info: FiberInfo): Leak.LeakReport => ({
+  _tag: "FiberLeak",
+  device: binding.device.name,
+  driver: binding.driver,
+  fiber: FiberId.threadName(fiber.id()),
+  startedDuring: info.startedDuring,
+  startedBy: info.startedBy,
+  span: fiber.currentSpan?._tag === "Span" ? fiber.currentSpan.name : undefined
+})
+
+/**
+ * The binding whose code the current fiber runs (its supervisor is that binding's), if any:
+ * how the bus tells that a device is added by a binding (a child device).
+ * @internal
+ */
+export const bindingOfCurrentFiber = (): Binding | undefined => {
+  const fiber = Fiber.getCurrentFiber()
+  if (Option.isNone(fiber)) return undefined
+  const supervisor = fiber.value.getFiberRef(FiberRef.currentSupervisor)
+  return supervisor instanceof BindingSupervisor ? supervisor.binding : undefined
+}
