@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Queue } from "effect"
+import { Context, Effect, Layer, Queue, TestClock } from "effect"
 import { Bus, Devres, Driver, Lifecycle } from "@devscope/core"
 
 /** A log of acquisitions and releases shared by a test's resources. */
@@ -49,3 +49,11 @@ export const resource = <D extends string>(
   )
 
 export class Held extends Context.Tag("test/Held")<Held, { readonly names: Array<string> }>() {}
+
+/**
+ * Moves TestClock forward by `millis` in steps of `step`: a sleep started by a wake-up
+ * (a deadline that starts the next one) is registered after a few scheduler turns, which a
+ * single large `TestClock.adjust` does not wait for.
+ */
+export const advance = (millis: number, step = 10) =>
+  Effect.forEach(Array.from({ length: Math.ceil(millis / step) }), () => TestClock.adjust(step), { discard: true })

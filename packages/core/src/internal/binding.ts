@@ -143,6 +143,10 @@ export class Binding {
   /** Everything the unbind releases (step 4), in acquisition order. */
   readonly scope = new BindingScope()
   readonly fibers = new Map<Fiber.RuntimeFiber<any, any>, FiberInfo>()
+  /** Fiber id windows of the probe's and `remove`'s slices, as pairs (internal/escape.ts). */
+  readonly escapeWindows: Array<number> = []
+  /** Starts of the slices in progress (nested when a fiber starts synchronously). */
+  readonly sliceStarts: Array<number> = []
   /** Driver code the binding stopped waiting for (`Detached`), reported at step 6. */
   readonly abandoned: Array<Leak.LeakReport> = []
   readonly tracked = new Set<TrackedEntry>()

@@ -34,26 +34,33 @@ import type * as Tracer from "effect/Tracer"
 /** Fibers devscope itself runs (sequences, callbacks, timers): never a binding's escapee. */
 export const ownFibers = new WeakSet<Fiber.RuntimeFiber<any, any>>()
 
-const unsupervised = (refs: FiberRefs.FiberRefs, fiberId: Parameters<typeof FiberRefs.updateAs>[1]["fiberId"]) =>
-  FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentSupervisor, value: Supervisor.none })
+type FiberIdOf = Parameters<typeof FiberRefs.updateAs>[1]["fiberId"]
 
-const runOptions: Runtime.RunForkOptions = { updateRefs: unsupervised }
+const supervisedBy = (supervisor: Supervisor.Supervisor<any>): Runtime.RunForkOptions => ({
+  updateRefs: (refs: FiberRefs.FiberRefs, fiberId: FiberIdOf) =>
+    FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentSupervisor, value: supervisor })
+})
+
+const runOptions = supervisedBy(Supervisor.none)
 
 /**
  * Starts `effect` now, interruptible, in a root fiber with `parent`'s FiberRefs and no
- * supervisor (see the invariants above). Returns the fiber, which may have completed already.
+ * supervisor (see the invariants above), or `supervisor` (a binding's, for its probe and
+ * `remove`: every slice of theirs is then seen by it). Returns the fiber, which may have
+ * completed already.
  */
 export const startNow = <A, E>(
   parent: Fiber.RuntimeFiber<any, any>,
   runtimeFlags: RuntimeFlags.RuntimeFlags,
-  effect: Effect.Effect<A, E>
+  effect: Effect.Effect<A, E>,
+  supervisor?: Supervisor.Supervisor<any>
 ): Fiber.RuntimeFiber<A, E> => {
   const runtime = Runtime.make({
     context: parent.getFiberRef(FiberRef.currentContext),
     fiberRefs: parent.getFiberRefs(),
     runtimeFlags: RuntimeFlags.enable(runtimeFlags, RuntimeFlags.Interruption)
   })
-  const fiber = Runtime.runFork(runtime, effect, runOptions)
+  const fiber = Runtime.runFork(runtime, effect, supervisor === undefined ? runOptions : supervisedBy(supervisor))
   ownFibers.add(fiber)
   return fiber
 }
@@ -147,14 +154,15 @@ export const awaitBounded = <A, E>(
 /**
  * Runs `effect` (driver code) in a fiber of its own started now, and waits for it as
  * {@link awaitBounded} does. Code that ends without suspending costs no timer and no
- * scheduler turn. Safe to call from an uninterruptible region.
+ * scheduler turn. Safe to call from an uninterruptible region. `supervisor`: see `startNow`.
  */
 export const bounded = <A, E>(
   effect: Effect.Effect<A, E>,
-  deadline: Duration.DurationInput
+  deadline: Duration.DurationInput,
+  supervisor?: Supervisor.Supervisor<any>
 ): Effect.Effect<Outcome<A, E>> =>
   Effect.withFiberRuntime((self, status) => {
-    const fiber = startNow(self, status.runtimeFlags, effect)
+    const fiber = startNow(self, status.runtimeFlags, effect, supervisor)
     const exit = fiber.unsafePoll()
     return exit !== null ? Effect.succeed<Outcome<A, E>>({ _tag: "Done", exit }) : awaitBounded(fiber, deadline)
   })

@@ -14,6 +14,8 @@ import type * as Gate from "../Gate.js"
 import type { GateReport } from "../Lifecycle.js"
 import { type Binding, liveBinding } from "./binding.js"
 import { waitAtMost } from "./deadline.js"
+import { adoptChildrenSince } from "./escape.js"
+import { nextFiberId } from "./fiberIds.js"
 
 /** @internal */
 export const TypeId: typeof Gate.TypeId = Symbol.for("@devscope/core/Gate") as any
@@ -28,6 +30,8 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
    * a map keyed by fiber: hashing fibers would cost more than the rest of the section.
    */
   readonly slots: Array<Fiber.RuntimeFiber<any, any> | undefined> = []
+  /** The next fiber id when each slot's section began (internal/escape.ts). */
+  private readonly since: Array<number> = []
   readonly free: Array<number> = []
   /** The exit continuation of each slot (see `exitOf`). */
   private readonly exits: Array<ReturnType<GateImpl<D>["exitOf"]> | undefined> = []
@@ -84,6 +88,7 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
     if (!this.open) return Effect.fail(this.gone)
     const slot = this.free.length > 0 ? this.free.pop()! : this.slots.length
     this.slots[slot] = fiber
+    this.since[slot] = nextFiberId()
     this.active++
     // Built here rather than in an `Effect.suspend` (one op less per section); a throwing
     // `f` leaves at once and dies as the suspend would have.
@@ -98,6 +103,17 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   }
 
   /**
+   * Children the section's caller forked during it and left running hold the token outside
+   * the binding's supervision: the binding adopts them (internal/escape.ts). One field read
+   * when the caller has no children (the usual case).
+   */
+  private adoptEscapees(slot: number): void {
+    const caller = this.slots[slot] as unknown as { readonly _children?: Set<unknown> | null } | undefined
+    if (caller?._children == null || caller._children.size === 0) return
+    adoptChildrenSince(this.binding, this.slots[slot]!, this.since[slot]!, this.name)
+  }
+
+  /**
    * The exit continuation of a section in `slot`: made once per slot (slots are reused), so a
    * section allocates no closures for it.
    */
@@ -107,10 +123,12 @@ export class GateImpl<D extends string> implements Gate.Gate<D> {
   } {
     return this.exits[slot] ??= {
       onFailure: (cause) => {
+        this.adoptEscapees(slot)
         this.leave(slot)
         return Effect.failCause(cause)
       },
       onSuccess: (value) => {
+        this.adoptEscapees(slot)
         this.leave(slot)
         return Effect.succeed(value)
       }

@@ -22,11 +22,14 @@ import * as Option from "effect/Option"
 import * as Supervisor from "effect/Supervisor"
 import type * as Leak from "../Leak.js"
 import type { Binding, Phase } from "./binding.js"
+import { nextFiberId } from "./fiberIds.js"
 
 /** Where a binding fiber came from, for its leak report. */
 export interface FiberInfo {
   readonly startedDuring: Phase
   readonly startedBy: string
+  /** Set for a fiber adopted after it escaped supervision (internal/escape.ts): how. */
+  readonly escaped?: string | undefined
 }
 
 /** @internal */
@@ -58,6 +61,19 @@ export class BindingSupervisor extends Supervisor.AbstractSupervisor<void> {
   }
   override onEnd<A, E>(_value: Exit.Exit<A, E>, fiber: Fiber.RuntimeFiber<A, E>): void {
     this.binding.fibers.delete(fiber)
+  }
+  // The fiber id window of each evaluation slice during the probe and `remove`: a root fiber
+  // made inside one was started by binding code (internal/escape.ts). A stack, because a
+  // fiber started synchronously runs its first slice inside its starter's.
+  override onResume<A, E>(_fiber: Fiber.RuntimeFiber<A, E>): void {
+    const binding = this.binding
+    if (binding.phase === "probe" || binding.phase === "remove") binding.sliceStarts.push(nextFiberId())
+  }
+  override onSuspend<A, E>(_fiber: Fiber.RuntimeFiber<A, E>): void {
+    const start = this.binding.sliceStarts.pop()
+    if (start === undefined) return
+    const end = nextFiberId()
+    if (end > start) this.binding.escapeWindows.push(start, end)
   }
 }
 

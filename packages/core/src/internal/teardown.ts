@@ -19,10 +19,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import type * as Leak from "../Leak.js"
 import { type Binding, REVOKED, type Revocation, type TrackedEntry } from "./binding.js"
 import type { ReleaseEntry } from "./bindingScope.js"
 import { bounded, waitAtMost } from "./deadline.js"
+import { adoptRoots } from "./escape.js"
 import { fiberLeak } from "./supervision.js"
 
 /** What steps 4 to 6 found. */
@@ -163,6 +165,19 @@ export const teardown = (
     yield* binding.runHooks(2)
     binding.phase = "unbind"
     binding.core.held = false
+    // Fibers that escaped supervision holding the token are stopped with the others, and named.
+    yield* adoptRoots(binding)
+    const escaped: Array<Leak.LeakReport> = []
+    for (const [fiber, info] of binding.fibers) {
+      if (info.escaped === undefined) continue
+      escaped.push({
+        _tag: "EscapedFiber",
+        device: binding.device.name,
+        driver: binding.driver,
+        fiber: FiberId.threadName(fiber.id()),
+        how: info.escaped
+      })
+    }
     const stopped = yield* stopFibers(binding)
     yield* releaseAll(binding, exit)
     // Step 5: revoke.
@@ -170,7 +185,7 @@ export const teardown = (
     binding.bound.key = REVOKED
     binding.phase = "after-unbind"
     // Step 6: leak checks.
-    const leaks: Array<Leak.LeakReport> = [...stopped.survivors, ...binding.abandoned]
+    const leaks: Array<Leak.LeakReport> = [...escaped, ...stopped.survivors, ...binding.abandoned]
     const objectLeak = (tracked: TrackedEntry): Leak.LeakReport => ({
       _tag: "ObjectLeak",
       device: binding.device.name,

@@ -62,7 +62,9 @@ const runProbe = (
 ): Effect.Effect<Exit.Exit<Context.Context<never>, unknown>> =>
   Effect.withFiberRuntime((self, status) => {
     const deadline = bus.settings.probeTimeout
-    const fiber = startNow(self, status.runtimeFlags, probe)
+    // Supervised by the binding from its first slice, so a root fiber it starts is seen
+    // (internal/escape.ts).
+    const fiber = startNow(self, status.runtimeFlags, probe, binding.supervisor)
     binding.probeFiber = fiber
     const done = fiber.unsafePoll()
     if (done !== null) return Effect.succeed(done)

@@ -111,7 +111,10 @@ const runRemove = (bus: BusState, binding: Binding): Effect.Effect<Cause.Cause<u
   const core = binding.beginCall()
   const context = binding.coreTag === undefined ? binding.context! : Context.add(binding.context!, binding.coreTag, core)
   const deadline = bus.settings.removeTimeout
-  return Effect.map(bounded(binding.within(Effect.daemonChildren(Effect.suspend(() => remove(binding.device))), context), deadline), (outcome) => {
+  const removal = binding.within(Effect.daemonChildren(Effect.suspend(() => remove(binding.device))), context)
+  // Supervised by the binding from its first slice, so a root fiber it starts is seen
+  // (internal/escape.ts).
+  return Effect.map(bounded(removal, deadline, binding.supervisor), (outcome) => {
     core.held = false
     if (outcome._tag === "Done") return Exit.isFailure(outcome.exit) ? outcome.exit.cause : undefined
     // Cut at the deadline; or detached, when it did not end even then.
