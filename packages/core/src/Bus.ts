@@ -62,9 +62,13 @@ export interface Options {
    */
   readonly fiberStopTimeout?: Duration.DurationInput | undefined
   /**
-   * How long a probe may run. At the deadline it is interrupted; if it still has not ended one
-   * deadline later (an uninterruptible region), the bind stops waiting, reports it as a
-   * `Detached` leak and tears down what it acquired. Default 30 s.
+   * How long a probe may run. With it, each probe runs in a fiber of its own: at the deadline
+   * it is interrupted; if it still has not ended one deadline later (an uninterruptible
+   * region), the bind stops waiting, reports it as a `Detached` leak and tears down what it
+   * acquired; a bus shutdown cancels probes in flight. Without it (the default) a probe runs
+   * in its binder's fiber, with no deadline: that fiber costs about a quarter of a bind, and
+   * interrupting the binder cancels the probe the same way. Set it when drivers are not
+   * trusted (the hostile-driver fuzzer does).
    */
   readonly probeTimeout?: Duration.DurationInput | undefined
   /**

@@ -98,8 +98,10 @@ export const driver = (plant: Plant | undefined, handles: Map<string, Handle>) =
       { label: "firmware" }
     )
     if (plant === "stuck-fiber") {
-      // The bug: background work that cannot be interrupted for a second.
+      // The bug: background work that cannot be interrupted for a second (once started: the
+      // yield lets it start, as any probe that waits for hardware would).
       yield* Bound.fork(token, Effect.uninterruptible(Effect.sleep("1 second")))
+      yield* Effect.yieldNow()
     } else {
       yield* Bound.fork(token, Effect.never)
     }

@@ -22,7 +22,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
+import { setAlarm } from "./alarms.js"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
@@ -94,8 +94,8 @@ export const waitSite = (fiber: Fiber.RuntimeFiber<any, any>): string => {
 
 /**
  * The fiber's exit if it ends within `deadline`. Never cuts the fiber itself, and never
- * makes the caller interruptible: the wait is a plain callback (the fiber's observer, a
- * timer fiber of its own), so in an uninterruptible region it cannot be interrupted, and in
+ * makes the caller interruptible: the wait is a plain callback (the fiber's observer, an
+ * alarm of internal/alarms.ts), so in an uninterruptible region it cannot be interrupted, and in
  * an interruptible one an interrupt ends only the wait. (`Effect.timeoutOption` around an
  * interruptible `Fiber.await` would let an interrupt of the caller through, even inside an
  * uninterruptible region.)
@@ -104,17 +104,22 @@ export const awaitAtMost = <A, E>(
   fiber: Fiber.RuntimeFiber<A, E>,
   deadline: Duration.DurationInput
 ): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
-  Effect.withFiberRuntime((self, status) => {
+  Effect.suspend(() => {
     const exit = fiber.unsafePoll()
-    if (exit !== null) return Effect.succeed(Option.some(exit))
-    return Effect.async<Option.Option<Exit.Exit<A, E>>>((resume) => {
+    return exit !== null ? Effect.succeed(Option.some(exit)) : waitWithAlarm(fiber, deadline)
+  })
+
+const waitWithAlarm = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  deadline: Duration.DurationInput
+): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.clockWith((clock) => Effect.withFiberRuntime((self, status) =>
+    Effect.async<Option.Option<Exit.Exit<A, E>>>((resume) => {
       let settled = false
-      // Set just below: the observer may not fire before (the fiber is still running).
-      const timer: { fiber: Fiber.RuntimeFiber<void> | undefined } = { fiber: undefined }
       const stop = () => {
         settled = true
         fiber.removeObserver(observer)
-        timer.fiber?.unsafeInterruptAsFork(FiberId.none)
+        timer.clear()
       }
       const settle = (result: Option.Option<Exit.Exit<A, E>>) => {
         if (settled) return
@@ -122,16 +127,12 @@ export const awaitAtMost = <A, E>(
         resume(Effect.succeed(result))
       }
       const observer = (exit: Exit.Exit<A, E>) => settle(Option.some(exit))
+      // One timer per Clock for every wait in flight (internal/alarms.ts).
+      const timer = setAlarm(clock, self, status.runtimeFlags, deadline, () => settle(Option.none()), startNow)
       fiber.addObserver(observer)
-      timer.fiber = startNow(
-        self,
-        status.runtimeFlags,
-        Effect.flatMap(Effect.sleep(deadline), () => Effect.sync(() => settle(Option.none())))
-      )
-      if (settled) timer.fiber.unsafeInterruptAsFork(FiberId.none)
       return Effect.sync(stop)
     })
-  })
+  ))
 
 /**
  * Waits for `fiber` up to `deadline`; then interrupts it and waits up to `deadline` again;

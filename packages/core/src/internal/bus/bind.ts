@@ -2,11 +2,11 @@
  * The bind sequence: a probe with the device lock held, deferred probing (EPROBE_DEFER).
  *
  * # Invariants
- * - The probe runs in a fiber of its own, as binding code (its binding's supervisor only, a
- *   Core token of its own), bounded by the bus's `probeTimeout`: cut at the deadline, and
- *   detached (reported) if it does not end even then. A probe that fails, is cut, or is
- *   cancelled (its binder interrupted, the bus shutting down) has what it acquired torn
- *   down (steps 1-6) before the lock is released.
+ * - The probe runs as binding code (its binding's supervisor only, a Core token of its own).
+ *   With the bus's `probeTimeout` it runs in a fiber of its own, bounded: cut at the
+ *   deadline, and detached (reported) if it does not end even then; a bus shutdown cancels
+ *   it. A probe that fails, is cut, or is cancelled (its binder interrupted, the shutdown)
+ *   has what it acquired torn down (steps 1-6) before the lock is released.
  * - Device links: no probe starts while a supplier is not bound. The check and the move to
  *   `probing` happen in one synchronous step, so a supplier's unbind (which waits for every
  *   consumer that is probing) cannot miss this one.
@@ -26,6 +26,7 @@ import type * as Driver from "../../Driver.js"
 import { Binding, type Revocation } from "../binding.js"
 import { awaitAtMost, detached, startNow, waitSite } from "../deadline.js"
 import type { DeviceImpl } from "../device.js"
+import { nextFiberId } from "../fiberIds.js"
 import type { Site } from "../site.js"
 import { detachedLeak, teardown } from "../teardown.js"
 import { unboundSupplier } from "./graph.js"
@@ -51,20 +52,37 @@ const defer = (bus: BusState, entry: Entry, driver: string, reason: string): voi
 }
 
 /**
- * Runs the probe in its own fiber and waits for it, bounded; cancels it if the binder is
- * interrupted. Returns its exit (a failure when it was cut, cancelled or detached).
+ * Runs the probe. With the bus's `probeTimeout`, in a fiber of its own, bounded (see the
+ * invariants above); a binder interrupted meanwhile cancels it. Without (the default), in the
+ * binder's fiber, interruptibly: no fiber of its own (one per bind would cost a quarter of a
+ * bind, B2), and an interrupted binder cancels it the same way. Returns its exit.
  */
 const runProbe = (
   bus: BusState,
   binding: Binding,
-  probe: Effect.Effect<Context.Context<never>, unknown>,
+  build: Effect.Effect<Context.Context<never>, unknown, any>,
+  context: Context.Context<never>,
   restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-): Effect.Effect<Exit.Exit<Context.Context<never>, unknown>> =>
-  Effect.withFiberRuntime((self, status) => {
-    const deadline = bus.settings.probeTimeout
+): Effect.Effect<Exit.Exit<Context.Context<never>, unknown>> => {
+  const deadline = bus.settings.probeTimeout
+  if (deadline === undefined) {
+    // The binder's fiber runs binding code from here: its slices are watched from the first
+    // one on (internal/escape.ts), which starts now, inside `within`.
+    const watched = Effect.suspend(() => {
+      binding.sliceStarts.push(nextFiberId())
+      return Effect.onExit(build, () =>
+        Effect.sync(() => {
+          const start = binding.sliceStarts.pop()
+          const end = nextFiberId()
+          if (start !== undefined && end > start) binding.escapeWindows.push(start, end)
+        }))
+    })
+    return Effect.exit(restore(binding.within(watched, context)))
+  }
+  return Effect.withFiberRuntime((self, status) => {
     // Supervised by the binding from its first slice, so a root fiber it starts is seen
     // (internal/escape.ts).
-    const fiber = startNow(self, status.runtimeFlags, probe, binding.supervisor)
+    const fiber = startNow(self, status.runtimeFlags, binding.within(build, context), binding.supervisor)
     binding.probeFiber = fiber
     const done = fiber.unsafePoll()
     if (done !== null) return Effect.succeed(done)
@@ -83,6 +101,7 @@ const runProbe = (
       })
     })
   })
+}
 
 /**
  * A successful probe may not stand: a supplier started to unbind (its unbind then unbinds
@@ -135,7 +154,7 @@ export const bindLocked = (bus: BusState, entry: Entry, registered: Registered, 
         Context.add(driver.brand.Core, core)
       )
       const startedAt = bus.clock.unsafeCurrentTimeMillis()
-      let exit = yield* runProbe(bus, binding, binding.within(buildProbe(driver, device, binding), context), restore)
+      let exit = yield* runProbe(bus, binding, buildProbe(driver, device, binding), context, restore)
       core.held = false
       binding.probeFiber = undefined
       if (Exit.isSuccess(exit)) exit = checkAfterProbe(bus, entry, suppliedBy) ?? exit

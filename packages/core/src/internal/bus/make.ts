@@ -3,10 +3,13 @@
  * of the sequences (internal/bus/bind.ts, unbind.ts, links.ts, shutdown.ts).
  *
  * # Invariants
- * - Unbind, removal and driver unload run as sequences of their own (internal/deadline.ts
- *   `detached`): an interrupted caller, even one of the driver's own fibers, stops waiting,
- *   and the sequence runs to its end. A second unload of a driver being unloaded joins the
- *   first. A bind is the caller's: interrupting it cancels the probe (bounded clean-up).
+ * - An unbind or removal, once it holds the device's lock, runs to its end uninterruptibly
+ *   in its caller's fiber: every wait in it is bounded, so an interrupted caller is
+ *   interrupted when it ends (a caller that is one of the binding's own fibers is stopped
+ *   then). A driver unload runs as a sequence of its own (internal/deadline.ts): it takes
+ *   many locks in turn, so an interrupted caller, or one of the driver's own fibers that
+ *   the unload stops, only stops waiting; a second unload of the same driver joins it. A
+ *   bind is the caller's: interrupting it cancels the probe (bounded clean-up).
  * - A device added by binding code is a child of that binding's device.
  * @internal
  */
@@ -33,7 +36,7 @@ import {
 import * as Driver from "../../Driver.js"
 import type { LeakReport } from "../../Leak.js"
 import type { UnbindReport } from "../../Lifecycle.js"
-import { detached, startNow } from "../deadline.js"
+import { startNow } from "../deadline.js"
 import { DeviceImpl } from "../device.js"
 import { EventLog } from "../events.js"
 import { LazySite, type Site, UNCAPTURED } from "../site.js"
@@ -50,7 +53,7 @@ const settingsOf = (options: Bus.Options, onLateLeak: (leak: LeakReport) => void
   return {
     autoBind: options.autoBind ?? true,
     strict: options.strict ?? false,
-    probeTimeout: Duration.decode(options.probeTimeout ?? "30 seconds"),
+    probeTimeout: options.probeTimeout === undefined ? undefined : Duration.decode(options.probeTimeout),
     removeTimeout: Duration.decode(options.removeTimeout ?? "5 seconds"),
     captureSites,
     binding: {
@@ -141,11 +144,11 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const site = callSite()
         const cause = removeOptions?.cause ?? "hot-unplug"
         return Effect.flatMap(resolve(ref), (entry) =>
-          detached(entry.lock.withLock(Effect.gen(function*() {
+          entry.lock.withLock(Effect.gen(function*() {
             yield* checkPresent(entry)
             const report = yield* forget(bus, entry, cause, site)
             return report === undefined ? undefined : yield* failIfStrict(bus, report)
-          }))))
+          })))
       },
 
       registerDriver: (driver) =>
@@ -210,11 +213,11 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       unbind: (ref) => {
         const site = callSite()
         return Effect.flatMap(resolve(ref), (entry) =>
-          detached(entry.lock.withLock(Effect.gen(function*() {
+          entry.lock.withLock(Effect.gen(function*() {
             yield* checkPresent(entry)
             if (entry.binding === undefined) return yield* new NotBound({ device: entry.device.name })
             return yield* failIfStrict(bus, yield* unbindLocked(bus, entry, "manual", site))
-          }))))
+          })))
       },
 
       link: (consumer, supplier) => link(bus, consumer, supplier, callSite()),

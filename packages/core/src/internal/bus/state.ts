@@ -78,7 +78,7 @@ export interface Registered {
 export interface Settings {
   readonly autoBind: boolean
   readonly strict: boolean
-  readonly probeTimeout: Duration.Duration
+  readonly probeTimeout: Duration.Duration | undefined
   readonly removeTimeout: Duration.Duration
   readonly captureSites: "always" | "unlabelled" | "never"
   readonly binding: BindingOptions

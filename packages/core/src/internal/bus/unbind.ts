@@ -58,6 +58,7 @@ export const makeReport = (
  */
 export const removeChildren = (bus: BusState, entry: Entry, cause: UnbindCause, site: Site): Effect.Effect<Array<UnbindReport>> => {
   entry.closingChildren = true
+  if (entry.children.size === 0) return Effect.succeed([])
   const reports: Array<UnbindReport> = []
   const removal = cause === "surprise" ? "surprise" : "hot-unplug"
   const loop: Effect.Effect<Array<UnbindReport>> = Effect.suspend(() => {
