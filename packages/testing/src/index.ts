@@ -20,3 +20,9 @@ export * as Explore from "./Explore.js"
  * @since 0.1.0
  */
 export * as Fuzz from "./Fuzz.js"
+
+/**
+ * Hostile-driver fuzzing: misbehaving drivers against the unbind contract.
+ * @since 0.2.0
+ */
+export * as Hostile from "./Hostile.js"
