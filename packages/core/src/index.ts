@@ -15,6 +15,13 @@ export * as Bound from "./Bound.js"
 export * as Bus from "./Bus.js"
 
 /**
+ * Child devices (Linux's auxiliary bus): a binding registers devices bound by other drivers,
+ * removed before the parent's binding ends.
+ * @since 0.2.0
+ */
+export * as Auxiliary from "./Auxiliary.js"
+
+/**
  * The Core token: proof that code runs inside probe/remove with the device lock held.
  * @since 0.1.0
  */

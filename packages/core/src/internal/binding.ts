@@ -6,6 +6,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import type * as Bound from "../Bound.js"
 import type * as Core from "../Core.js"
+import type * as Device from "../Device.js"
 import { CoreNotHeld, DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
 import type * as Leak from "../Leak.js"
 import type { GateReport, ReleaseFailure, UnbindCause } from "../Lifecycle.js"
@@ -174,6 +175,10 @@ export class Binding {
   revocation: Revocation | undefined = undefined
   /** The tag the driver's Core token goes under in the binding's context. */
   coreTag: Context.Tag<any, any> | undefined = undefined
+  /** Adds a child device of this binding's device to its bus (`Auxiliary.register`). */
+  addChild:
+    | ((spec: Device.Spec, onCreated: (device: Device.Device) => void) => Effect.Effect<Device.Device, unknown>)
+    | undefined = undefined
   /** The probe's fiber while it runs (a bus shutdown cancels it). */
   probeFiber: Fiber.RuntimeFiber<any, any> | undefined = undefined
   /** The driver's `remove` hook, run at step 3. */

@@ -144,6 +144,7 @@ export const bindLocked = (bus: BusState, entry: Entry, registered: Registered, 
       binding.removeHook = driver.remove
       binding.environment = registered.context
       binding.coreTag = driver.brand.Core
+      binding.addChild = (spec, onCreated) => bus.addChild(binding, spec, onCreated)
       entry.binding = binding
       bus.deferred.delete(entry)
       transition(entry, "probing")

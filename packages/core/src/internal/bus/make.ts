@@ -40,6 +40,7 @@ import { startNow } from "../deadline.js"
 import { DeviceImpl } from "../device.js"
 import { EventLog } from "../events.js"
 import { LazySite, type Site, UNCAPTURED } from "../site.js"
+import type { Binding } from "../binding.js"
 import { bindingOfCurrentFiber } from "../supervision.js"
 import { afterBind, bindLocked, retryDeferred, tryBind } from "./bind.js"
 import { addLink } from "./graph.js"
@@ -87,7 +88,14 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const checkPresent = (entry: Entry): Effect.Effect<void, DeviceRemoved> =>
       entry.device.state === "removed" ? Effect.fail(new DeviceRemoved({ device: entry.device.name })) : Effect.void
 
-    const addDevice = (spec: Device.Spec, addOptions?: Bus.AddOptions) =>
+    // `parentBinding`: the binding adding a child (`Auxiliary.register`); by default, the
+    // binding whose code the current fiber runs, if any.
+    const addDevice = (
+      spec: Device.Spec,
+      addOptions?: Bus.AddOptions,
+      parentBinding?: Binding,
+      onCreated?: (device: Device.Device) => void
+    ) =>
       Effect.suspend((): Effect.Effect<
         Device.Device,
         DeviceExists | DeviceNotFound | DeviceRemoved | BusShutDown | ParentUnbinding
@@ -102,13 +110,14 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
           suppliers.push(found)
         }
         // Added by binding code of a device on this bus: a child of that device.
-        const adder = bindingOfCurrentFiber()
+        const adder = parentBinding ?? bindingOfCurrentFiber()
         const parent = adder === undefined ? undefined : bus.entries.get(adder.device.name)
         const isChild = adder !== undefined && parent !== undefined && parent.binding === adder
         if (isChild && (parent.closingChildren || adder.phase === "unbind" || adder.phase === "after-unbind")) {
           return Effect.fail(new ParentUnbinding({ device: spec.name, parent: parent.device.name }))
         }
         const device = new DeviceImpl(spec.name, bus.name, spec.ids ?? {}, isChild ? parent.device.name : undefined)
+        onCreated?.(device)
         const entry = new Entry(device, isChild ? parent : undefined)
         bus.entries.set(spec.name, entry)
         if (isChild) parent.children.add(entry)
@@ -138,7 +147,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
     const service: Bus.Service = {
       name: bus.name,
 
-      addDevice: addDevice as Bus.Service["addDevice"],
+      addDevice: ((spec: Device.Spec, addOptions?: Bus.AddOptions) => addDevice(spec, addOptions)) as Bus.Service["addDevice"],
 
       removeDevice: (ref, removeOptions) => {
         const site = callSite()
@@ -244,6 +253,7 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
       leaks: Effect.sync(() => bus.leaks.slice())
     }
 
+    bus.addChild = (parent, spec, onCreated) => addDevice(spec, undefined, parent, onCreated)
     yield* Effect.addFinalizer(() => shutdown(bus))
     return service
   })

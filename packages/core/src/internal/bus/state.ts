@@ -20,6 +20,7 @@
 import type * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import type * as Device from "../../Device.js"
 import { BusShutDown, DeviceNotFound, DeviceRemoved } from "../../DeviceError.js"
@@ -97,6 +98,12 @@ export class BusState {
   readonly leaks: Array<LeakReport> = []
   /** Driver unloads in flight: a second unload of the same driver joins the first. */
   readonly unloading = new Map<string, Fiber.RuntimeFiber<ReadonlyArray<UnbindReport>, never>>()
+  /** Adds a child device of `parent`'s device (set by make.ts; `Auxiliary.register`). */
+  addChild: (
+    parent: Binding,
+    spec: Device.Spec,
+    onCreated: (device: Device.Device) => void
+  ) => Effect.Effect<Device.Device, unknown> = () => Effect.die("bus not ready")
   /** A deferred-probe retry sequence is running; `retryAgain`: something bound meanwhile. */
   retrying = false
   retryAgain = false
