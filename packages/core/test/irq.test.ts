@@ -90,6 +90,36 @@ const RegsLive = Layer.effect(
 )
 
 describe("Irq", () => {
+  it.effect("a handler that never returns is reported, and the unbind still ends, releases and frees the lock", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        const hw = fakeHardware(log)
+        const captured: Partial<Captured> = {}
+        const driver = Driver.make(Edu, {
+          match: [{ vendor: 1 }],
+          // A handler runs uninterruptibly (a run that starts completes): this one never does.
+          probe: () => capture(captured, Irq.request(Edu, 0, Effect.never)).pipe(Layer.provideMerge(resource(Edu, log, "regs")))
+        })
+        yield* bus.registerDriver(driver).pipe(Effect.provideService(Hardware.Hardware, hw.service))
+        yield* bus.addDevice({ name: "edu0", ids: { vendor: 1 } })
+        yield* Effect.sync(() => hw.line("edu0", 0).raise())
+        yield* settle
+        const unbinding = yield* Effect.fork(bus.unbind("edu0"))
+        for (let i = 0; i < 100 && unbinding.unsafePoll() === null; i++) yield* TestClock.adjust("10 millis")
+        expect(unbinding.unsafePoll()).not.toBeNull()
+        const report = yield* Fiber.join(unbinding)
+        expect(report.leaks.map((l) => l._tag)).toContain("FiberLeak")
+        expect(log.entries).toContain("release regs")
+        expect(Bound.isLive(captured.token!)).toBe(false)
+        expect(hw.line("edu0", 0).listeners.size).toBe(0)
+        // The lock is free: the device binds again.
+        yield* bus.bind("edu0")
+        expect((yield* bus.device("edu0")).state).toBe("bound")
+        yield* Effect.fork(bus.unbind("edu0"))
+        for (let i = 0; i < 100; i++) yield* TestClock.adjust("10 millis")
+      }), { fiberStopTimeout: "100 millis", releaseTimeout: "100 millis" }))
+
   it.effect("the handler runs on raise, as a binding fiber with the Bound token in context", () =>
     withBus((bus) =>
       Effect.gen(function*() {

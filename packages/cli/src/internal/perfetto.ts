@@ -157,6 +157,7 @@ export const toChromeTrace = (record: RunRecord): ChromeTrace => {
             durationMillis: g.durationMillis
           })),
           consumers: r.consumers.map((c) => c.device),
+          children: r.children.map((c) => c.device),
           fibersInterrupted: r.fibersInterrupted,
           releaseFailures: r.releaseFailures.map((f) => f.resource),
           site: r.site,
