@@ -379,3 +379,103 @@ describe("hostile drivers cannot break the unbind", () => {
         expect(uses.length).toBe(before)
       })))
 })
+
+describe("found by review: the unbind still ends", () => {
+  const P = Driver.brand("p")
+  const C = Driver.brand("c")
+
+  it.effect("a parent cannot be linked as a consumer of its own child (the lock orders would deadlock)", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        yield* bus.registerDriver(Driver.make(C, { match: [{ vendor: 2 }], probe: () => Layer.empty }))
+        yield* bus.registerDriver(Driver.make(P, {
+          match: [{ vendor: 1 }],
+          probe: () => Layer.effectDiscard(bus.addDevice({ name: "p0.c0", ids: { vendor: 2 } }))
+        }))
+        yield* bus.addDevice({ name: "p0", ids: { vendor: 1 } })
+        const refused = yield* Effect.flip(bus.link("p0", "p0.c0"))
+        expect(refused).toMatchObject({ _tag: "LinkCycle", path: ["p0", "p0.c0", "p0"] })
+        const report = yield* bus.unbind("p0")
+        expect(report.children.map((r) => r.device)).toEqual(["p0.c0"])
+      })))
+
+  it.effect("a child still probing in one of its parent's fibers is cancelled: the parent's unbind ends", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        yield* bus.registerDriver(Driver.make(C, { match: [{ vendor: 2 }], probe: () => Layer.effectDiscard(Effect.never) }))
+        yield* bus.registerDriver(Driver.make(P, {
+          match: [{ vendor: 1 }],
+          probe: () =>
+            Layer.effectDiscard(Effect.flatMap(P.Bound, (b) => Bound.fork(b, bus.addDevice({ name: "p0.c0", ids: { vendor: 2 } }))))
+        }))
+        yield* bus.addDevice({ name: "p0", ids: { vendor: 1 } })
+        yield* Effect.yieldNow()
+        expect((yield* bus.device("p0.c0")).state).toBe("probing")
+        const unbinding = yield* Effect.fork(bus.unbind("p0"))
+        yield* advance(1000)
+        expect(pollDone(unbinding)).toBe(true)
+        expect(yield* bus.devices).toMatchObject([{ name: "p0", state: "unbound" }])
+      }), { fiberStopTimeout: "50 millis" }))
+
+  it.effect("an unload joins only the unload of the same registration; a driver registered again is unloaded on its own", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const make = () => Driver.make(P, { match: [{ vendor: 1 }], probe: () => Layer.empty, remove: () => Effect.sleep("500 millis") })
+        yield* bus.addDevice({ name: "d0", ids: { vendor: 1 } })
+        yield* bus.registerDriver(make())
+        const first = yield* Effect.fork(bus.unregisterDriver("p"))
+        yield* advance(20)
+        yield* bus.registerDriver(make())
+        yield* bus.addDevice({ name: "d1", ids: { vendor: 1 } })
+        const second = yield* Effect.fork(bus.unregisterDriver("p"))
+        yield* advance(1500)
+        expect((yield* Fiber.join(first)).map((r) => r.device)).toEqual(["d0"])
+        expect((yield* Fiber.join(second)).map((r) => r.device)).toEqual(["d1"])
+        expect(yield* bus.drivers).toEqual([])
+        expect((yield* bus.devices).map((d) => d.state)).toEqual(["unbound", "unbound"])
+      }), { removeTimeout: "1 second" }))
+
+  it.effect("code of a binding that has ended cannot add devices that would outlive it", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const outcome: Array<string> = []
+        yield* bus.registerDriver(Driver.make(P, {
+          match: [{ vendor: 1 }],
+          probe: () =>
+            Layer.effectDiscard(Effect.flatMap(P.Bound, (b) =>
+              Bound.fork(b, Effect.uninterruptible(Effect.zipRight(
+                Effect.sleep("300 millis"),
+                Effect.flatMap(Effect.either(bus.addDevice({ name: "ghost", ids: {} })), (r) =>
+                  Effect.sync(() => void outcome.push(r._tag === "Left" ? r.left._tag : "added")))
+              )))))
+        }))
+        yield* bus.addDevice({ name: "p0", ids: { vendor: 1 } })
+        const unbinding = yield* Effect.fork(bus.unbind("p0"))
+        yield* advance(500)
+        expect((yield* Fiber.join(unbinding)).leaks.map((l) => l._tag)).toEqual(["FiberLeak"])
+        expect(outcome).toEqual(["ParentUnbinding"])
+        expect((yield* bus.devices).map((d) => d.name)).toEqual(["p0"])
+      }), { fiberStopTimeout: "50 millis" }))
+
+  it.effect("a leaked fiber releasing early during the unbind's releases cannot break their order", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        yield* bus.registerDriver(Driver.make(P, {
+          match: [{ vendor: 1 }],
+          probe: () =>
+            Layer.effectDiscard(Effect.gen(function*() {
+              const b = yield* P.Bound
+              const first = yield* Devres.acquireRelease(P, Effect.succeed(1), () => Effect.zipRight(log.push("rel first"), Effect.sleep("100 millis")), { label: "first" })
+              yield* Devres.acquireRelease(P, Effect.succeed(2), () => Effect.zipRight(log.push("rel second"), Effect.sleep("200 millis")), { label: "second" })
+              yield* Bound.fork(b, Effect.uninterruptible(Effect.zipRight(Effect.sleep("80 millis"), Devres.release(first))))
+            }))
+        }))
+        yield* bus.addDevice({ name: "p0", ids: { vendor: 1 } })
+        const unbinding = yield* Effect.fork(bus.unbind("p0"))
+        yield* advance(1000)
+        const report = yield* Fiber.join(unbinding)
+        expect(log.entries).toEqual(["rel second", "rel first"])
+        expect(report.released).toEqual(["second", "first"])
+      }), { fiberStopTimeout: "50 millis", releaseTimeout: "500 millis" }))
+})

@@ -12,7 +12,7 @@ import type * as Leak from "../Leak.js"
 import type { GateReport, ReleaseFailure, UnbindCause } from "../Lifecycle.js"
 import { BindingScope } from "./bindingScope.js"
 import type { DeviceImpl } from "./device.js"
-import { BindingSupervisor, type FiberInfo } from "./supervision.js"
+import { BindingSupervisor, bindingSupervisorOf, type FiberInfo, withSupervisor } from "./supervision.js"
 import { callSite, type Site } from "./site.js"
 
 /** @internal */
@@ -179,7 +179,11 @@ export class Binding {
   addChild:
     | ((spec: Device.Spec, onCreated: (device: Device.Device) => void) => Effect.Effect<Device.Device, unknown>)
     | undefined = undefined
-  /** The probe's fiber while it runs (a bus shutdown cancels it). */
+  /** The registration of the driver this binding belongs to (an unload unbinds its own). */
+  registered: unknown = undefined
+  /** The fiber running the probe, while it runs (its own, or its binder's). */
+  prober: Fiber.RuntimeFiber<any, any> | undefined = undefined
+  /** The probe's fiber while it runs, with `probeTimeout` (a bus shutdown cancels it). */
   probeFiber: Fiber.RuntimeFiber<any, any> | undefined = undefined
   /** The driver's `remove` hook, run at step 3. */
   removeHook: ((device: DeviceImpl) => Effect.Effect<void, unknown, any>) | undefined = undefined
@@ -282,7 +286,12 @@ export class Binding {
 
   /** Runs `effect` as binding code: supervised, so the fibers it starts belong to the binding. */
   supervised<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.locally(effect, FiberRef.currentSupervisor, this.supervisor)
+    return Effect.withFiberRuntime((fiber) => {
+      const outer = fiber.getFiberRef(FiberRef.currentSupervisor)
+      return bindingSupervisorOf(outer) === this.supervisor
+        ? effect
+        : Effect.locally(effect, FiberRef.currentSupervisor, withSupervisor(outer, this.supervisor))
+    })
   }
 
   /**
@@ -305,11 +314,15 @@ export class Binding {
           onSuccess: (value) => Effect.as(reset, value)
         })
         const enter = FiberRef.set(FiberRef.currentContext, context)
-        // Exactly this binding's supervisor, not a zip with the caller's (a parent binding
-        // probing its child device): see the invariants of internal/supervision.ts.
-        return outerSupervisor === this.supervisor
+        // This binding's supervisor instead of any other binding's (a parent binding probing
+        // its child device), with the caller's own supervisors kept: see the invariants of
+        // internal/supervision.ts.
+        const inner = bindingSupervisorOf(outerSupervisor) === this.supervisor
+          ? outerSupervisor
+          : withSupervisor(outerSupervisor, this.supervisor)
+        return inner === outerSupervisor
           ? Effect.zipRight(enter, body)
-          : Effect.zipRight(Effect.zipRight(enter, FiberRef.set(FiberRef.currentSupervisor, this.supervisor)), body)
+          : Effect.zipRight(Effect.zipRight(enter, FiberRef.set(FiberRef.currentSupervisor, inner)), body)
       })
     )
   }

@@ -125,6 +125,9 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
       const { meta } = this
       if (meta.releaseSync !== undefined) return Effect.succeed(this.releaseSync(site, false))
       if (this.owner === RELEASED) return Effect.succeed(Exit.void)
+      // The unbind is releasing (a leaked fiber releasing early): the unbind releases this one
+      // itself, in its order.
+      if (!meta.binding.scope.isOpen) return Effect.succeed(Exit.void)
       if (meta.release === undefined) {
         this.markReleased(site, false)
         meta.binding.recordRelease(this.label, Exit.void, false)
@@ -209,6 +212,8 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
   releaseSync(site: Site, atUnbind: boolean): Exit.Exit<void, unknown> {
     if (this.owner === RELEASED) return Exit.void
     const { meta } = this
+    // Early, while the unbind is releasing: the unbind releases it, in its order.
+    if (!atUnbind && !meta.binding.scope.isOpen) return Exit.void
     const value = this.markReleased(site, atUnbind)
     try {
       meta.releaseSync!(value, atUnbind, site)

@@ -24,12 +24,12 @@ import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import type { Binding } from "./binding.js"
 import { ownFibers } from "./deadline.js"
-import { BindingSupervisor } from "./supervision.js"
+import { bindingSupervisorOf } from "./supervision.js"
 
 /** Adopts `fiber` into `binding` (see the invariants above); false if it is not an escapee. */
 export const adopt = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>, how: string): boolean => {
   if (binding.fibers.has(fiber) || ownFibers.has(fiber) || fiber.unsafePoll() !== null) return false
-  if (fiber.getFiberRef(FiberRef.currentSupervisor) instanceof BindingSupervisor) return false
+  if (bindingSupervisorOf(fiber.getFiberRef(FiberRef.currentSupervisor)) !== undefined) return false
   binding.fibers.set(fiber, { startedDuring: binding.phase, startedBy: how, escaped: how })
   fiber.addObserver(() => binding.fibers.delete(fiber))
   return true

@@ -4,9 +4,10 @@
  * tracked by the binding's supervisor, so the unbind can interrupt and await each one.
  *
  * # Invariants
- * - Binding code runs with exactly its binding's supervisor (`Binding.within`), never a zip
- *   with the caller's: a child device probed from its parent's probe, or a fiber that one
- *   binding starts for another with `Bound.fork`, belongs to one binding only.
+ * - Binding code runs with its binding's supervisor and no other binding's (`Binding.within`
+ *   replaces the caller's binding supervisor, keeping the caller's other supervisors): a
+ *   child device probed from its parent's probe, or a fiber that one binding starts for
+ *   another with `Bound.fork`, belongs to one binding only.
  * - `Binding.fibers` holds every supervised fiber that has started and not ended. A fiber
  *   started after the unbind (from a runtime captured inside the binding) is reported as a
  *   late `FiberLeak` and interrupted at once; it never joins `fibers`.
@@ -88,6 +89,36 @@ export const fiberLeak = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>,
   span: fiber.currentSpan?._tag === "Span" ? fiber.currentSpan.name : undefined
 })
 
+interface ZipShape {
+  readonly _tag?: unknown
+  readonly left?: Supervisor.Supervisor<any>
+  readonly right?: Supervisor.Supervisor<any>
+}
+
+/** The binding supervisor in `supervisor` (itself, or inside a zip), if any. */
+export const bindingSupervisorOf = (supervisor: Supervisor.Supervisor<any>): BindingSupervisor | undefined => {
+  if (supervisor instanceof BindingSupervisor) return supervisor
+  const zip = supervisor as ZipShape
+  if (zip._tag !== "Zip" || zip.left === undefined || zip.right === undefined) return undefined
+  return bindingSupervisorOf(zip.right) ?? bindingSupervisorOf(zip.left)
+}
+
+/** `supervisor` with any binding supervisor in it replaced by `binding`'s. */
+export const withSupervisor = (supervisor: Supervisor.Supervisor<any>, binding: BindingSupervisor): Supervisor.Supervisor<any> => {
+  const others = withoutBindings(supervisor)
+  return others === Supervisor.none ? binding : others.zip(binding)
+}
+
+const withoutBindings = (supervisor: Supervisor.Supervisor<any>): Supervisor.Supervisor<any> => {
+  if (supervisor instanceof BindingSupervisor) return Supervisor.none
+  const zip = supervisor as ZipShape
+  if (zip._tag !== "Zip" || zip.left === undefined || zip.right === undefined) return supervisor
+  const left = withoutBindings(zip.left)
+  const right = withoutBindings(zip.right)
+  if (left === zip.left && right === zip.right) return supervisor
+  return left === Supervisor.none ? right : right === Supervisor.none ? left : left.zip(right)
+}
+
 /**
  * The binding whose code the current fiber runs (its supervisor is that binding's), if any:
  * how the bus tells that a device is added by a binding (a child device).
@@ -96,6 +127,5 @@ export const fiberLeak = (binding: Binding, fiber: Fiber.RuntimeFiber<any, any>,
 export const bindingOfCurrentFiber = (): Binding | undefined => {
   const fiber = Fiber.getCurrentFiber()
   if (Option.isNone(fiber)) return undefined
-  const supervisor = fiber.value.getFiberRef(FiberRef.currentSupervisor)
-  return supervisor instanceof BindingSupervisor ? supervisor.binding : undefined
+  return bindingSupervisorOf(fiber.value.getFiberRef(FiberRef.currentSupervisor))?.binding
 }

@@ -19,6 +19,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { ProbeDefer, ProbeDeferred, ProbeFailed } from "../../DeviceError.js"
@@ -69,6 +70,7 @@ const runProbe = (
     // The binder's fiber runs binding code from here: its slices are watched from the first
     // one on (internal/escape.ts), which starts now, inside `within`.
     const watched = Effect.suspend(() => {
+      binding.prober = Option.getOrUndefined(Fiber.getCurrentFiber())
       binding.sliceStarts.push(nextFiberId())
       return Effect.onExit(build, () =>
         Effect.sync(() => {
@@ -83,7 +85,7 @@ const runProbe = (
     // Supervised by the binding from its first slice, so a root fiber it starts is seen
     // (internal/escape.ts).
     const fiber = startNow(self, status.runtimeFlags, binding.within(build, context), binding.supervisor)
-    binding.probeFiber = fiber
+    binding.probeFiber = binding.prober = fiber
     const done = fiber.unsafePoll()
     if (done !== null) return Effect.succeed(done)
     return Effect.flatMap(Effect.exit(restore(awaitAtMost(fiber, deadline))), (waited) => {
@@ -144,6 +146,7 @@ export const bindLocked = (bus: BusState, entry: Entry, registered: Registered, 
       binding.removeHook = driver.remove
       binding.environment = registered.context
       binding.coreTag = driver.brand.Core
+      binding.registered = registered
       binding.addChild = (spec, onCreated) => bus.addChild(binding, spec, onCreated)
       entry.binding = binding
       bus.deferred.delete(entry)
@@ -157,7 +160,7 @@ export const bindLocked = (bus: BusState, entry: Entry, registered: Registered, 
       const startedAt = bus.clock.unsafeCurrentTimeMillis()
       let exit = yield* runProbe(bus, binding, buildProbe(driver, device, binding), context, restore)
       core.held = false
-      binding.probeFiber = undefined
+      binding.probeFiber = binding.prober = undefined
       if (Exit.isSuccess(exit)) exit = checkAfterProbe(bus, entry, suppliedBy) ?? exit
       if (Exit.isSuccess(exit)) {
         binding.context = Context.merge(context, exit.value)

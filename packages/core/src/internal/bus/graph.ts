@@ -19,8 +19,11 @@ export const unboundSupplier = (entry: Entry): Entry | undefined => {
 }
 
 /**
- * The chain of links from `from` down to `to` (each consuming the next), if there is one.
- * Iterative (a depth-first search with its own stack): chains can be as deep as users make.
+ * The chain from `from` down to `to`, each consuming the next, if there is one. A child counts
+ * as a consumer of its parent (the parent's unbind takes its children down first, as it takes
+ * its consumers), so a link that would make a parent consume its own descendant is a cycle
+ * too (it would deadlock the two lock orders). Iterative (a depth-first search with its own
+ * stack): chains can be as deep as users make.
  */
 export const supplierPath = (from: Entry, to: Entry): Array<Entry> | undefined => {
   const cameFrom = new Map<Entry, Entry | undefined>([[from, undefined]])
@@ -32,7 +35,8 @@ export const supplierPath = (from: Entry, to: Entry): Array<Entry> | undefined =
       for (let at: Entry | undefined = entry; at !== undefined; at = cameFrom.get(at)) path.push(at)
       return path.reverse()
     }
-    for (const supplier of entry.suppliers) {
+    const next = entry.parent === undefined ? entry.suppliers : [...entry.suppliers, entry.parent]
+    for (const supplier of next) {
       if (cameFrom.has(supplier)) continue
       cameFrom.set(supplier, entry)
       stack.push(supplier)

@@ -113,8 +113,11 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const adder = parentBinding ?? bindingOfCurrentFiber()
         const parent = adder === undefined ? undefined : bus.entries.get(adder.device.name)
         const isChild = adder !== undefined && parent !== undefined && parent.binding === adder
-        if (isChild && (parent.closingChildren || adder.phase === "unbind" || adder.phase === "after-unbind")) {
-          return Effect.fail(new ParentUnbinding({ device: spec.name, parent: parent.device.name }))
+        // Code of a binding that is ending (or ended: a detached remove, a leaked fiber) adds
+        // nothing: the device would outlive it.
+        const ending = adder !== undefined && (adder.phase === "unbind" || adder.phase === "after-unbind")
+        if (ending || (isChild && parent.closingChildren)) {
+          return Effect.fail(new ParentUnbinding({ device: spec.name, parent: adder!.device.name }))
         }
         const device = new DeviceImpl(spec.name, bus.name, spec.ids ?? {}, isChild ? parent.device.name : undefined)
         onCreated?.(device)
@@ -131,16 +134,22 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         )
       })
 
-    const unload = (name: string, site: Site): Effect.Effect<ReadonlyArray<UnbindReport>> => {
-      const bound = Array.from(bus.entries.values()).filter((e) => e.binding?.driver === name)
+    // Unbinds every device bound by this registration of the driver (a driver registered
+    // again meanwhile under the same name is another registration, left alone).
+    const unload = (registered: Registered, site: Site): Effect.Effect<ReadonlyArray<UnbindReport>> => {
+      const name = registered.driver.name
+      const ours = (entry: Entry) => entry.binding?.registered === registered
+      const bound = Array.from(bus.entries.values()).filter(ours)
       return Effect.forEach(bound, (entry) =>
         entry.lock.withLock(Effect.suspend(() => {
-          if (entry.binding?.driver !== name || entry.device.state !== "bound") return Effect.succeed(undefined)
+          if (!ours(entry) || entry.device.state !== "bound") return Effect.succeed(undefined)
           return unbindLocked(bus, entry, "unload", site)
         }))).pipe(
           Effect.map((reports) => reports.filter((r): r is UnbindReport => r !== undefined)),
           Effect.tap(() => bus.publish({ _tag: "DriverUnregistered", driver: name })),
-          Effect.ensuring(Effect.sync(() => bus.unloading.delete(name)))
+          Effect.ensuring(Effect.sync(() => {
+            if (bus.unloading.get(name)?.registered === registered) bus.unloading.delete(name)
+          }))
         )
     }
 
@@ -181,12 +190,15 @@ export const make = (options: Bus.Options = {}): Effect.Effect<Bus.Service, neve
         const site = callSite()
         const name = typeof ref === "string" ? ref : ref.name
         return Effect.withFiberRuntime((self, status) => {
-          const inFlight = bus.unloading.get(name)
-          if (inFlight !== undefined) return Fiber.join(inFlight)
-          if (!bus.drivers.has(name)) return Effect.fail(new DriverNotFound({ driver: name }))
+          const registered = bus.drivers.get(name)
+          if (registered === undefined) {
+            // Being unloaded (and not registered again since): join that unload.
+            const inFlight = bus.unloading.get(name)
+            return inFlight !== undefined ? Fiber.join(inFlight.fiber) : Effect.fail(new DriverNotFound({ driver: name }))
+          }
           bus.drivers.delete(name)
-          const fiber = startNow(self, status.runtimeFlags, unload(name, site))
-          if (fiber.unsafePoll() === null) bus.unloading.set(name, fiber)
+          const fiber = startNow(self, status.runtimeFlags, unload(registered, site))
+          if (fiber.unsafePoll() === null) bus.unloading.set(name, { registered, fiber })
           return Effect.flatMap(
             Fiber.join(fiber),
             (reports) => Effect.as(Effect.forEach(reports, (r) => failIfStrict(bus, r), { discard: true }), reports)

@@ -97,7 +97,10 @@ export class BusState {
   readonly deferred = new Set<Entry>()
   readonly leaks: Array<LeakReport> = []
   /** Driver unloads in flight: a second unload of the same driver joins the first. */
-  readonly unloading = new Map<string, Fiber.RuntimeFiber<ReadonlyArray<UnbindReport>, never>>()
+  readonly unloading = new Map<
+    string,
+    { readonly registered: Registered; readonly fiber: Fiber.RuntimeFiber<ReadonlyArray<UnbindReport>, never> }
+  >()
   /** Adds a child device of `parent`'s device (set by make.ts; `Auxiliary.register`). */
   addChild: (
     parent: Binding,

@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import { LeaksDetected } from "../../Leak.js"
 import type { UnbindCause, UnbindReport } from "../../Lifecycle.js"
 import type { Binding, Revocation } from "../binding.js"
@@ -53,6 +54,16 @@ export const makeReport = (
 })
 
 /**
+ * A child or consumer whose probe runs in one of `binding`'s own fibers (a bind started from
+ * binding code) holds its lock until that probe ends, and step 4a, which would stop the
+ * fiber, comes after step 1: the probe is cancelled now, so step 1 never waits on it.
+ */
+const cancelOwnProbe = (binding: Binding, entry: Entry): void => {
+  const prober = entry.device.state === "probing" ? entry.binding?.prober : undefined
+  if (prober !== undefined && binding.fibers.has(prober)) prober.unsafeInterruptAsFork(FiberId.none)
+}
+
+/**
  * Step 1a: remove every child device of `entry` (each under its own lock, unbinding it first
  * if bound), the last added first. From here on `entry` takes no new child.
  */
@@ -65,6 +76,7 @@ export const removeChildren = (bus: BusState, entry: Entry, cause: UnbindCause, 
     const children = Array.from(entry.children)
     const child = children[children.length - 1]
     if (child === undefined) return Effect.succeed(reports)
+    if (entry.binding !== undefined) cancelOwnProbe(entry.binding, child)
     return child.lock.withLock(Effect.suspend(() =>
       child.device.state === "removed"
         ? Effect.sync(() => entry.children.delete(child))
@@ -93,6 +105,7 @@ const unbindConsumers = (bus: BusState, entry: Entry, cause: UnbindCause, site: 
     }
     if (next === undefined) return Effect.succeed(reports)
     const consumer = next
+    if (entry.binding !== undefined) cancelOwnProbe(entry.binding, consumer)
     return consumer.lock.withLock(Effect.suspend(() =>
       consumer.binding !== undefined && consumer.device.state === "bound" && entry.consumers.has(consumer)
         ? Effect.map(unbindLocked(bus, consumer, cause, site), (report) => void reports.push(report))
