@@ -9,6 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
@@ -21,6 +23,7 @@ export type { Misbehaviour, Plan } from "./hostileDriver.js"
 export type Step =
   | { readonly _tag: "bind" | "unbind" | "surprise" | "unplug" | "plug" | "open"; readonly device: string; readonly interruptAfter?: number | undefined }
   | { readonly _tag: "unload" | "reload"; readonly interruptAfter?: number | undefined }
+  | { readonly _tag: "link" | "unlink"; readonly consumer: string; readonly supplier: string }
   | { readonly _tag: "wait"; readonly millis: number }
 
 export interface Sequence {
@@ -59,6 +62,9 @@ export const show = (step: Step): string => {
   switch (step._tag) {
     case "wait":
       return `wait ${step.millis} ms`
+    case "link":
+    case "unlink":
+      return `${step._tag} ${step.consumer} -> ${step.supplier}`
     case "unload":
     case "reload":
       return `${step._tag} the hostile driver${interrupted}`
@@ -93,7 +99,16 @@ export const stepsArb: FastCheck.Arbitrary<ReadonlyArray<Step>> = (() => {
   const driverStep = FastCheck.tuple(FastCheck.constantFrom("unload" as const, "reload" as const), interrupt)
     .map(([_tag, interruptAfter]): Step => ({ _tag, interruptAfter }))
   const wait = FastCheck.integer({ min: 1, max: 200 }).map((millis): Step => ({ _tag: "wait", millis }))
-  return FastCheck.array(FastCheck.oneof({ weight: 6, arbitrary: deviceStep }, { weight: 1, arbitrary: driverStep }, { weight: 2, arbitrary: wait }), {
+  // Links between the devices and the children the probes add (a link may be refused).
+  const linked = FastCheck.constantFrom(...devices, ...devices.map((d) => `${d}.child`))
+  const linkStep = FastCheck.tuple(FastCheck.constantFrom("link" as const, "unlink" as const), linked, linked)
+    .map(([_tag, consumer, supplier]): Step => ({ _tag, consumer, supplier }))
+  return FastCheck.array(FastCheck.oneof(
+    { weight: 6, arbitrary: deviceStep },
+    { weight: 1, arbitrary: driverStep },
+    { weight: 2, arbitrary: wait },
+    { weight: 1, arbitrary: linkStep }
+  ), {
     minLength: 1,
     maxLength: 12
   })
@@ -156,6 +171,10 @@ export const run = (sequence: Sequence): Effect.Effect<Result> =>
           return bus.unregisterDriver(HOSTILE)
         case "reload":
           return bus.registerDriver(hostileDriver(plan, ledger, () => bus))
+        case "link":
+          return Effect.exit(bus.link(step.consumer, step.supplier))
+        case "unlink":
+          return bus.unlink(step.consumer, step.supplier)
       }
     }
     let index = 0
@@ -166,7 +185,7 @@ export const run = (sequence: Sequence): Effect.Effect<Result> =>
         continue
       }
       const fiber = yield* Effect.fork(Effect.exit(runStep(step)))
-      if (step.interruptAfter !== undefined) {
+      if ("interruptAfter" in step && step.interruptAfter !== undefined) {
         const interruptAt = step.interruptAfter
         yield* settle(fiber, interruptAt)
         yield* Effect.fork(Fiber.interrupt(fiber))
@@ -206,6 +225,8 @@ export const run = (sequence: Sequence): Effect.Effect<Result> =>
         bindings: 0
       })
     ),
+    // The driver's planted failures are logged by the bus (a failed destroy): not news here.
+    Logger.withMinimumLogLevel(LogLevel.None),
     Effect.provide(TestContext.TestContext),
     Effect.scoped
   )
