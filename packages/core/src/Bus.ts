@@ -3,10 +3,16 @@
  *
  * - Binding a driver opens a scope; the driver's probe Layer is built into it, with the
  *   Bound and Core tokens in its context. Every fiber started inside the binding belongs to it.
- * - Unbinding follows the contract (DESIGN.md section 4): hooks of step 1 (device links) and
- *   step 2 (gates), the driver's `remove` with full access, then, uninterruptibly, every
- *   binding fiber interrupted and awaited, resources released in reverse order (failures
- *   collected, none stops the others), the token revoked, leak checks, an `Unbound` event.
+ * - Unbinding follows the contract (docs/concepts.md section 5): child devices removed and
+ *   linked consumers unbound (step 1), gates closed (step 2), the driver's `remove` with full
+ *   access, then every binding fiber interrupted and awaited, resources released in reverse
+ *   order (failures collected, none stops the others), the token revoked, leak checks, an
+ *   `Unbound` event. The whole sequence is uninterruptible and every wait in it has a
+ *   deadline (`fiberStopTimeout`, `releaseTimeout`, `removeTimeout`, the gates' and
+ *   registrations' own): driver code that outlives its deadline is reported as `Detached`
+ *   and the unbind goes on, so it always ends, whatever the driver does.
+ * - The bus's own life: open, then shutting down (its scope closing: no new device, driver
+ *   or bind, `BusShutDown`), then closed.
  * - Bind, unbind and remove of one device are serialised by a per-device lock; different
  *   devices proceed concurrently.
  * - A probe failing with `ProbeDefer` queues the device; it is retried after any bind succeeds.
