@@ -223,7 +223,7 @@ labelled Devres takes no stack walk).
 Where the cost goes: the run-loop steps (effect instructions, counted by a supervisor with
 op supervision on; independent of the machine's load) of one cycle. Building any Layer costs
 Effect about 130 steps of memoisation and scope bookkeeping, more than half the baseline's
-whole cycle, so with resources declared as Layers (DESIGN.md section 3) the 1.5x target is
+whole cycle, so with resources declared as Layers (docs/concepts.md section 4) the 1.5x target is
 out of reach by construction; against the Layer-built reference, devscope's own work (device
 lock, binding, tokens, supervision, events, the unbind steps and report) is the difference
 between the last two rows. Per resource devscope takes about as many steps as raw Effect

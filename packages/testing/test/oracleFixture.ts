@@ -1,6 +1,6 @@
 /**
  * A small driver for the edu device with one bug planted at a time, each breaking one
- * guarantee of DESIGN.md section 5 in a way only the oracle sees (the driver runs; nothing
+ * guarantee G1-G5 (docs/testing.md) in a way only the oracle sees (the driver runs; nothing
  * fails in the test's face):
  *
  * - `stale-region` (G1): keeps the raw register window (`Hardware.region`) instead of the

@@ -9,7 +9,7 @@ interface Waiter {
 
 /**
  * A device lock: a FIFO mutex whose uncontended path is a flag and one continuation. Bind,
- * unbind and remove of one device hold it (DESIGN.md section 4); `Semaphore.withPermits(1)`
+ * unbind and remove of one device hold it (docs/concepts.md section 5); `Semaphore.withPermits(1)`
  * did the same in about thirty run-loop steps per call, a tenth of a bind (B2).
  * @internal
  */

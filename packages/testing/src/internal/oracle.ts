@@ -1,5 +1,5 @@
 /**
- * Checks a finished run against the guarantees of DESIGN.md section 5, from what the run
+ * Checks a finished run against the guarantees G1-G5 (docs/testing.md), from what the run
  * recorded: the lifecycle events of both buses (with every unbind report, consumers'
  * included), the simulator's trace and IOMMU faults, and the workload's accounting of
  * operations. Each broken guarantee becomes a `Violation` that names the device and says what
@@ -15,7 +15,7 @@ import { Leak } from "@devscope/core"
 import type { Iommu, Trace } from "@devscope/sim"
 import type { DeviceOps } from "./ops.js"
 
-/** A guarantee of DESIGN.md section 5. */
+/** A guarantee G1-G5 (docs/testing.md). */
 export type Guarantee = "G1" | "G2" | "G3" | "G4" | "G5"
 
 /** A guarantee found broken, on one device ("-" when the run as a whole broke it). */
