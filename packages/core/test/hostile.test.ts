@@ -4,7 +4,7 @@
  * sequences apart from their callers.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
 import { Bound, Bus, Core, Devres, Driver, Gate, Lifecycle, Registration } from "@devscope/core"
 import { advance, Log, resource, withBus } from "./utils.js"
 
@@ -478,4 +478,48 @@ describe("found by review: the unbind still ends", () => {
         expect(log.entries).toEqual(["rel second", "rel first"])
         expect(report.released).toEqual(["second", "first"])
       }), { fiberStopTimeout: "50 millis", releaseTimeout: "500 millis" }))
+})
+
+describe("probeTimeout: a probe that never returns", () => {
+  const P = Driver.brand("p")
+
+  it.effect("is cut at the deadline, or detached and reported if it cannot be interrupted; what it acquired is released", () =>
+    withBus((bus) =>
+      Effect.gen(function*() {
+        const log = new Log()
+        yield* bus.registerDriver(Driver.make(P, {
+          match: [{ vendor: 1 }],
+          probe: (device) =>
+            Layer.effectDiscard(device.name === "stuck0" ? Effect.uninterruptible(Effect.never) : Effect.never)
+              .pipe(Layer.provideMerge(resource(P, log, device.name)))
+        }))
+        for (const name of ["hang0", "stuck0"]) {
+          const adding = yield* Effect.fork(bus.addDevice({ name, ids: { vendor: 1 } }))
+          yield* advance(300)
+          expect(pollDone(adding)).toBe(true)
+        }
+        expect(log.entries).toEqual(["acquire hang0", "release hang0", "acquire stuck0", "release stuck0"])
+        const failed = (yield* bus.history).filter((e) => e._tag === "ProbeFailed")
+        expect(failed.map((e) => e._tag === "ProbeFailed" && Cause.pretty(e.cause).split("\n")[0])).toEqual([
+          "Error: probe did not finish within 100ms; interrupted",
+          "Error: probe did not finish within 100ms; interrupted"
+        ])
+        expect((yield* bus.leaks).filter((l) => l._tag === "Detached")).toMatchObject([{ device: "stuck0", phase: "probe" }])
+        expect((yield* bus.devices).map((d) => d.state)).toEqual(["unbound", "unbound"])
+      }), { probeTimeout: "100 millis" }))
+
+  it.effect("is cancelled by the bus shutdown, which then ends", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const bus = yield* Scope.extend(Bus.make({ probeTimeout: "1 hour" }), scope)
+      yield* bus.registerDriver(Driver.make(P, { match: [{ vendor: 1 }], probe: () => Layer.effectDiscard(Effect.never) }))
+      const adding = yield* Effect.fork(bus.addDevice({ name: "p0", ids: { vendor: 1 } }))
+      yield* advance(10)
+      expect((yield* bus.device("p0")).state).toBe("probing")
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* advance(10)
+      expect(pollDone(closing)).toBe(true)
+      expect(pollDone(adding)).toBe(true)
+      expect(yield* bus.devices).toEqual([])
+    }))
 })

@@ -181,10 +181,11 @@ export class Binding {
     | undefined = undefined
   /** The registration of the driver this binding belongs to (an unload unbinds its own). */
   registered: unknown = undefined
-  /** The fiber running the probe, while it runs (its own, or its binder's). */
+  /**
+   * The fiber running the probe, while it runs: its own with the bus's `probeTimeout` (a
+   * shutdown cancels it), else its binder's.
+   */
   prober: Fiber.RuntimeFiber<any, any> | undefined = undefined
-  /** The probe's fiber while it runs, with `probeTimeout` (a bus shutdown cancels it). */
-  probeFiber: Fiber.RuntimeFiber<any, any> | undefined = undefined
   /** The driver's `remove` hook, run at step 3. */
   removeHook: ((device: DeviceImpl) => Effect.Effect<void, unknown, any>) | undefined = undefined
 

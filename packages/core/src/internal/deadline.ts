@@ -13,16 +13,15 @@
  *   no supervisor of the caller's: so code that completes without suspending costs one fiber
  *   and no scheduler turn, and a fiber started from a binding fiber is not one of the
  *   binding's fibers.
- * - Waiting is safe in an uninterruptible region: only the wait itself (never the awaited
- *   fiber) is ever cut, and the timer's race interrupts nothing but its own interruptible
- *   `Fiber.await`.
+ * - Waiting is safe in an uninterruptible region: a wait is a callback (the awaited fiber's
+ *   observer, an alarm of internal/alarms.ts), never an interruptible region of the caller,
+ *   and only the awaited fiber is ever interrupted, by `cut`.
  * @internal
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import { setAlarm } from "./alarms.js"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
@@ -30,6 +29,7 @@ import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Supervisor from "effect/Supervisor"
 import type * as Tracer from "effect/Tracer"
+import { setAlarm } from "./alarms.js"
 
 /** Fibers devscope itself runs (sequences, callbacks, timers): never a binding's escapee. */
 export const ownFibers = new WeakSet<Fiber.RuntimeFiber<any, any>>()
@@ -142,14 +142,24 @@ export const awaitBounded = <A, E>(
   fiber: Fiber.RuntimeFiber<A, E>,
   deadline: Duration.DurationInput
 ): Effect.Effect<Outcome<A, E>> =>
-  Effect.flatMap(awaitAtMost(fiber, deadline), (first): Effect.Effect<Outcome<A, E>> => {
-    if (Option.isSome(first)) return Effect.succeed({ _tag: "Done", exit: first.value })
-    return Effect.withFiberRuntime((self) => {
-      const waitingIn = waitSite(fiber)
-      fiber.unsafeInterruptAsFork(self.id())
-      return Effect.map(awaitAtMost(fiber, deadline), (second): Outcome<A, E> =>
-        Option.isSome(second) ? { _tag: "Cut", exit: second.value, waitingIn } : { _tag: "Detached", fiber, waitingIn })
-    })
+  Effect.flatMap(awaitAtMost(fiber, deadline), (first): Effect.Effect<Outcome<A, E>> =>
+    Option.isSome(first) ? Effect.succeed({ _tag: "Done", exit: first.value }) : cut(fiber, deadline))
+
+/**
+ * The second half of a bounded wait: interrupts `fiber` (noting where it was waiting) and
+ * waits up to `deadline` once more; `Cut` if it then ends, else `Detached`.
+ */
+export const cut = <A, E>(
+  fiber: Fiber.RuntimeFiber<A, E>,
+  deadline: Duration.DurationInput
+): Effect.Effect<Exclude<Outcome<A, E>, { readonly _tag: "Done" }>> =>
+  Effect.withFiberRuntime((self) => {
+    const waitingIn = waitSite(fiber)
+    fiber.unsafeInterruptAsFork(self.id())
+    return Effect.map(awaitAtMost(fiber, deadline), (second) =>
+      Option.isSome(second)
+        ? { _tag: "Cut" as const, exit: second.value, waitingIn }
+        : { _tag: "Detached" as const, fiber, waitingIn })
   })
 
 /**
@@ -171,22 +181,13 @@ export const bounded = <A, E>(
 /**
  * Runs `effect` as a sequence apart from the caller: in a fiber of its own started now, so
  * that interrupting the caller never stops it halfway. The caller waits for its result; an
- * interrupted caller stops waiting at once, unless `onCallerInterrupt` says how to cancel
- * (it is called with the sequence's fiber and returns what to wait for before the caller
- * ends: a bounded clean-up).
+ * interrupted caller stops waiting at once.
  */
-export const detached = <A, E>(
-  effect: Effect.Effect<A, E>,
-  onCallerInterrupt?: (fiber: Fiber.RuntimeFiber<A, E>) => Effect.Effect<void>
-): Effect.Effect<A, E> =>
+export const detached = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
   Effect.withFiberRuntime<A, E>((self, status) => {
     const fiber = startNow(self, status.runtimeFlags, effect)
     const exit = fiber.unsafePoll()
-    if (exit !== null) return exit
-    const join = Effect.flatten(Fiber.await(fiber))
-    return onCallerInterrupt === undefined
-      ? join
-      : Effect.onInterrupt(join, () => onCallerInterrupt(fiber))
+    return exit !== null ? exit : Effect.flatten(Fiber.await(fiber))
   })
 
 /**

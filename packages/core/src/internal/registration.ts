@@ -12,7 +12,7 @@ import type * as Gate from "../Gate.js"
 import type * as Registration from "../Registration.js"
 import { type Binding, liveBinding } from "./binding.js"
 import { bounded } from "./deadline.js"
-import { detachedLeak } from "./teardown.js"
+import { overDeadline } from "./teardown.js"
 import * as gate_ from "./gate.js"
 
 /** @internal */
@@ -228,16 +228,13 @@ export class RegistrationImpl<D extends string> implements Registration.Registra
       const run: Effect.Effect<Exit.Exit<void, unknown>> = deadline === undefined
         ? Effect.exit(Effect.uninterruptible(destroy))
         : bounded(destroy, deadline).pipe(
-          Effect.map((outcome) => {
-            if (outcome._tag === "Done") return outcome.exit
-            // Cut at the deadline; or not even then (uninterruptible): left running, reported.
-            if (outcome._tag === "Detached") {
-              this.binding.abandoned.push(
-                detachedLeak(this.binding, "destroy", `${this.name} handle #${handle.id}`, `registration "${this.name}"`, deadline)
+          Effect.map((outcome) =>
+            outcome._tag === "Done"
+              ? outcome.exit
+              : Exit.failCause(
+                overDeadline(this.binding, "destroy", `${this.name} handle #${handle.id}`, `registration "${this.name}"`, deadline, outcome)
               )
-            }
-            return Exit.die(new Error(`destroy did not finish within ${Duration.format(deadline)}; interrupted`))
-          })
+          )
         )
       return Effect.flatMap(run, (exit) => {
         if (Exit.isSuccess(exit)) return Effect.void

@@ -51,6 +51,23 @@ export const detachedLeak = (
 })
 
 /**
+ * Driver code of `binding` cut at its deadline: a `Detached` leak if it did not end even then,
+ * and, in both cases, the failure to report for it, naming where it was waiting.
+ */
+export const overDeadline = (
+  binding: Binding,
+  phase: "probe" | "remove" | "release" | "destroy",
+  what: string,
+  site: unknown,
+  deadline: Duration.Duration,
+  outcome: { readonly _tag: "Cut" | "Detached"; readonly waitingIn: string }
+): Cause.Cause<never> => {
+  const where = outcome.waitingIn === "" ? "" : ` ${outcome.waitingIn}`
+  if (outcome._tag === "Detached") binding.abandoned.push(detachedLeak(binding, phase, `${what}${where}`, site, deadline))
+  return Cause.die(new Error(`${phase} did not finish within ${Duration.format(deadline)}; interrupted${where}`))
+}
+
+/**
  * Step 4a: interrupt every fiber of the binding (but the caller) and wait for them, up to the
  * stop timeout. Returns how many were interrupted and the ones that did not stop.
  */
@@ -110,7 +127,7 @@ const releaseAll = (binding: Binding, exit: Exit.Exit<unknown, unknown>): Effect
   const timeout = binding.options.releaseTimeout
   const failed = (entry: ReleaseEntry, cause: Cause.Cause<unknown>) =>
     binding.releaseFailures.push({ resource: entry.label, cause, atUnbind: true })
-  // Starts entry `i`; returns the wait if it did not end at once.
+  // Starts `entry`; returns the wait if it did not end at once.
   const start = (entry: ReleaseEntry): Effect.Effect<void> | undefined => {
     let release: Effect.Effect<void, unknown>
     try {
@@ -124,27 +141,23 @@ const releaseAll = (binding: Binding, exit: Exit.Exit<unknown, unknown>): Effect
       return undefined
     }
     return Effect.map(bounded(release, timeout), (outcome) => {
-      if (outcome._tag === "Detached" || (entry.joinsEarlyRelease === true && outcome._tag === "Cut")) {
-        const what = outcome.waitingIn === "" ? entry.label : `${entry.label} ${outcome.waitingIn}`
-        binding.abandoned.push(detachedLeak(binding, "release", what, entry.site, timeout))
-      } else if (outcome._tag === "Cut") {
-        const where = outcome.waitingIn === "" ? "" : ` ${outcome.waitingIn}`
-        failed(entry, Cause.die(new Error(`release did not finish within ${Duration.format(timeout)}; interrupted${where}`)))
-      } else if (Exit.isFailure(outcome.exit)) {
-        // A Devres records its own failures (its release never fails); anything that does
-        // fail here was cut at the deadline, or is a finalizer of the probe Layer.
-        failed(entry, outcome.exit.cause)
+      if (outcome._tag === "Done") {
+        // A Devres records its own failures (its release never fails): this is a finalizer
+        // of the probe Layer.
+        if (Exit.isFailure(outcome.exit)) failed(entry, outcome.exit.cause)
+        return
       }
+      // A join of an early release still running: the release itself goes on, detached.
+      const detached = entry.joinsEarlyRelease === true ? { ...outcome, _tag: "Detached" as const } : outcome
+      const cause = overDeadline(binding, "release", entry.label, entry.site, timeout, detached)
+      if (detached._tag === "Cut") failed(entry, cause)
     })
   }
   const from = (i: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       for (; i < entries.length; i++) {
         const wait = start(entries[i]!)
-        if (wait !== undefined) {
-          const next = i + 1
-          return Effect.zipRight(wait, from(next))
-        }
+        if (wait !== undefined) return Effect.zipRight(wait, from(i + 1))
       }
       return Effect.void
     })

@@ -150,7 +150,7 @@ export const run = (sequence: Sequence): Effect.Effect<Result> =>
     const bus = yield* Scope.extend(Bus.make({ ...busOptions, onEvent }), scope)
     yield* bus.registerDriver(childDriver(ledger))
     yield* bus.registerDriver(hostileDriver(plan, ledger, () => bus))
-    const inFlight = Effect.map(bus.devices, (ds) => ds.filter((d) => d.state === "probing" || d.state === "unbinding"))
+    const inFlight = () => Effect.runSync(bus.devices).filter((d) => d.state === "probing" || d.state === "unbinding")
     const runStep = (step: Exclude<Step, { _tag: "wait" }>): Effect.Effect<unknown, unknown> => {
       switch (step._tag) {
         case "plug":
@@ -196,9 +196,9 @@ export const run = (sequence: Sequence): Effect.Effect<Result> =>
       }
       // Whatever the caller saw, no device is left halfway (an interrupted caller's sequence
       // runs to its end in the background).
-      const settled = yield* settleWhile(() => Effect.runSync(inFlight).length > 0, STEP_BUDGET_MS)
+      const settled = yield* settleWhile(() => inFlight().length > 0, STEP_BUDGET_MS)
       if (!settled) {
-        const names = (yield* inFlight).map((d) => `${d.name} (${d.state})`).join(", ")
+        const names = inFlight().map((d) => `${d.name} (${d.state})`).join(", ")
         breaks.push({ rule: "settled", message: `after step ${index} (${show(step)}): ${names} still in flight after ${STEP_BUDGET_MS} ms` })
         break
       }

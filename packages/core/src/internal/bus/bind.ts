@@ -16,7 +16,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -25,11 +24,11 @@ import * as Option from "effect/Option"
 import { ProbeDefer, ProbeDeferred, ProbeFailed } from "../../DeviceError.js"
 import type * as Driver from "../../Driver.js"
 import { Binding, type Revocation } from "../binding.js"
-import { awaitAtMost, detached, startNow, waitSite } from "../deadline.js"
+import { awaitAtMost, cut, detached, startNow } from "../deadline.js"
 import type { DeviceImpl } from "../device.js"
 import { nextFiberId } from "../fiberIds.js"
 import type { Site } from "../site.js"
-import { detachedLeak, teardown } from "../teardown.js"
+import { overDeadline, teardown } from "../teardown.js"
 import { unboundSupplier } from "./graph.js"
 import { type BusState, type Entry, type Registered, transition } from "./state.js"
 import { makeReport, removeChildren } from "./unbind.js"
@@ -85,21 +84,18 @@ const runProbe = (
     // Supervised by the binding from its first slice, so a root fiber it starts is seen
     // (internal/escape.ts).
     const fiber = startNow(self, status.runtimeFlags, binding.within(build, context), binding.supervisor)
-    binding.probeFiber = binding.prober = fiber
+    binding.prober = fiber
     const done = fiber.unsafePoll()
     if (done !== null) return Effect.succeed(done)
     return Effect.flatMap(Effect.exit(restore(awaitAtMost(fiber, deadline))), (waited) => {
       if (Exit.isSuccess(waited) && Option.isSome(waited.value)) return Effect.succeed(waited.value.value)
       // The deadline passed, or the binder was interrupted: cancel the probe, bounded.
-      const where = waitSite(fiber)
-      const why = Exit.isSuccess(waited)
-        ? Cause.die(new Error(`probe did not finish within ${Duration.format(deadline)}; interrupted${where === "" ? "" : ` ${where}`}`))
-        : waited.cause
-      fiber.unsafeInterruptAsFork(self.id())
-      return Effect.map(awaitAtMost(fiber, deadline), (second) => {
-        if (Option.isSome(second)) return Exit.isSuccess(second.value) ? second.value : Exit.failCause(why)
-        binding.abandoned.push(detachedLeak(binding, "probe", where === "" ? "probe" : `probe ${where}`, `driver "${binding.driver}"`, deadline))
-        return Exit.failCause(why)
+      return Effect.map(cut(fiber, deadline), (outcome) => {
+        if (outcome._tag === "Cut" && Exit.isSuccess(outcome.exit)) return outcome.exit
+        // A detached probe is reported as such, not waited for again as a binding fiber.
+        if (outcome._tag === "Detached") binding.fibers.delete(fiber)
+        const timedOut = overDeadline(binding, "probe", "probe", `driver "${binding.driver}"`, deadline, outcome)
+        return Exit.failCause(Exit.isSuccess(waited) ? timedOut : waited.cause)
       })
     })
   })
@@ -160,7 +156,7 @@ export const bindLocked = (bus: BusState, entry: Entry, registered: Registered, 
       const startedAt = bus.clock.unsafeCurrentTimeMillis()
       let exit = yield* runProbe(bus, binding, buildProbe(driver, device, binding), context, restore)
       core.held = false
-      binding.probeFiber = binding.prober = undefined
+      binding.prober = undefined
       if (Exit.isSuccess(exit)) exit = checkAfterProbe(bus, entry, suppliedBy) ?? exit
       if (Exit.isSuccess(exit)) {
         binding.context = Context.merge(context, exit.value)

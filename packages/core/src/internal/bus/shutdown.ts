@@ -21,8 +21,12 @@ export const shutdown = (bus: BusState): Effect.Effect<void> =>
     if (bus.life !== "open") return Effect.void
     bus.life = "shutting-down"
     bus.publish({ _tag: "BusShuttingDown" })
-    for (const entry of bus.entries.values()) {
-      if (entry.device.state === "probing") entry.binding?.probeFiber?.unsafeInterruptAsFork(FiberId.none)
+    // With `probeTimeout` a probe runs in a fiber of its own, which can be cancelled; without,
+    // it runs in its binder's fiber, which is not the bus's to interrupt.
+    if (bus.settings.probeTimeout !== undefined) {
+      for (const entry of bus.entries.values()) {
+        if (entry.device.state === "probing") entry.binding?.prober?.unsafeInterruptAsFork(FiberId.none)
+      }
     }
     const next: Effect.Effect<void> = Effect.suspend(() => {
       const first = bus.entries.values().next()

@@ -31,7 +31,6 @@ import type { Binding, BindingOptions } from "../binding.js"
 import type { DeviceImpl } from "../device.js"
 import type { EventLog } from "../events.js"
 import { DeviceLock } from "../lock.js"
-import type { Site } from "../site.js"
 
 /** Every device state change the bus makes; anything else is a bug in devscope. */
 export const TRANSITIONS: { readonly [S in Device.State]: ReadonlyArray<Device.State> } = {
@@ -149,6 +148,3 @@ export class BusState {
 }
 
 export const isEntry = (found: Entry | DeviceNotFound | DeviceRemoved): found is Entry => found instanceof Entry
-
-/** Where a sequence was asked for: a bus call's site, or a fixed description. */
-export type { Site }

@@ -11,7 +11,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
@@ -21,7 +20,7 @@ import type { Binding, Revocation } from "../binding.js"
 import { bounded } from "../deadline.js"
 import { collectLeaks } from "../reports.js"
 import type { Site } from "../site.js"
-import { detachedLeak, teardown, type Torn } from "../teardown.js"
+import { overDeadline, teardown, type Torn } from "../teardown.js"
 import { dropLink, isBusy } from "./graph.js"
 import { type BusState, type Entry, transition } from "./state.js"
 
@@ -131,12 +130,9 @@ const runRemove = (bus: BusState, binding: Binding): Effect.Effect<Cause.Cause<u
   return Effect.map(bounded(removal, deadline, binding.supervisor), (outcome) => {
     core.held = false
     if (outcome._tag === "Done") return Exit.isFailure(outcome.exit) ? outcome.exit.cause : undefined
-    // Cut at the deadline; or detached, when it did not end even then.
-    const where = outcome.waitingIn === "" ? "" : ` ${outcome.waitingIn}`
-    if (outcome._tag === "Detached") {
-      binding.abandoned.push(detachedLeak(binding, "remove", `remove${where}`, `driver "${binding.driver}"`, deadline))
-    }
-    return Cause.die(new Error(`remove did not finish within ${Duration.format(deadline)}; interrupted${where}`))
+    // A detached remove is reported as such, not waited for again as a binding fiber.
+    if (outcome._tag === "Detached") binding.fibers.delete(outcome.fiber)
+    return overDeadline(binding, "remove", "remove", `driver "${binding.driver}"`, deadline, outcome)
   })
 }
 
