@@ -1,6 +1,15 @@
 import { defineConfig } from "vitest/config"
 
+// Every `@devscope/*` package runs from its TypeScript sources here: their `exports` name
+// `./src` under the "@devscope/source" condition and the published `./dist` otherwise.
+// (Vite's own default conditions follow it.)
+export const resolveFromSource = {
+  resolve: { conditions: ["@devscope/source", "module", "browser", "development|production"] },
+  ssr: { resolve: { conditions: ["@devscope/source", "module", "node", "development|production"] } }
+}
+
 export default defineConfig({
+  ...resolveFromSource,
   test: {
     include: ["packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
     // Type-level guarantees: `*.test-d.ts` files are type-checked (tsc) and their

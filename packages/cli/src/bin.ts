@@ -1,6 +1,7 @@
+#!/usr/bin/env node
 /**
- * The `devscope` executable: `bin/devscope.js` (the package's bin) or
- * `tsx packages/cli/src/bin.ts <command>` (`pnpm devscope`).
+ * The `devscope` executable: `dist/bin.js` is the installed package's bin; in the workspace
+ * `pnpm devscope <command>` runs this source through tsx.
  *
  * Exit codes: 0 every guarantee held; 1 a guarantee was broken or driver code failed; 2 the
  * scenario cannot run or the command line is wrong; 130 interrupted (Ctrl-C).

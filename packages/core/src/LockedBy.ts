@@ -153,7 +153,8 @@ export type WrongLock = internal.WrongLock
  * const lock = LockedBy.unsafeLock("tree")
  * const node = LockedBy.make(lock, 1)
  * const leaked = Effect.runSync(lock.with((held) => Effect.succeed(held)))
- * node.access(leaked) // throws LockNotHeld
+ * const exit = Effect.runSyncExit(Effect.sync(() => node.access(leaked)))
+ * // Exit.isFailure(exit): the defect LockNotHeld, the proof's section has ended
  * ```
  * @since 0.1.0
  * @category defects
