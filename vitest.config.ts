@@ -11,7 +11,7 @@ export const resolveFromSource = {
 export default defineConfig({
   ...resolveFromSource,
   test: {
-    include: ["packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
+    include: ["packages/*/test/**/*.test.ts", "examples/*/test/**/*.test.ts", "scripts/**/*.test.ts"],
     // Type-level guarantees: `*.test-d.ts` files are type-checked (tsc) and their
     // `expectTypeOf` / `@ts-expect-error` assertions count as tests.
     typecheck: {
