@@ -2,7 +2,7 @@ import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/build/**", "**/dist/**", "docs/**"] },
+  { ignores: ["**/node_modules/**", "**/build/**", "**/dist/**", "**/.docgen/**", "docs/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -133,14 +133,18 @@ const pack = (dir: string, into: string): string => {
   const stray = entries.filter((e) => !allowed.test(e) || forbidden.test(e.slice("package/".length)))
   const manifest = JSON.parse(execFileSync("tar", ["-xzOf", tarball, "package/package.json"], { encoding: "utf8" })) as Record<string, unknown>
   const text = JSON.stringify(manifest)
+  // `npm pack` (which ignores publishConfig) must ship the same files: `files` decides both.
+  const npmList = (JSON.parse(execFileSync("npm", ["pack", "--dry-run", "--json", "--loglevel=error"], { cwd: path.join(root, dir), encoding: "utf8" })) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => `package/${f.path}`)
+  const npmStray = npmList.filter((e) => !allowed.test(e) || forbidden.test(e.slice("package/".length)))
   const problems = [
     ...stray.map((e) => `ships ${e}`),
+    ...npmStray.map((e) => `npm pack --dry-run lists ${e}`),
     ...(entries.some((e) => e === "package/dist/index.js") ? [] : ["has no dist/index.js"]),
     ...(entries.some((e) => e === "package/dist/index.d.ts") ? [] : ["has no dist/index.d.ts"]),
     ...(text.includes("workspace:") ? ["package.json keeps a workspace: range"] : []),
     ...(text.includes("@devscope/source") || text.includes("./src/") ? ["package.json points at src"] : [])
   ]
-  check(`pack ${dir}: ${entries.length} files`, problems.length === 0 ? undefined : problems.join("; "))
+  check(`pack ${dir}: ${entries.length} files (npm pack --dry-run: ${npmList.length})`, problems.length === 0 ? undefined : problems.join("; "))
   return tarball
 }
 
