@@ -1,6 +1,8 @@
 /**
  * The user-facing side of the blk driver: `BlockDevice` handles and the `BlockDevices`
  * registry (a block-layer-like class where bound disks appear at probe and disappear at unbind).
+ *
+ * @since 0.1.0
  */
 import { Context, Data, type Effect, Layer, Option } from "effect"
 import type { DeviceError } from "@devscope/core"
@@ -8,6 +10,7 @@ import type { DeviceError } from "@devscope/core"
 /**
  * A request that does not fit the device: outside `[0, sectors)`, empty, or data that is not
  * whole sectors. Checked before anything reaches the device.
+ * @since 0.1.0
  */
 export class OutOfRange extends Data.TaggedError("OutOfRange")<{
   readonly device: string
@@ -22,6 +25,7 @@ export class OutOfRange extends Data.TaggedError("OutOfRange")<{
  * A request the platform could not map for DMA (the IOMMU refused its buffer, as a kernel
  * `dma_map_*` failure): nothing reached the device and no tag is held; the call may be
  * retried. Its `reason` is the hardware's.
+ * @since 0.1.0
  */
 export class IoRefused extends Data.TaggedError("IoRefused")<{
   readonly device: string
@@ -30,7 +34,10 @@ export class IoRefused extends Data.TaggedError("IoRefused")<{
   readonly reason: string
 }> {}
 
-/** Counters of one block device; a snapshot, readable after unbind too (last values). */
+/**
+ * Counters of one block device; a snapshot, readable after unbind too (last values).
+ * @since 0.1.0
+ */
 export interface BlkStats {
   /** Read requests submitted to the device. */
   readonly reads: number
@@ -56,6 +63,7 @@ export interface BlkStats {
  * One bound disk. Every call resolves exactly once: with its result, with `OutOfRange`, with
  * `IoRefused` when its buffer could not be mapped, or with `DeviceGone` once the device is
  * going away (guarantee G4).
+ * @since 0.1.0
  */
 export interface BlockDevice {
   readonly device: string
@@ -71,7 +79,10 @@ export interface BlockDevice {
   stats(): BlkStats
 }
 
-/** The registry of bound block devices, by device name. */
+/**
+ * The registry of bound block devices, by device name.
+ * @since 0.1.0
+ */
 export interface BlockDevicesRegistry {
   readonly register: (device: BlockDevice) => void
   /** Removes `device` if it is the one registered under its name. */
@@ -95,6 +106,7 @@ export interface BlockDevicesRegistry {
  *     onSome: (disk) => disk.read(0, 1)
  *   }))
  * ```
+ * @since 0.1.0
  */
 export class BlockDevices extends Context.Tag("@devscope/example-blk/BlockDevices")<
   BlockDevices,
@@ -112,6 +124,7 @@ export class BlockDevices extends Context.Tag("@devscope/example-blk/BlockDevice
  * const disks = makeBlockDevices()
  * const withDisks = <A, E, R>(program: Effect.Effect<A, E, R>) => Effect.provideService(program, BlockDevices, disks)
  * ```
+ * @since 0.1.0
  */
 export const makeBlockDevices = (): BlockDevicesRegistry => {
   const byName = new Map<string, BlockDevice>()
@@ -125,5 +138,8 @@ export const makeBlockDevices = (): BlockDevicesRegistry => {
   }
 }
 
-/** `BlockDevices` as a Layer (a fresh registry). */
+/**
+ * `BlockDevices` as a Layer (a fresh registry).
+ * @since 0.1.0
+ */
 export const layer: Layer.Layer<BlockDevices> = Layer.sync(BlockDevices, makeBlockDevices)

@@ -12,6 +12,8 @@
  *   works, stops the device and waits (bounded) until it no longer touches memory, then fails
  *   what is left with `DeviceGone`; on surprise removal (all-ones) it fails them at once.
  *   Coherent memory is freed after that, at unbind step 4.
+ *
+ * @since 0.1.0
  */
 import { Context, Deferred, Duration, Effect, FiberId, Layer } from "effect"
 import { type Bound, Devres, DeviceError, Dma, Driver, Gate, Hardware, Irq, type Mmio } from "@devscope/core"
@@ -19,19 +21,28 @@ import { type BlockDevice, BlockDevices, IoRefused, OutOfRange } from "./BlockDe
 import * as BlkModel from "./model.js"
 import { counters, type CqRing, cqRing, type Request, Requests, type SqRing, sqRing, TagPool } from "./queue.js"
 
-/** The brand: types the tokens `Bound<"blk">` and `Core<"blk">`. */
+/**
+ * The brand: types the tokens `Bound<"blk">` and `Core<"blk">`.
+ * @since 0.1.0
+ */
 export const Blk = Driver.brand("blk")
 
 type Regs = Mmio.Mmio<typeof BlkModel.registers.spec>
 
 const ALL_ONES = 0xffffffff
 
-/** BAR0: the register window, a Devres of the binding. */
+/**
+ * BAR0: the register window, a Devres of the binding.
+ * @since 0.1.0
+ */
 export class Bar0 extends Context.Tag("@devscope/example-blk/Bar0")<Bar0, Devres.Devres<Regs, "blk">>() {}
 
 const Bar0Live = Layer.effect(Bar0, Hardware.iomap(Blk, BlkModel.registers, 0, { label: "BAR0" }))
 
-/** What the probe sets up for the request path; `remove` needs it too. */
+/**
+ * What the probe sets up for the request path; `remove` needs it too.
+ * @since 0.1.0
+ */
 export interface Queue {
   readonly requests: Devres.Devres<Requests, "blk">
   readonly sq: Devres.Devres<SqRing, "blk">
@@ -40,10 +51,16 @@ export interface Queue {
   readonly gate: Gate.Gate<"blk">
 }
 
-/** The probe's request-path state, a service of the binding. */
+/**
+ * The probe's request-path state, a service of the binding.
+ * @since 0.1.0
+ */
 export class QueueState extends Context.Tag("@devscope/example-blk/Queue")<QueueState, Queue>() {}
 
-/** What a probe acquired, for tests and debugging. */
+/**
+ * What a probe acquired, for tests and debugging.
+ * @since 0.1.0
+ */
 export interface Probed extends Queue {
   readonly token: Bound.Bound<"blk">
   readonly bar: Devres.Devres<Regs, "blk">
@@ -51,6 +68,7 @@ export interface Probed extends Queue {
   readonly device: BlockDevice
 }
 
+/** @since 0.1.0 */
 export interface Options {
   /** Requests in flight at once (tags). Default 16, at most what the device takes. */
   readonly queueDepth?: number | undefined
@@ -94,6 +112,7 @@ const MAP_OPTIONS = { [BlkModel.Op.READ]: { label: "read buffer" }, [BlkModel.Op
  *   return yield* disk.read(0, 1)
  * }).pipe(Effect.provide(Simulator.layer()), Effect.provideService(BlockDevices, disks))
  * ```
+ * @since 0.1.0
  */
 export const driver = (options: Options = {}) => {
   const drainTimeout = options.drainTimeout ?? "10 millis"

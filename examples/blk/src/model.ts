@@ -20,18 +20,29 @@
  *
  * The medium is a {@link BackingStore}, made apart from the model so that it outlives a plug:
  * unplug the device, plug a new one on the same store, and the data is still there.
+ *
+ * @since 0.1.0
  */
 import { Duration, Effect } from "effect"
 import { Dma, RegisterMap } from "@devscope/core"
 import { Model } from "@devscope/sim"
 
-/** PCI ids the model is plugged with (class 0x0180: mass storage, other). */
+/**
+ * PCI ids the model is plugged with (class 0x0180: mass storage, other).
+ * @since 0.1.0
+ */
 export const ids = { vendor: 0x1234, device: 0xb10c, class: 0x018000 } as const
 
-/** What `ID` reads: "BLK" and version 1. */
+/**
+ * What `ID` reads: "BLK" and version 1.
+ * @since 0.1.0
+ */
 export const ID_VALUE = 0x424c4b01
 
-/** The register map of BAR0, shared by the model and the driver. */
+/**
+ * The register map of BAR0, shared by the model and the driver.
+ * @since 0.1.0
+ */
 export const registers = RegisterMap.make("acme-blk", 0x40, {
   ID: { offset: 0x00, access: "RO", reset: ID_VALUE, description: "\"BLK\" and the version" },
   CAP: {
@@ -71,28 +82,48 @@ export const registers = RegisterMap.make("acme-blk", 0x40, {
   CQ_HEAD: { offset: 0x38, access: "WO", description: "doorbell: index after the last completion consumed" }
 })
 
-/** A submission queue entry (16 bytes). */
+/**
+ * A submission queue entry (16 bytes).
+ * @since 0.1.0
+ */
 export const Sqe = Dma.struct({ op: "u8", rsvd: "u8", tag: "u16", sector: "u32", count: "u32", addr: "u32" })
 
-/** A completion queue entry (4 bytes). */
+/**
+ * A completion queue entry (4 bytes).
+ * @since 0.1.0
+ */
 export const Cqe = Dma.struct({ tag: "u16", status: "u8", phase: "u8" })
 
-/** Request opcodes (`Sqe.op`). */
+/**
+ * Request opcodes (`Sqe.op`).
+ * @since 0.1.0
+ */
 export const Op = { READ: 1, WRITE: 2, FLUSH: 3 } as const
 
-/** Completion statuses (`Cqe.status`). */
+/**
+ * Completion statuses (`Cqe.status`).
+ * @since 0.1.0
+ */
 export const Status = { OK: 0, INVALID_OP: 1, OUT_OF_RANGE: 2, DMA_ERROR: 3 } as const
 
-/** Register bits. */
+/**
+ * Register bits.
+ * @since 0.1.0
+ */
 export const CTRL_ENABLE = 1
+/** @since 0.1.0 */
 export const STATUS_READY = 1
+/** @since 0.1.0 */
 export const STATUS_IDLE = 2
+/** @since 0.1.0 */
 export const INT_CQ = 1
+/** @since 0.1.0 */
 export const INT_ERROR = 2
 
 /**
  * The medium: `sectors` sectors of `sectorSize` bytes. It belongs to no device, so it persists
  * across unplug and plug of the models that use it.
+ * @since 0.1.0
  */
 export interface BackingStore {
   readonly sectors: number
@@ -113,6 +144,7 @@ export interface BackingStore {
  * const disk = BlkModel.store(2048) // 1 MiB of 512-byte sectors
  * disk.read(0, 1).length // 512
  * ```
+ * @since 0.1.0
  */
 export const store = (sectors: number, sectorSize = 512): BackingStore => {
   if (!Number.isInteger(sectors) || sectors < 1 || sectors > 0xffffffff) {
@@ -142,7 +174,10 @@ export const store = (sectors: number, sectorSize = 512): BackingStore => {
   }
 }
 
-/** The model's configuration. */
+/**
+ * The model's configuration.
+ * @since 0.1.0
+ */
 export interface Config {
   readonly store: BackingStore
   /** Time the device takes for one batch of requests. Default 20 µs. */
@@ -172,6 +207,7 @@ interface Fetched {
  * const plug = Effect.flatMap(Simulator.Simulator, (sim) =>
  *   sim.plug({ bus: "pci", name: "blk0", ids: BlkModel.ids, model: BlkModel.model({ store: disk }) }))
  * ```
+ * @since 0.1.0
  */
 export const model = (config: Config) => {
   const medium = config.store

@@ -7,6 +7,8 @@
  * handler reaping its completion, or `remove` failing what is left); only the claimer resolves
  * it, unmaps its buffer and completes its Deferred. A second claim (a completion arriving for a
  * request already failed) finds it claimed and does nothing.
+ *
+ * @since 0.1.0
  */
 import { Deferred, Effect, Exit, FiberId, Option } from "effect"
 import type { Duration } from "effect"
@@ -15,23 +17,38 @@ import * as BlkModel from "./model.js"
 
 type Regs = Mmio.Mmio<typeof BlkModel.registers.spec>
 
-/** The submission ring's layout for `entries` entries. */
+/**
+ * The submission ring's layout for `entries` entries.
+ * @internal
+ */
 export const sqRing = (entries: number) => Dma.array(BlkModel.Sqe, entries)
-/** The completion ring's layout for `entries` entries. */
+/**
+ * The completion ring's layout for `entries` entries.
+ * @internal
+ */
 export const cqRing = (entries: number) => Dma.array(BlkModel.Cqe, entries)
 
+/** @internal */
 export type SqRing = Dma.Coherent<ReturnType<typeof sqRing>>
+/** @internal */
 export type CqRing = Dma.Coherent<ReturnType<typeof cqRing>>
 
-/** A request the device completed with a status other than OK: a driver bug, so a defect. */
+/**
+ * A request the device completed with a status other than OK: a driver bug, so a defect.
+ * @since 0.1.0
+ */
 export class BlkIoError extends Error {
+  /** @since 0.1.0 */
   readonly _tag = "BlkIoError"
   constructor(readonly device: string, readonly op: number, readonly sector: number, readonly status: number) {
     super(`blk ${device}: op ${op} at sector ${sector} completed with status ${status}`)
   }
 }
 
-/** Mutable counters behind `BlockDevice.stats()` (plain memory: readable after unbind). */
+/**
+ * Mutable counters behind `BlockDevice.stats()` (plain memory: readable after unbind).
+ * @internal
+ */
 export interface Counters {
   reads: number
   writes: number
@@ -45,6 +62,7 @@ export interface Counters {
   bytesWritten: number
 }
 
+/** @internal */
 export const counters = (): Counters => ({
   reads: 0,
   writes: 0,
@@ -58,7 +76,10 @@ export const counters = (): Counters => ({
   bytesWritten: 0
 })
 
-/** One request handed to the device. */
+/**
+ * One request handed to the device.
+ * @since 0.1.0
+ */
 export interface Request {
   readonly tag: number
   readonly op: number
@@ -84,6 +105,7 @@ interface Ticket {
  * the gate, so a wait never holds the gate's close up); `shutdown` fails the waiters with
  * `DeviceGone`, and tags returned after it are never handed out again (a device that was
  * stopped late could still hold them). `refused` is told of each call failed with `DeviceGone`.
+ * @since 0.1.0
  */
 export class TagPool {
   private readonly free: Array<number> = []
@@ -105,6 +127,7 @@ export class TagPool {
   /**
    * Waits (interruptibly, through `restore`) for a free tag. Call it from an uninterruptible
    * region: a tag handed over at the moment of an interrupt goes back to the pool.
+   * @since 0.1.0
    */
   take(restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): Effect.Effect<number, DeviceError.DeviceGone> {
     return Effect.suspend(() => {
@@ -127,7 +150,10 @@ export class TagPool {
     })
   }
 
-  /** A free tag, `GONE` after the shutdown (counted as refused), or undefined: wait. */
+  /**
+   * A free tag, `GONE` after the shutdown (counted as refused), or undefined: wait.
+   * @internal
+   */
   private tryTake(): number | typeof GONE | undefined {
     if (this.shut) {
       this.refused()
@@ -136,6 +162,7 @@ export class TagPool {
     return this.free.pop()
   }
 
+  /** @since 0.1.0 */
   put(tag: number): void {
     if (this.shut) return
     const waiter = this.waiters.shift()
@@ -144,6 +171,7 @@ export class TagPool {
     waiter.resume!(Effect.succeed(tag))
   }
 
+  /** @since 0.1.0 */
   shutdown(): void {
     if (this.shut) return
     this.shut = true
@@ -153,6 +181,7 @@ export class TagPool {
     }
   }
 
+  /** @internal */
   private cancel(ticket: Ticket): void {
     const i = this.waiters.indexOf(ticket)
     if (i >= 0) this.waiters.splice(i, 1)
@@ -163,16 +192,29 @@ export class TagPool {
 /**
  * The requests the device holds, by tag, and the rings' CPU-side indices. A Devres of the
  * binding: reached with the token, inside the gate, the interrupt handler and `remove`.
+ * @since 0.1.0
  */
 export class Requests {
+  /** @since 0.1.0 */
   readonly slots: Array<Request | undefined>
+  /** @since 0.1.0 */
   sqTail = 0
+  /** @since 0.1.0 */
   cqHead = 0
-  /** The phase bit the next valid completion carries; flips at each wrap. */
+  /**
+   * The phase bit the next valid completion carries; flips at each wrap.
+   * @since 0.1.0
+   */
   phase = 1
-  /** Completions for a tag that was not in flight (already failed): ignored. */
+  /**
+   * Completions for a tag that was not in flight (already failed): ignored.
+   * @since 0.1.0
+   */
   late = 0
-  /** Resolutions performed (one per claim): equals submitted requests once all resolved. */
+  /**
+   * Resolutions performed (one per claim): equals submitted requests once all resolved.
+   * @since 0.1.0
+   */
   resolutions = 0
   private idle: Deferred.Deferred<void> | undefined = undefined
 
@@ -186,7 +228,10 @@ export class Requests {
     this.slots = new Array(pool.size).fill(undefined)
   }
 
-  /** Writes the descriptor and rings the doorbell. Synchronous. */
+  /**
+   * Writes the descriptor and rings the doorbell. Synchronous.
+   * @since 0.1.0
+   */
   submit(sq: SqRing, bar: Regs, request: Request): void {
     this.slots[request.tag] = request
     this.stats.inFlight++
@@ -201,7 +246,10 @@ export class Requests {
     bar.write("SQ_TAIL", this.sqTail)
   }
 
-  /** Takes the request out of the table; false if someone else already did. */
+  /**
+   * Takes the request out of the table; false if someone else already did.
+   * @since 0.1.0
+   */
   claim(request: Request): boolean {
     if (request.claimed) return false
     request.claimed = true
@@ -217,6 +265,7 @@ export class Requests {
    * Consumes the new completions (synchronously), claims their requests and resolves them as
    * it goes; tells the device through `CQ_HEAD`. Returns how many completions it took. The
    * interrupt handler's pass, and `remove`'s for what was posted before the device stopped.
+   * @since 0.1.0
    */
   complete(cq: CqRing, bar: Regs): number {
     const ring = cq.view
@@ -237,7 +286,10 @@ export class Requests {
     return consumed
   }
 
-  /** Claims every request still in flight and shuts the tag pool down. */
+  /**
+   * Claims every request still in flight and shuts the tag pool down.
+   * @since 0.1.0
+   */
   failAll(): Array<Request> {
     const failed: Array<Request> = []
     for (const request of this.slots) if (request !== undefined && this.claim(request)) failed.push(request)
@@ -245,7 +297,10 @@ export class Requests {
     return failed
   }
 
-  /** Waits until nothing is in flight, at most `timeout`; true if it drained. */
+  /**
+   * Waits until nothing is in flight, at most `timeout`; true if it drained.
+   * @since 0.1.0
+   */
   waitIdle(timeout: Duration.DurationInput): Effect.Effect<boolean> {
     return Effect.suspend(() => {
       if (this.stats.inFlight === 0) return Effect.succeed(true)
@@ -258,6 +313,7 @@ export class Requests {
    * Resolves a claimed request: hands a read's buffer to the CPU, unmaps, returns the tag,
    * completes the caller's Deferred. `"gone"` fails it with `DeviceGone`. Synchronous: the
    * interrupt handler and `remove` resolve what they claimed in a plain loop.
+   * @since 0.1.0
    */
   resolve(request: Request, outcome: number | "gone"): void {
     this.resolutions++
@@ -295,7 +351,10 @@ export class Requests {
     Deferred.unsafeDone(request.result, exit)
   }
 
-  /** Fails what `failAll` returned with `DeviceGone`. */
+  /**
+   * Fails what `failAll` returned with `DeviceGone`.
+   * @since 0.1.0
+   */
   failAllNow(requests: ReadonlyArray<Request>): void {
     for (const request of requests) this.resolve(request, "gone")
   }

@@ -1,9 +1,14 @@
 /**
  * The virtual cable between two cards: frames sent on one end are delivered to the other, and
  * both ends re-evaluate their link whenever either changes.
+ *
+ * @since 0.1.0
  */
 
-/** One end of a cable: what a plugged card offers its peer. */
+/**
+ * One end of a cable: what a plugged card offers its peer.
+ * @internal
+ */
 export interface Port {
   /** Plugged, connected and enabled: the link needs both ends so. */
   readonly active: boolean
@@ -13,7 +18,10 @@ export interface Port {
   updateLink(): void
 }
 
-/** A virtual cable between port 0 and port 1. */
+/**
+ * A virtual cable between port 0 and port 1.
+ * @since 0.1.0
+ */
 export interface Cable {
   /** Frames handed to the cable, per sending port (delivered or not). */
   readonly carried: readonly [number, number]
@@ -21,6 +29,7 @@ export interface Cable {
   isAttached(port: 0 | 1): boolean
 }
 
+/** @internal */
 export class CableImpl implements Cable {
   readonly ends: [Port | undefined, Port | undefined] = [undefined, undefined]
   readonly counts: [number, number] = [0, 0]
@@ -67,5 +76,6 @@ export class CableImpl implements Cable {
  *     sim.plug({ bus: "pci", name: "nic1", ids: NicModel.ids, model: NicModel.model({ cable, port: 1 }) })
  *   ))
  * ```
+ * @since 0.1.0
  */
 export const cable = (): Cable => new CableImpl()

@@ -3,6 +3,8 @@
  * them. Everything here is plain synchronous code on the binding's resources, reached with
  * `devres.access(token)` (one identity compare each, no Option, no Effect), so one poll batch
  * or one `send` costs a few function calls and the byte copies.
+ *
+ * @since 0.1.0
  */
 import { Deferred, Exit, FiberId } from "effect"
 import type { Bound, DeviceError, Devres, Mmio } from "@devscope/core"
@@ -10,23 +12,39 @@ import { Dma } from "@devscope/core"
 import * as NicModel from "./model.js"
 import type { NetStats } from "./netdevice.js"
 
-/** Bytes per frame buffer; also the largest frame `send` accepts. */
+/**
+ * Bytes per frame buffer; also the largest frame `send` accepts.
+ * @since 0.1.0
+ */
 export const BUFFER_SIZE = 2048
 
-/** A descriptor ring of `size` descriptors. */
+/**
+ * A descriptor ring of `size` descriptors.
+ * @internal
+ */
 export const ringLayout = (size: number) => Dma.array(NicModel.Desc, size)
 
 const Byte = Dma.struct({ byte: "u8" })
-/** A pool of `size` frame buffers, one per descriptor, `BUFFER_SIZE` bytes each. */
+/**
+ * A pool of `size` frame buffers, one per descriptor, `BUFFER_SIZE` bytes each.
+ * @internal
+ */
 export const poolLayout = (size: number) => Dma.array(Byte, size * BUFFER_SIZE)
 
+/** @since 0.1.0 */
 export type Ring = Dma.Coherent<ReturnType<typeof ringLayout>>
+/** @since 0.1.0 */
 export type Pool = Dma.Coherent<ReturnType<typeof poolLayout>>
+/** @since 0.1.0 */
 export type Regs = Mmio.Mmio<NicModel.Registers>
 
-/** Mutable counters behind `NetDevice.stats()`; plain memory, so they outlive the binding. */
+/**
+ * Mutable counters behind `NetDevice.stats()`; plain memory, so they outlive the binding.
+ * @internal
+ */
 export type MutableStats = { -readonly [K in keyof NetStats]: NetStats[K] }
 
+/** @internal */
 export const emptyStats = (): MutableStats => ({
   txFrames: 0,
   txBytes: 0,
@@ -42,7 +60,10 @@ export const emptyStats = (): MutableStats => ({
 
 const ALL_ONES = 0xffffffff
 
-/** A `receive` call waiting for a frame. */
+/**
+ * A `receive` call waiting for a frame.
+ * @internal
+ */
 export interface Waiter {
   readonly deferred: Deferred.Deferred<Uint8Array, DeviceError.DeviceGone>
   /** Set when a frame was handed over, so an interrupted receiver can give it back. */
@@ -53,10 +74,14 @@ export interface Waiter {
  * Operations in flight: one Deferred per queued TX descriptor, the receivers waiting, and
  * received frames nobody has asked for yet. Completion is first-wins, so whichever of the
  * poll fiber (success) and the unbind (`DeviceGone`) gets there first decides, once.
+ * @since 0.1.0
  */
 export class Completions {
+  /** @since 0.1.0 */
   readonly tx: Array<Deferred.Deferred<void, DeviceError.DeviceGone> | undefined>
+  /** @since 0.1.0 */
   readonly waiters: Array<Waiter> = []
+  /** @since 0.1.0 */
   readonly backlog: Array<Uint8Array> = []
   constructor(
     readonly gone: DeviceError.DeviceGone,
@@ -67,7 +92,10 @@ export class Completions {
     this.tx = new Array(ringSize).fill(undefined)
   }
 
-  /** Hands a frame to the oldest receiver, or keeps it; false if the backlog is full. */
+  /**
+   * Hands a frame to the oldest receiver, or keeps it; false if the backlog is full.
+   * @since 0.1.0
+   */
   deliver(frame: Uint8Array): boolean {
     const waiter = this.waiters.shift()
     if (waiter !== undefined) {
@@ -80,7 +108,10 @@ export class Completions {
     return true
   }
 
-  /** A frame if one is waiting, else a new waiter. */
+  /**
+   * A frame if one is waiting, else a new waiter.
+   * @since 0.1.0
+   */
   take(): Uint8Array | Waiter {
     const frame = this.backlog.shift()
     if (frame !== undefined) return frame
@@ -89,14 +120,20 @@ export class Completions {
     return waiter
   }
 
-  /** An interrupted receiver: forget it, and put back a frame it was given but never saw. */
+  /**
+   * An interrupted receiver: forget it, and put back a frame it was given but never saw.
+   * @since 0.1.0
+   */
   abandon(waiter: Waiter) {
     const i = this.waiters.indexOf(waiter)
     if (i >= 0) this.waiters.splice(i, 1)
     if (waiter.frame !== undefined) this.backlog.unshift(waiter.frame)
   }
 
-  /** Fails every pending send and receiver with `DeviceGone`. Returns how many there were. */
+  /**
+   * Fails every pending send and receiver with `DeviceGone`. Returns how many there were.
+   * @since 0.1.0
+   */
   failAll(): number {
     let failed = 0
     const gone = Exit.fail(this.gone)
@@ -115,7 +152,10 @@ export class Completions {
   }
 }
 
-/** The binding's resources the datapath works on. */
+/**
+ * The binding's resources the datapath works on.
+ * @internal
+ */
 export interface Resources {
   readonly bar: Devres.Devres<Regs, "nic">
   readonly txRing: Devres.Devres<Ring, "nic">
@@ -129,11 +169,16 @@ export interface Resources {
  * Ring indices and the synchronous operations on them. TX: the driver fills `txTail` and
  * reaps from `txClean`; RX: the driver reads completed descriptors from `rxNext` and
  * re-posts one buffer at `rxTail` for each.
+ * @since 0.1.0
  */
 export class Datapath {
+  /** @since 0.1.0 */
   txTail = 0
+  /** @since 0.1.0 */
   txClean = 0
+  /** @since 0.1.0 */
   rxNext = 0
+  /** @since 0.1.0 */
   rxTail = 0
   private hwDropped = 0
 
@@ -144,7 +189,10 @@ export class Datapath {
     return (this.txTail - this.txClean + this.size) % this.size
   }
 
-  /** Programs both rings and posts every RX buffer but one (head === tail means empty). */
+  /**
+   * Programs both rings and posts every RX buffer but one (head === tail means empty).
+   * @since 0.1.0
+   */
   setup(token: Bound.Bound<"nic">) {
     const bar = this.res.bar.access(token)
     const tx = this.res.txRing.access(token)
@@ -166,6 +214,7 @@ export class Datapath {
     bar.write("RX_TAIL", this.rxTail)
   }
 
+  /** @internal */
   private post(rx: Ring, pool: Pool, i: number) {
     rx.view.set(i, "addr", pool.iova + i * BUFFER_SIZE)
     rx.view.set(i, "len", BUFFER_SIZE)
@@ -175,6 +224,7 @@ export class Datapath {
   /**
    * Copies `frame` into the next TX buffer, hands the descriptor to the device and rings the
    * doorbell. Returns the Deferred the poll fiber completes, or `undefined` if the ring is full.
+   * @since 0.1.0
    */
   queueTx(token: Bound.Bound<"nic">, frame: Uint8Array): Deferred.Deferred<void, DeviceError.DeviceGone> | undefined {
     if (this.txInFlight === this.size - 1) return undefined
@@ -193,7 +243,10 @@ export class Datapath {
     return done
   }
 
-  /** Completes up to `budget` sent frames. Returns how many. */
+  /**
+   * Completes up to `budget` sent frames. Returns how many.
+   * @since 0.1.0
+   */
   reapTx(token: Bound.Bound<"nic">, budget: number): number {
     const ring = this.res.txRing.access(token).view
     const completions = this.res.completions.access(token)
@@ -219,7 +272,10 @@ export class Datapath {
     return n
   }
 
-  /** Takes up to `budget` received frames off the ring, re-posting a buffer for each. */
+  /**
+   * Takes up to `budget` received frames off the ring, re-posting a buffer for each.
+   * @since 0.1.0
+   */
   reapRx(token: Bound.Bound<"nic">, budget: number): number {
     const ring = this.res.rxRing.access(token)
     const pool = this.res.rxBuffers.access(token)
@@ -249,7 +305,10 @@ export class Datapath {
     return n
   }
 
-  /** One NAPI batch: acknowledge the causes, then TX completions and RX frames up to `budget`. */
+  /**
+   * One NAPI batch: acknowledge the causes, then TX completions and RX frames up to `budget`.
+   * @since 0.1.0
+   */
   poll(token: Bound.Bound<"nic">, budget: number): number {
     this.stats.polls++
     const bar = this.res.bar.access(token)
@@ -260,7 +319,10 @@ export class Datapath {
     return tx + rx
   }
 
-  /** Folds the device's drop counter into the stats (the device drops without interrupting). */
+  /**
+   * Folds the device's drop counter into the stats (the device drops without interrupting).
+   * @since 0.1.0
+   */
   readDropped(bar: Regs) {
     const dropped = bar.read("RX_DROPPED")
     if (dropped === ALL_ONES) return

@@ -13,6 +13,8 @@
  * - `remove` stops the poll fiber (napi_disable), drains TX for a bounded time, stops the
  *   engines and waits (bounded) for them to go idle before any DMA memory is freed, unless
  *   the card reads all-ones (surprise removal), where it waits for nothing.
+ *
+ * @since 0.1.0
  */
 import { Context, Deferred, Duration, Effect, Fiber, Layer, Option, Queue } from "effect"
 import { Bound, DeviceError, Devres, Dma, Driver, Gate, Hardware, Irq } from "@devscope/core"
@@ -30,7 +32,10 @@ import {
 import * as NicModel from "./model.js"
 import { type NetDevice, NetDevices, TxQueueFull } from "./netdevice.js"
 
-/** The brand: types the tokens `Bound<"nic">` and `Core<"nic">`. */
+/**
+ * The brand: types the tokens `Bound<"nic">` and `Core<"nic">`.
+ * @since 0.1.0
+ */
 export const Nic = Driver.brand("nic")
 
 const ALL_ONES = 0xffffffff
@@ -42,12 +47,18 @@ const DRAIN_STEPS = 20
 const IDLE_STEP = "10 micros"
 const IDLE_STEPS = 50
 
-/** BAR0: the register window, a Devres of the binding. */
+/**
+ * BAR0: the register window, a Devres of the binding.
+ * @since 0.1.0
+ */
 export class Bar0 extends Context.Tag("@devscope/example-nic/Bar0")<Bar0, Devres.Devres<Regs, "nic">>() {}
 
 const Bar0Live = Layer.effect(Bar0, Hardware.iomap(Nic, NicModel.registers, 0, { label: "BAR0" }))
 
-/** What a probe acquired, for tests and debugging. */
+/**
+ * What a probe acquired, for tests and debugging.
+ * @since 0.1.0
+ */
 export interface Probed {
   readonly token: Bound.Bound<"nic">
   readonly bar: Devres.Devres<Regs, "nic">
@@ -66,6 +77,7 @@ export interface Probed {
 /** The probed binding, for `remove`. */
 class Binding extends Context.Tag("@devscope/example-nic/Binding")<Binding, Probed>() {}
 
+/** @since 0.1.0 */
 export interface Options {
   /** Completions (TX and RX together) the poll fiber handles per batch. Default 16. */
   readonly budget?: number | undefined
@@ -103,6 +115,7 @@ export interface Options {
  *   yield* nic0.send(new Uint8Array([1, 2, 3]))
  * }).pipe(Effect.provide(Simulator.layer()), Effect.provideService(NetDevices, devs))
  * ```
+ * @since 0.1.0
  */
 export const driver = (options: Options = {}) => {
   const budget = options.budget ?? 16

@@ -21,6 +21,8 @@
  * - A DMA fault (stale ring, freed buffer) halts the engine that hit it until the next
  *   doorbell or reset, as a real engine stops on a bus error; the fault itself is recorded
  *   by the simulator's IOMMU with the driver's allocation and free sites.
+ *
+ * @since 0.1.0
  */
 import { Effect } from "effect"
 import type * as Duration from "effect/Duration"
@@ -48,17 +50,41 @@ import {
   STATUS_TX_IDLE
 } from "./registers.js"
 
+/**
+ * The card's register map, its bits and the descriptor layout (see registers.ts).
+ * @since 0.1.0
+ */
 export * from "./registers.js"
-export { type Cable, cable } from "./cable.js"
+export {
+  /**
+   * The virtual cable between two cards (see cable.ts).
+   * @since 0.1.0
+   */
+  type Cable,
+  /**
+   * A new cable (see cable.ts).
+   * @since 0.1.0
+   */
+  cable
+} from "./cable.js"
 
-/** Frames waiting in the on-chip RX FIFO before it overflows. */
+/**
+ * Frames waiting in the on-chip RX FIFO before it overflows.
+ * @since 0.1.0
+ */
 export const RX_FIFO_FRAMES = 256
 
-/** Default device latency of one TX or RX batch. */
+/**
+ * Default device latency of one TX or RX batch.
+ * @since 0.1.0
+ */
 export const DEFAULT_LATENCY = "20 micros"
 
 
-/** Options of one card. */
+/**
+ * Options of one card.
+ * @since 0.1.0
+ */
 export interface ModelOptions {
   /** The cable this card is plugged into; without one the link is down (unless `loopback`). */
   readonly cable?: Cable | undefined
@@ -72,7 +98,10 @@ export interface ModelOptions {
   readonly latency?: Duration.DurationInput | undefined
 }
 
-/** The default MAC of a port. */
+/**
+ * The default MAC of a port.
+ * @since 0.1.0
+ */
 export const defaultMac = (port: 0 | 1): number => 0x020000000000 + port + 1
 
 type Ctx = SimModel.Context<readonly [typeof registers]>
@@ -345,6 +374,7 @@ class Card implements Port {
  * const plugLoopback = Effect.flatMap(Simulator.Simulator, (sim) =>
  *   sim.plug({ bus: "pci", name: "nic0", ids: NicModel.ids, model: NicModel.model({ loopback: true }) }))
  * ```
+ * @since 0.1.0
  */
 export const model = (options: ModelOptions = {}) =>
   Model.make({

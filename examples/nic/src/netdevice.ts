@@ -1,6 +1,8 @@
 /**
  * What user code sees of a bound card: a `NetDevice` handle (the kernel's `net_device` seen
  * from a socket), published in the `NetDevices` registry while the card is bound.
+ *
+ * @since 0.1.0
  */
 import { Context, Data, type Effect, Layer, Option } from "effect"
 import type { DeviceError } from "@devscope/core"
@@ -17,6 +19,7 @@ import type { DeviceError } from "@devscope/core"
  * const sendPatiently = (dev: NetDevice, frame: Uint8Array) =>
  *   dev.send(frame).pipe(Effect.retry({ while: (e) => e._tag === "TxQueueFull", schedule: Schedule.spaced("50 micros") }))
  * ```
+ * @since 0.1.0
  */
 export class TxQueueFull extends Data.TaggedError("TxQueueFull")<{
   readonly device: string
@@ -28,7 +31,10 @@ export class TxQueueFull extends Data.TaggedError("TxQueueFull")<{
   }
 }
 
-/** Counters of one card, kept by the driver. */
+/**
+ * Counters of one card, kept by the driver.
+ * @since 0.1.0
+ */
 export interface NetStats {
   readonly txFrames: number
   readonly txBytes: number
@@ -48,7 +54,10 @@ export interface NetStats {
   readonly linkChanges: number
 }
 
-/** A bound card, as user code holds it. */
+/**
+ * A bound card, as user code holds it.
+ * @since 0.1.0
+ */
 export interface NetDevice {
   readonly device: string
   readonly mac: number
@@ -69,7 +78,10 @@ export interface NetDevice {
   stats(): NetStats
 }
 
-/** The registry of bound cards (a `net` class), keyed by device name. */
+/**
+ * The registry of bound cards (a `net` class), keyed by device name.
+ * @since 0.1.0
+ */
 export interface NetDevicesRegistry {
   readonly register: (dev: NetDevice) => void
   readonly unregister: (dev: NetDevice) => void
@@ -92,6 +104,7 @@ export interface NetDevicesRegistry {
  *   yield* nic0.send(new Uint8Array(64))
  * })
  * ```
+ * @since 0.1.0
  */
 export class NetDevices extends Context.Tag("@devscope/example-nic/NetDevices")<NetDevices, NetDevicesRegistry>() {}
 
@@ -105,6 +118,7 @@ export class NetDevices extends Context.Tag("@devscope/example-nic/NetDevices")<
  * const devs = makeNetDevices()
  * devs.devices() // []
  * ```
+ * @since 0.1.0
  */
 export const makeNetDevices = (): NetDevicesRegistry => {
   const devs = new Map<string, NetDevice>()
@@ -128,5 +142,6 @@ export const makeNetDevices = (): NetDevicesRegistry => {
  *
  * const names = Effect.map(NetDevices, (devs) => devs.devices()).pipe(Effect.provide(layer))
  * ```
+ * @since 0.1.0
  */
 export const layer: Layer.Layer<NetDevices> = Layer.sync(NetDevices, makeNetDevices)

@@ -1,16 +1,27 @@
 /**
  * The card's register map (BAR0), its bits, and the descriptor layout: one definition shared by
  * the device model and the driver's typed accessors.
+ *
+ * @since 0.1.0
  */
 import { Dma, RegisterMap } from "@devscope/core"
 
-/** PCI ids the card answers to (class 0x020000: Ethernet controller). */
+/**
+ * PCI ids the card answers to (class 0x020000: Ethernet controller).
+ * @since 0.1.0
+ */
 export const ids = { vendor: 0x1d0f, device: 0x0e70, class: 0x020000 } as const
 
-/** What `ID` reads: "NIC" and version 1. */
+/**
+ * What `ID` reads: "NIC" and version 1.
+ * @since 0.1.0
+ */
 export const ID_VALUE = 0x4e494301
 
-/** BAR0, the register window. */
+/**
+ * BAR0, the register window.
+ * @since 0.1.0
+ */
 export const registers = RegisterMap.make("acme-nic", 0x100, {
   ID: { offset: 0x00, access: "RO", reset: ID_VALUE, description: "\"NIC\" and the version" },
   CTRL: {
@@ -56,30 +67,56 @@ export const registers = RegisterMap.make("acme-nic", 0x100, {
   RX_DROPPED: { offset: 0x60, access: "RO", description: "frames dropped: RX disabled, no free descriptor, FIFO full" }
 })
 
-/** The register map's spec, for typed `Mmio` access. */
+/**
+ * The register map's spec, for typed `Mmio` access.
+ * @since 0.1.0
+ */
 export type Registers = typeof registers.spec
 
-/** `CTRL` bits. */
+/**
+ * `CTRL` bits.
+ * @since 0.1.0
+ */
 export const CTRL_ENABLE = 0b0001
+/** @since 0.1.0 */
 export const CTRL_RX_ENABLE = 0b0010
+/** @since 0.1.0 */
 export const CTRL_TX_ENABLE = 0b0100
+/** @since 0.1.0 */
 export const CTRL_RESET = 0b1000
-/** `STATUS` bits. */
+/**
+ * `STATUS` bits.
+ * @since 0.1.0
+ */
 export const STATUS_LINK_UP = 0b001
+/** @since 0.1.0 */
 export const STATUS_TX_IDLE = 0b010
+/** @since 0.1.0 */
 export const STATUS_RX_IDLE = 0b100
-/** `INT_STATUS` / `INT_MASK` bits. */
+/**
+ * `INT_STATUS` / `INT_MASK` bits.
+ * @since 0.1.0
+ */
 export const INT_TX_DONE = 0b001
+/** @since 0.1.0 */
 export const INT_RX = 0b010
+/** @since 0.1.0 */
 export const INT_LINK_CHANGE = 0b100
+/** @since 0.1.0 */
 export const INT_ALL = 0b111
 
 /**
  * A descriptor, TX and RX alike (8 bytes): the frame buffer's IOVA, its length (TX: the frame;
  * RX: the buffer when posted, the frame once `DONE`) and flags.
+ * @since 0.1.0
  */
 export const Desc = Dma.struct({ addr: "u32", len: "u16", flags: "u16" })
-/** Descriptor flags: the device owns it / the device is done with it / it failed. */
+/**
+ * Descriptor flags: the device owns it / the device is done with it / it failed.
+ * @since 0.1.0
+ */
 export const DESC_OWN = 0b001
+/** @since 0.1.0 */
 export const DESC_DONE = 0b010
+/** @since 0.1.0 */
 export const DESC_ERR = 0b100

@@ -11,12 +11,17 @@
  * - attributes (`attribute(name)`) are read by code outside the binding with `tryAccess`, and
  *   are `None` once the binding has ended;
  * - `remove` disables the device, unless it reads all-ones (surprise removal).
+ *
+ * @since 0.1.0
  */
 import { Context, Duration, Effect, Layer, Option } from "effect"
 import { Bound, Devres, DeviceError, Driver, Gate, Hardware, Irq, type Mmio } from "@devscope/core"
 import * as SensorModel from "./model.js"
 
-/** The brand: types the tokens `Bound<"sensor">` and `Core<"sensor">`. */
+/**
+ * The brand: types the tokens `Bound<"sensor">` and `Core<"sensor">`.
+ * @since 0.1.0
+ */
 export const Sensor = Driver.brand("sensor")
 
 type Regs = Mmio.Mmio<typeof SensorModel.registers.spec>
@@ -26,7 +31,10 @@ const CTRL_ENABLE = 1
 const CTRL_IRQ_ENABLE = 2
 const STATUS_ALERT = 1
 
-/** The driver's memory: the latest samples and counters (the kernel's drvdata). */
+/**
+ * The driver's memory: the latest samples and counters (the kernel's drvdata).
+ * @since 0.1.0
+ */
 export interface Samples {
   /** Ring of the latest `capacity` samples, milli-degrees. */
   readonly ring: Array<number>
@@ -42,10 +50,16 @@ export interface Samples {
 const latest = (s: Samples): Option.Option<number> =>
   s.taken === 0 ? Option.none() : Option.some(s.ring[(s.next + s.capacity - 1) % s.capacity]!)
 
-/** The attributes user code can read without a token (hwmon-style names). */
+/**
+ * The attributes user code can read without a token (hwmon-style names).
+ * @since 0.1.0
+ */
 export type AttributeName = "temp1_input" | "temp1_max" | "temp1_alarms" | "samples"
 
-/** What the driver hands to user code for one bound device. */
+/**
+ * What the driver hands to user code for one bound device.
+ * @since 0.1.0
+ */
 export interface SensorHandle {
   readonly device: string
   /**
@@ -63,6 +77,7 @@ export interface SensorHandle {
 /**
  * A hwmon-like class registry, provided where the driver is registered: bound sensors appear
  * here at probe and disappear at unbind. User code looks handles up by device name.
+ * @since 0.1.0
  */
 export interface HwmonRegistry {
   readonly register: (handle: SensorHandle) => void
@@ -71,9 +86,13 @@ export interface HwmonRegistry {
   readonly devices: () => ReadonlyArray<string>
 }
 
+/** @since 0.1.0 */
 export class Hwmon extends Context.Tag("@devscope/example-sensor/Hwmon")<Hwmon, HwmonRegistry>() {}
 
-/** A fresh registry. */
+/**
+ * A fresh registry.
+ * @since 0.1.0
+ */
 export const makeHwmon = (): HwmonRegistry => {
   const handles = new Map<string, SensorHandle>()
   return {
@@ -86,15 +105,24 @@ export const makeHwmon = (): HwmonRegistry => {
   }
 }
 
-/** `Hwmon` as a Layer. */
+/**
+ * `Hwmon` as a Layer.
+ * @since 0.1.0
+ */
 export const HwmonLive = Layer.sync(Hwmon, makeHwmon)
 
-/** BAR0: the register window, a Devres of the binding. */
+/**
+ * BAR0: the register window, a Devres of the binding.
+ * @since 0.1.0
+ */
 export class Bar0 extends Context.Tag("@devscope/example-sensor/Bar0")<Bar0, Devres.Devres<Regs, "sensor">>() {}
 
 const Bar0Live = Layer.effect(Bar0, Hardware.iomap(Sensor, SensorModel.registers, 0, { label: "BAR0" }))
 
-/** What a probe acquired, for tests and debugging. */
+/**
+ * What a probe acquired, for tests and debugging.
+ * @since 0.1.0
+ */
 export interface Probed {
   readonly token: Bound.Bound<"sensor">
   readonly bar: Devres.Devres<Regs, "sensor">
@@ -104,6 +132,7 @@ export interface Probed {
   readonly handle: SensorHandle
 }
 
+/** @since 0.1.0 */
 export interface Options {
   /** How often the sampling fiber reads `TEMP`. Default 10 ms. */
   readonly period?: Duration.DurationInput | undefined
@@ -117,7 +146,10 @@ export interface Options {
   readonly onProbe?: ((probed: Probed) => void) | undefined
 }
 
-/** The sensor driver, matching any device compatible with "acme,temp". */
+/**
+ * The sensor driver, matching any device compatible with "acme,temp".
+ * @since 0.1.0
+ */
 export const driver = (options: Options = {}) => {
   const period = options.period ?? "10 millis"
   const capacity = options.capacity ?? 16

@@ -8,27 +8,48 @@
  * noise from the simulator's seeded generator. When `CTRL.IRQ_ENABLE` is set and a conversion
  * crosses `THRESHOLD` upwards, the device sets `STATUS.ALERT` and raises interrupt line 0.
  * The driver acknowledges by writing 1 to `STATUS.ALERT` (W1C).
+ *
+ * @since 0.1.0
  */
 import { Effect } from "effect"
 import { RegisterMap } from "@devscope/core"
 import { Model } from "@devscope/sim"
 
-/** Platform ids the model is plugged with: the most specific compatible string first. */
+/**
+ * Platform ids the model is plugged with: the most specific compatible string first.
+ * @since 0.1.0
+ */
 export const ids = { compatible: ["acme,temp-v2", "acme,temp"] } as const
 
-/** What `ID` reads: "TMP" and version 2. */
+/**
+ * What `ID` reads: "TMP" and version 2.
+ * @since 0.1.0
+ */
 export const ID_VALUE = 0x544d5002
 
-/** Device-side conversion period. */
+/**
+ * Device-side conversion period.
+ * @since 0.1.0
+ */
 export const CONVERSION_PERIOD = "10 millis"
 
-/** The lowest and highest temperatures of the waveform (without noise), milli-degrees. */
+/**
+ * The lowest and highest temperatures of the waveform (without noise), milli-degrees.
+ * @since 0.1.0
+ */
 export const TEMP_MIN = 20_000
+/** @since 0.1.0 */
 export const TEMP_MAX = 40_000
-/** Noise added to each conversion: [0, NOISE) milli-degrees. */
+/**
+ * Noise added to each conversion: [0, NOISE) milli-degrees.
+ * @since 0.1.0
+ */
 export const NOISE = 100
 
-/** The register window (the platform device's `reg` resource 0). */
+/**
+ * The register window (the platform device's `reg` resource 0).
+ * @since 0.1.0
+ */
 export const registers = RegisterMap.make("acme-temp", 0x20, {
   ID: { offset: 0x00, access: "RO", reset: ID_VALUE, description: "\"TMP\" and the version" },
   CTRL: {
@@ -46,14 +67,20 @@ const CTRL_ENABLE = 1
 const CTRL_IRQ_ENABLE = 2
 const STATUS_ALERT = 1
 
-/** The noise-free waveform at conversion number `tick`: a triangle, 10 conversions a period. */
+/**
+ * The noise-free waveform at conversion number `tick`: a triangle, 10 conversions a period.
+ * @since 0.1.0
+ */
 export const waveform = (tick: number): number => {
   const phase = tick % 10
   const level = phase <= 5 ? phase : 10 - phase
   return TEMP_MIN + level * ((TEMP_MAX - TEMP_MIN) / 5)
 }
 
-/** The device model. */
+/**
+ * The device model.
+ * @since 0.1.0
+ */
 export const model = () =>
   Model.make({
     kind: "acme-temp",

@@ -5,6 +5,8 @@
  *
  * Exit codes: 0 every guarantee held; 1 a guarantee was broken or driver code failed; 2 the
  * scenario cannot run or the command line is wrong; 130 interrupted (Ctrl-C).
+ *
+ * @since 0.1.0
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import * as Effect from "effect/Effect"

@@ -80,9 +80,20 @@ type LayerOf<P> = P extends Layer.Layer<infer A, infer E, infer R> ? [A, E, R]
  * @category models
  */
 export declare namespace Probe {
-  /** Services the probe layer provides to `remove` and to the binding's fibers. */
+  /**
+   * Services the probe layer provides to `remove` and to the binding's fibers.
+   * @since 0.1.0
+   */
   export type Out<P> = LayerOf<P>[0]
+  /**
+   * How the probe can fail: the layer's errors and, for an Effect probe, the Effect's.
+   * @since 0.1.0
+   */
   export type Error<P> = LayerOf<P>[1]
+  /**
+   * What the probe needs from the binding and the environment the driver is registered in.
+   * @since 0.1.0
+   */
   export type Requirements<P> = LayerOf<P>[2]
 }
 
