@@ -265,7 +265,7 @@ export const fromClock: (options?: Omit<Options, "now">) => Effect.Effect<Servic
  *
  * @example
  * ```ts
- * import { Effect, TestClock } from "effect"
+ * import { Effect } from "effect"
  * import { Trace } from "@devscope/sim"
  *
  * const program = Effect.gen(function*() {

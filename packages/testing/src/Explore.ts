@@ -73,12 +73,47 @@ export type Report = internal.Report
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import { Effect, Layer, Option } from "effect"
+ * import { Devres, type DeviceError, Driver, Gate, Hardware } from "@devscope/core"
+ * import { Edu } from "@devscope/sim"
  * import { Explore } from "@devscope/testing"
  *
- * declare const scenario: Explore.Scenario
- * const check = Effect.gen(function*() {
- *   const report = yield* Explore.explore(scenario, { maxPoints: 50 })
+ * // A driver for the simulator's edu card: users read its ID register through a gate.
+ * const EduX = Driver.brand("edu-x")
+ * const reads = new Map<string, Effect.Effect<number, DeviceError.DeviceGone>>()
+ * const driver = Driver.make(EduX, {
+ *   match: [{ vendor: Edu.ids.vendor, device: Edu.ids.device }],
+ *   probe: () =>
+ *     Layer.effectDiscard(Effect.gen(function*() {
+ *       const { device } = yield* EduX.Bound
+ *       const bar0 = yield* Hardware.iomap(EduX, Edu.registers, 0)
+ *       const gate = yield* Gate.make(EduX, { name: "edu reads" })
+ *       const read = gate.enter((token) => Effect.sync(() => bar0.access(token).read("ID")))
+ *       yield* Devres.acquireRelease(EduX, Effect.sync(() => reads.set(device.name, read)), () =>
+ *         Effect.sync(() => reads.delete(device.name)))
+ *     }))
+ * })
+ *
+ * const scenario: Explore.Scenario = {
+ *   name: "edu-x",
+ *   device: "edu0",
+ *   run: ({ oracle, sim }) =>
+ *     Effect.gen(function*() {
+ *       yield* Effect.provideService(sim.pci.registerDriver(driver), Hardware.Hardware, sim.hardware)
+ *       yield* sim.plug({ bus: "pci", name: "edu0", ids: Edu.ids, model: Edu.model() })
+ *       for (let i = 0; i < 5; i++) {
+ *         const read = Option.fromNullable(reads.get("edu0"))
+ *         if (Option.isNone(read)) return // removed
+ *         yield* oracle.track("edu0", `read ${i}`, read.value)
+ *         yield* Effect.sleep("1 millis")
+ *       }
+ *     }).pipe(Effect.orDie)
+ * }
+ *
+ * Effect.runPromise(Explore.explore(scenario, { maxPoints: 50 })).then((report) => {
+ *   // "0 failures": removed by surprise and in order at each of the run's 5 points, the
+ *   // card left no read unresolved and broke no guarantee
+ *   console.log(`${report.failures.length} failures`)
  *   for (const failure of report.failures) console.log(Explore.describe(failure))
  * })
  * ```
@@ -101,11 +136,31 @@ export const runCase: <E>(scenario: Scenario<E>, seed: number, c: Case, timeout:
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import { Effect, Layer } from "effect"
+ * import { Driver, Hardware } from "@devscope/core"
+ * import { Edu } from "@devscope/sim"
  * import { Explore } from "@devscope/testing"
  *
- * declare const scenario: Explore.Scenario
- * const again = Explore.replay(scenario, "edu-dma@1:surprise:17")
+ * const EduX = Driver.brand("edu-x")
+ * const driver = Driver.make(EduX, {
+ *   match: [{ vendor: Edu.ids.vendor, device: Edu.ids.device }],
+ *   probe: () => Layer.effectDiscard(Hardware.iomap(EduX, Edu.registers, 0))
+ * })
+ * const scenario: Explore.Scenario = {
+ *   name: "edu-x",
+ *   device: "edu0",
+ *   run: ({ sim }) =>
+ *     Effect.gen(function*() {
+ *       yield* Effect.provideService(sim.pci.registerDriver(driver), Hardware.Hardware, sim.hardware)
+ *       yield* sim.plug({ bus: "pci", name: "edu0", ids: Edu.ids, model: Edu.model() })
+ *       yield* Effect.sleep("1 millis")
+ *     }).pipe(Effect.orDie)
+ * }
+ *
+ * // A token as a failure of `explore` names it: seed 1, a surprise removal at point 1.
+ * Effect.runPromise(Explore.replay(scenario, "edu-x@1:surprise:1")).then((result) =>
+ *   console.log(result.outcome, result.injected, result.violationCount) // Done true 0
+ * )
  * ```
  * @since 0.1.0
  * @category exploring

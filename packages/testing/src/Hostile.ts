@@ -91,12 +91,15 @@ export type Report = internal.CheckReport
  *
  * const result = Effect.runPromise(Hostile.run({
  *   plan: {
- *     probe: "ok", remove: "hang-uninterruptibly", releases: ["ok", "throw"],
+ *     probe: "ok", remove: "hang", releases: ["ok", "throw"],
  *     fiber: "ticks", destroy: "ok", observer: "throw-on-unbinding"
  *   },
  *   steps: [{ _tag: "plug", device: "h0" }, { _tag: "surprise", device: "h0" }]
  * }))
- * // (await result).breaks: [] — the remove is detached and reported, the unbind ends
+ * // []: the hanging remove is cut at its deadline and reported, the unbind ends
+ * result.then((r) => console.log(r.breaks))
+ * // (A remove that hangs uninterruptibly is detached instead: the run ends too, but that
+ * // fiber never does, and keeps a Node process alive.)
  * ```
  * @since 0.2.0
  * @category running
@@ -127,7 +130,14 @@ export const check: (options?: Options) => Effect.Effect<Report> = internal.chec
  * import { Effect } from "effect"
  * import { Hostile } from "@devscope/testing"
  *
- * declare const token: string // from a failed check
+ * // A token as a failed check prints it (here made from a sequence).
+ * const token = Hostile.token({
+ *   plan: {
+ *     probe: "ok", remove: "ok", releases: ["ok", "throw"],
+ *     fiber: "ticks", destroy: "ok", observer: "ok"
+ *   },
+ *   steps: [{ _tag: "plug", device: "h0" }, { _tag: "unplug", device: "h0" }]
+ * })
  * const again = Effect.runPromise(Hostile.replay(token))
  * ```
  * @since 0.2.0
