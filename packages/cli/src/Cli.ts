@@ -40,7 +40,7 @@ import * as Summary from "./internal/summary.js"
 import * as Scenario from "./Scenario.js"
 
 /**
- * A run in which a guarantee G1-G5 (docs/testing.md) was broken, or driver code failed
+ * A run in which a guarantee G1-G5 (docs/contract.md) was broken, or driver code failed
  * (exit code 1).
  * @since 0.1.0
  * @category errors

@@ -33,7 +33,7 @@
  *   probe: (device) => Layer.effectDiscard(Effect.log(`${Auxiliary.data(Gpio, device).lines} lines`))
  * })
  * ```
- * @since 0.2.0
+ * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
 import type * as Bound from "./Bound.js"
@@ -44,7 +44,7 @@ import { liveBinding } from "./internal/binding.js"
 
 /**
  * A kind of child device: its name (the child's match key) and the type of its data.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface Auxiliary<A> {
@@ -59,7 +59,7 @@ const dataOf = new WeakMap<Device, unknown>()
 
 /**
  * A kind of child device named `name`, whose data is an `A`.
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const make = <A>(name: string): Auxiliary<A> => ({ name, match: [{ auxiliary: name }] })
@@ -70,7 +70,7 @@ export const make = <A>(name: string): Auxiliary<A> => ({ name, match: [{ auxili
  * automatically). It is unbound and removed at step 1 of the parent's unbind, before the
  * parent's consumers; its report is in the parent's `children`. Fails with
  * `ParentUnbinding` once that step has begun, `BusShutDown` during the bus's shutdown.
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const register = <A, D extends string>(
@@ -91,7 +91,7 @@ export const register = <A, D extends string>(
 /**
  * The data a child device was registered with. A defect if `device` is not a child of
  * `kind` (its driver's match table should have made sure).
- * @since 0.2.0
+ * @since 0.1.0
  * @category getters
  */
 export const data = <A>(kind: Auxiliary<A>, device: Device): A => {

@@ -284,7 +284,7 @@ export class LinkCycle extends Data.TaggedError("LinkCycle")<{
  *   console.log(refused._tag) // "BusShutDown"
  * })
  * ```
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export class BusShutDown extends Data.TaggedError("BusShutDown")<{
@@ -299,7 +299,7 @@ export class BusShutDown extends Data.TaggedError("BusShutDown")<{
 /**
  * A binding tried to add a child device after its own unbind had begun (its children were
  * already being taken down).
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export class ParentUnbinding extends Data.TaggedError("ParentUnbinding")<{

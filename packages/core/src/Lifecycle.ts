@@ -217,7 +217,7 @@ export const LifecycleEvent = Data.taggedEnum<LifecycleEvent>()
  *   leaks: Lifecycle.flatten(report).flatMap((r) => r.leaks).length
  * })
  * ```
- * @since 0.2.0
+ * @since 0.1.0
  * @category utils
  */
 export const flatten: (report: UnbindReport) => Array<UnbindReport> = internalReports.flatten

@@ -17,7 +17,7 @@ export * as Bus from "./Bus.js"
 /**
  * Child devices (Linux's auxiliary bus): a binding registers devices bound by other drivers,
  * removed before the parent's binding ends.
- * @since 0.2.0
+ * @since 0.1.0
  */
 export * as Auxiliary from "./Auxiliary.js"
 

@@ -1,5 +1,5 @@
 /**
- * The invariant oracle: checks a run against the guarantees G1-G5 (docs/testing.md) from
+ * The invariant oracle: checks a run against the guarantees G1-G5 (docs/contract.md) from
  * what the run left behind (lifecycle events of the buses, the simulator's trace and IOMMU
  * faults) and from the accounting of the operations the test started.
  *

@@ -23,6 +23,6 @@ export * as Fuzz from "./Fuzz.js"
 
 /**
  * Hostile-driver fuzzing: misbehaving drivers against the unbind contract.
- * @since 0.2.0
+ * @since 0.1.0
  */
 export * as Hostile from "./Hostile.js"

@@ -1,11 +1,12 @@
 /**
- * The unbind sequence (docs/concepts.md section 5), with the device lock held.
+ * The unbind sequence (docs/contract.md), with the device lock held.
  *
  * # Invariants
  * - Runs uninterruptibly from `Unbinding` to `Unbound`, and every wait in it has a deadline
  *   (the children's and consumers' own unbinds, gates, `remove`, fibers, each release), so
- *   it always ends. Callers run it as a sequence of its own (internal/deadline.ts
- *   `detached`): interrupting a caller, even one of the driver's own fibers, never stops it.
+ *   it always ends. An unbind or removal runs it uninterruptibly in the caller's fiber, so
+ *   interrupting the caller, even one of the driver's own fibers, never stops it; unloads and
+ *   deferred retries run it as a sequence of their own (internal/deadline.ts `detached`).
  * - Lock order: a device's lock, then its children's, then its consumers'.
  * @internal
  */
