@@ -93,6 +93,8 @@ describe("docs check", () => {
   it("GitHub's heading slugs, with duplicates numbered", () => {
     expect(slugs(["5. The unbind sequence", "The invariant oracle (`Oracle`)", "Setup", "Setup", "Setup-1", "A_b c"]))
       .toEqual(["5-the-unbind-sequence", "the-invariant-oracle-oracle", "setup", "setup-1", "setup-1-1", "a_b-c"])
+    // Underscores are emphasis only in pairs: docgen's `### _tag (property)` keeps its `_`.
+    expect(slugs(["_tag (property)", "An _emphasised_ __word__"])).toEqual(["_tag-property", "an-emphasised-word"])
   })
 
   it("passes a clean file, and counts what it checked", () => {

@@ -220,7 +220,7 @@ export const headingText = (markdown: string): string =>
     .replace(/<[^>]+>/g, "") // HTML tags
     .replace(/`+/g, "") // code spans keep their text
     .replace(/\*+/g, "") // emphasis
-    .replace(/(^|\s)_+|_+(\s|$)/g, "$1$2") // _emphasis_ (not snake_case)
+    .replace(/(^|\s)(_+)(?=\S)(.*?\S)\2(?=\s|$)/g, "$1$3") // _emphasis_ (not snake_case, not a lone `_tag`)
     .replace(/\\(.)/g, "$1") // escapes
 
 /**
