@@ -5,8 +5,9 @@
  * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
+import type { Lifecycle } from "@devscope/core"
+import type { Iommu, Trace } from "@devscope/sim"
 import * as perfetto from "./internal/perfetto.js"
-import type * as record from "./internal/record.js"
 import * as recordInternal from "./internal/record.js"
 import * as report from "./internal/report.js"
 import * as internal from "./internal/runner.js"
@@ -14,43 +15,199 @@ import * as summary from "./internal/summary.js"
 import type { Scenario } from "./Scenario.js"
 
 /**
+ * A guarantee of docs/contract.md a run can violate (G1-G5, as the oracle checks them).
  * @since 0.1.0
  * @category models
  */
-export type RunRecord = record.RunRecord
+export type Guarantee = "G1" | "G2" | "G3" | "G4" | "G5"
 
 /**
+ * A guarantee the runner found broken, on one device.
  * @since 0.1.0
  * @category models
  */
-export type Violation = record.Violation
+export interface Violation {
+  /** The guarantee broken. */
+  readonly guarantee: Guarantee
+  /** The device it was broken on; `"-"` for the run as a whole. */
+  readonly device: string
+  /** What went wrong, in one line. */
+  readonly message: string
+}
 
 /**
+ * One unbind of a device, as the runner measured it.
  * @since 0.1.0
  * @category models
  */
-export type DeviceSummary = record.DeviceSummary
+export interface UnbindSummary {
+  /** Why the device was unbound. */
+  readonly cause: Lifecycle.UnbindCause
+  /** Virtual time the unbind ended at, in milliseconds (its `Unbound` event's `at`). */
+  readonly at: number
+  /** Virtual time the unbind took, in milliseconds. */
+  readonly virtualMillis: number
+  /** Wall-clock time the unbind took, in milliseconds. */
+  readonly wallMillis: number
+  /** Resources the unbind released. */
+  readonly released: number
+  /** Leaks its leak check found. */
+  readonly leaks: number
+}
 
 /**
- * Driver code that failed where the binding machinery caught it (a failed run).
+ * Per-device totals of a run.
  * @since 0.1.0
  * @category models
  */
-export type DriverFailure = record.DriverFailure
+export interface DeviceSummary {
+  /** The device's name. */
+  readonly device: string
+  /** Its kind in the scenario (`nic`, `blk`, `sensor`). */
+  readonly kind: string
+  /** The bus it sits on. */
+  readonly bus: "pci" | "platform"
+  /** Operations that succeeded. */
+  readonly completed: number
+  /** Operations that failed with `DeviceGone`. */
+  readonly failedGone: number
+  /** Operations that never resolved: still in flight at the end, or interrupted. */
+  readonly lost: number
+  /** Operations still in flight at the end of the run. */
+  readonly inFlight: number
+  /** Its unbinds, in order. */
+  readonly unbinds: ReadonlyArray<UnbindSummary>
+  /** Resources released, every unbind counted. */
+  readonly released: number
+  /** Leaks found, every unbind counted. */
+  readonly leaks: number
+  /** IOMMU faults the device caused. */
+  readonly iommuFaults: number
+}
 
 /**
- * A hung action, a stall or a run cut at the time limit, with its wait sites.
+ * A scenario action as executed (plug, unplug, surprise, unbind, bind, unload, ...).
  * @since 0.1.0
  * @category models
  */
-export type Stall = record.Stall
+export interface TimelineEntry {
+  /** Virtual time the action started at, in milliseconds. */
+  readonly at: number
+  /** The action (`plug`, `unplug`, `surprise`, `unbind`, `bind`, `unload`, `load`, ...). */
+  readonly action: string
+  /** The device or driver it was about. */
+  readonly target: string
+  /** What came of it, in words (a refusal, `hung: ...`, `skipped: ...`); absent when nothing is worth saying. */
+  readonly detail?: string | undefined
+  /**
+   * Operations of the target device (of the driver's devices, for `unload`/`load`) in
+   * flight when the action started, by operation (`{ write: 3, read: 1 }`).
+   */
+  readonly inFlight?: Readonly<Record<string, number>> | undefined
+  /** Virtual time the action took, in milliseconds (an unbind waits for its drain); absent if it hung. */
+  readonly tookMillis?: number | undefined
+}
 
 /**
- * A warning logged during a run.
+ * A failure of driver code the binding machinery caught and logged instead of letting it
+ * reach the user: an interrupt handler that died (`UseAfterUnbind` after a bad teardown), a
+ * binding fiber that died, a handle's destructor that failed. Identical ones are counted.
  * @since 0.1.0
  * @category models
  */
-export type Note = record.Note
+export interface DriverFailure {
+  /** The device whose driver code failed. */
+  readonly device: string
+  /** What failed: `irq 0: handler failed`, `binding fiber died`, ... */
+  readonly where: string
+  /** The defect or error, one line (`UseAfterUnbind: Use of Devres ... after ...`). */
+  readonly error: string
+  /** A defect (a die), rather than a typed failure. */
+  readonly defect: boolean
+  /** Virtual time of the first one, milliseconds. */
+  readonly at: number
+  /** How many identical ones there were. */
+  readonly count: number
+}
+
+/**
+ * Why a run did not end on its own: an action that hung, a world where nothing could run any
+ * more (stalled) or where time ran past the limit. `waitSites` say what was still waiting:
+ * the spans of the fibers that waited (innermost first, joined by `<`), or the spans still
+ * open when a hung action was given up on.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stall {
+  /** How the run was stuck: stalled, past the time limit, or an action that hung. */
+  readonly outcome: "Stalled" | "TimedOut" | "Hung"
+  /** The device (or driver) a hung action was about; "-" for the run as a whole. */
+  readonly device: string
+  /** Virtual time, milliseconds. */
+  readonly at: number
+  /** What was stuck, in words (the action, or the run). */
+  readonly what: string
+  /** The wait sites: spans joined by `<`, innermost first. */
+  readonly waitSites: ReadonlyArray<string>
+}
+
+/**
+ * A warning the drivers or the core logged during a run (an interrupt storm, a gate
+ * deadline), counted.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Note {
+  /** The device it is about. */
+  readonly device: string
+  /** The warning. */
+  readonly message: string
+  /** Virtual time of the first one, milliseconds. */
+  readonly at: number
+  /** How many identical ones were logged. */
+  readonly count: number
+}
+
+/**
+ * Everything one run produced. Times are virtual milliseconds unless named `wall`.
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunRecord {
+  /** The scenario's name. */
+  readonly scenario: string
+  /** The simulator's seed the run used. */
+  readonly seed: number
+  /** Virtual time at the end of the run, in milliseconds. */
+  readonly endedAt: number
+  /** Wall-clock time the run took, in milliseconds. */
+  readonly wallMillis: number
+  /** The lifecycle events of both buses, in order. */
+  readonly lifecycle: ReadonlyArray<{
+    /** The bus the event happened on. */
+    readonly bus: "pci" | "platform"
+    /** The event. */
+    readonly event: Lifecycle.LifecycleEvent
+  }>
+  /** The simulator's trace. */
+  readonly trace: ReadonlyArray<Trace.TraceEvent>
+  /** The IOMMU faults recorded. */
+  readonly iommuFaults: ReadonlyArray<Iommu.Fault>
+  /** Scenario actions as executed. */
+  readonly timeline: ReadonlyArray<TimelineEntry>
+  /** Per-device totals, in the scenario's order. */
+  readonly devices: ReadonlyArray<DeviceSummary>
+  /** A sample of the violations found (the oracle shows at most 5 per guarantee and device). */
+  readonly violations: ReadonlyArray<Violation>
+  /** Driver code that died or failed where the binding machinery caught it (a failed run). */
+  readonly failures: ReadonlyArray<DriverFailure>
+  /** Warnings logged during the run (not failures). */
+  readonly notes: ReadonlyArray<Note>
+  /** Hangs and stalls (each also breaks G4, listed in `violations`). */
+  readonly stalls: ReadonlyArray<Stall>
+  /** How many violations were found, shown or not. */
+  readonly violationCount: number
+}
 
 /**
  * Whether a run passed: no guarantee broken, no driver failure (exit code 0).
@@ -60,16 +217,46 @@ export type Note = record.Note
 export const passed: (record: RunRecord) => boolean = recordInternal.passed
 
 /**
+ * What the live display shows, as a run goes.
  * @since 0.1.0
  * @category models
  */
-export type Progress = internal.Progress
+export interface Progress {
+  /** Virtual time now, in milliseconds. */
+  readonly virtualMillis: number
+  /** The scenario's duration, in milliseconds of virtual time. */
+  readonly duration: number
+  /** The scenario's devices, in its order, each with its state now. */
+  readonly devices: ReadonlyArray<{
+    /** The device's name. */
+    readonly name: string
+    /** `bound` to a driver, present but `unbound`, or `absent` from its bus. */
+    readonly state: "bound" | "unbound" | "absent"
+  }>
+  /** Operations resolved so far (completed, gone or rejected). */
+  readonly resolved: number
+  /** Operations in flight now. */
+  readonly inFlight: number
+}
 
 /**
+ * Options of {@link run}.
  * @since 0.1.0
  * @category models
  */
-export type RunOptions = internal.RunOptions
+export interface RunOptions {
+  /** The simulator's seed (default: the scenario's `seed`, else 1). */
+  readonly seed?: number | undefined
+  /** Called as the run goes (wall-clock paced), for a live display. */
+  readonly onProgress?: ((progress: Progress) => void) | undefined
+  /** Called after each timeline action, in virtual-time order. */
+  readonly onAction?: ((entry: TimelineEntry, progress: Progress) => void) | undefined
+  /**
+   * Called when driver code fails where the binding machinery catches it (the first of a
+   * kind), when a warning is logged (the first of a kind), and when an action hangs.
+   */
+  readonly onNote?: ((line: string) => void) | undefined
+}
 
 /**
  * Runs a scenario. Deterministic: the same scenario and seed give the same record (but for

@@ -75,19 +75,35 @@ const Name = Schema.String.pipe(
 const PositiveInt = Schema.Int.pipe(Schema.positive())
 
 /**
+ * What the scenario format knows of one kind of device.
+ * @since 0.1.0
+ * @category models
+ */
+export interface KindInfo {
+  /** The bus its devices sit on (and its driver registers on). */
+  readonly bus: "pci" | "platform"
+  /** How many interrupt lines its devices have: an `irq-storm` rule's `line` must be below it. */
+  readonly irqLines: number
+  /** The bugs its driver can have planted (`DriverSpec`'s `bug`). */
+  readonly bugs: ReadonlyArray<Bug>
+}
+
+/**
  * What the scenario format knows of each kind of device: its bus, its interrupt lines (for
  * `irq-storm` rules), and the bugs its driver can have planted.
  * @since 0.1.0
  * @category models
  */
-export const kinds = internalKinds.kinds
+export const kinds: { readonly [K in Kind]: KindInfo } = internalKinds.kinds
 
 /**
- * A planted driver bug (see `DriverSpec`).
+ * A planted driver bug (see `DriverSpec`): `free-dma-before-stop` (nic, blk: frees DMA memory
+ * while the device still uses it) or `hang-in-remove` (any driver: `remove` waits for an
+ * interrupt that never comes, so the unbind hangs).
  * @since 0.1.0
  * @category models
  */
-export type Bug = internalKinds.Bug
+export type Bug = "free-dma-before-stop" | "hang-in-remove"
 
 const KindLiteral = Schema.Literal("nic", "blk", "sensor")
 

@@ -18,6 +18,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Types from "effect/Types"
 import * as internal from "./internal/lockedBy.js"
@@ -134,13 +135,24 @@ export interface LockedBy<in out T, in out N extends string> {
  * @since 0.1.0
  * @category defects
  */
-export const WrongLock = internal.WrongLock
+export const WrongLock: new(args: Pick<WrongLock, "value" | "expected" | "actual">) => WrongLock = internal.WrongLock
 
 /**
+ * Defect: a value was accessed with a proof of a different lock instance, or with something
+ * that is not a proof.
  * @since 0.1.0
  * @category defects
  */
-export type WrongLock = internal.WrongLock
+export interface WrongLock extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "WrongLock"
+  /** The value's description: its label, quoted, or `A value locked by "name#instance"`. */
+  readonly value: string
+  /** The lock that guards the value (`name#instance`). */
+  readonly expected: string
+  /** The lock whose proof was presented (`name#instance`), or what was presented instead. */
+  readonly actual: string
+}
 
 /**
  * Defect: a proof was used after the `with` section that made it had ended.
@@ -159,13 +171,21 @@ export type WrongLock = internal.WrongLock
  * @since 0.1.0
  * @category defects
  */
-export const LockNotHeld = internal.LockNotHeld
+export const LockNotHeld: new(args: Pick<LockNotHeld, "value" | "lock">) => LockNotHeld = internal.LockNotHeld
 
 /**
+ * Defect: a proof was used after the `with` section that made it had ended.
  * @since 0.1.0
  * @category defects
  */
-export type LockNotHeld = internal.LockNotHeld
+export interface LockNotHeld extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "LockNotHeld"
+  /** The value's description: its label, quoted, or `A value locked by "name#instance"`. */
+  readonly value: string
+  /** The lock of the stale proof (`name#instance`). */
+  readonly lock: string
+}
 
 /**
  * Defect: the fiber holding a lock called `with` on it again (it would deadlock).
@@ -182,13 +202,21 @@ export type LockNotHeld = internal.LockNotHeld
  * @since 0.1.0
  * @category defects
  */
-export const RecursiveLocking = internal.RecursiveLocking
+export const RecursiveLocking: new(args: Pick<RecursiveLocking, "lock" | "fiber">) => RecursiveLocking = internal.RecursiveLocking
 
 /**
+ * Defect: the fiber holding a lock called `with` on it again (it would deadlock).
  * @since 0.1.0
  * @category defects
  */
-export type RecursiveLocking = internal.RecursiveLocking
+export interface RecursiveLocking extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "RecursiveLocking"
+  /** The lock (`name#instance`). */
+  readonly lock: string
+  /** The fiber that already holds it and asked for it again (its id, `#42`). */
+  readonly fiber: string
+}
 
 /**
  * Makes a lock. The name must be a string literal: it becomes the type of the lock's

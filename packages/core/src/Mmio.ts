@@ -16,6 +16,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Bound from "./Bound.js"
@@ -46,13 +47,26 @@ export interface Region {
  * @since 0.1.0
  * @category errors
  */
-export const InvalidAccess = internal.InvalidAccess
+export const InvalidAccess: new(args: Pick<InvalidAccess, "region" | "offset" | "width" | "reason">) => InvalidAccess = internal.InvalidAccess
 
 /**
+ * A dynamic access outside the window or not aligned to its width (what the `try` accessors
+ * return, and the unchecked ones die with).
  * @since 0.1.0
  * @category errors
  */
-export type InvalidAccess = internal.InvalidAccess
+export interface InvalidAccess extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "InvalidAccess"
+  /** The window's label (`iomap`'s `label` option, by default the register map's name). */
+  readonly region: string
+  /** The byte offset accessed, from the start of the window. */
+  readonly offset: number
+  /** The access width, in bits. */
+  readonly width: 8 | 16 | 32
+  /** Why it is invalid: outside the window, or not aligned to its width. */
+  readonly reason: "out of range" | "misaligned"
+}
 
 /**
  * One register of an `Mmio`, resolved once: its accessors do no name lookup. Which accessors

@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -214,13 +215,23 @@ export interface Handle<O> {
  * @since 0.1.0
  * @category errors
  */
-export const HandleClosed = internal.HandleClosed
+export const HandleClosed: new(args: Pick<HandleClosed, "device" | "registration" | "handle">) => HandleClosed = internal.HandleClosed
 
 /**
+ * A call on a handle its user had already closed.
  * @since 0.1.0
  * @category errors
  */
-export type HandleClosed = internal.HandleClosed
+export interface HandleClosed extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "HandleClosed"
+  /** The device the registration belongs to. */
+  readonly device: string
+  /** The registration's name (`Spec.name`). */
+  readonly registration: string
+  /** The handle's number within its registration (1, 2, ... in the order they were opened). */
+  readonly handle: number
+}
 
 /**
  * Registers a user-facing interface in the current binding. Calls go through a gate (made here

@@ -12,6 +12,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import * as internal from "./internal/revocable.js"
@@ -33,13 +34,19 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category errors
  */
-export const Revoked = internal.Revoked
+export const Revoked: new(args: Pick<Revoked, "label">) => Revoked = internal.Revoked
 
 /**
+ * What `use` fails with once revocation has started.
  * @since 0.1.0
  * @category errors
  */
-export type Revoked = internal.Revoked
+export interface Revoked extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "Revoked"
+  /** The revocable's label (`revocable` unless `make` was given one). */
+  readonly label: string
+}
 
 /**
  * @since 0.1.0

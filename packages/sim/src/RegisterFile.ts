@@ -22,6 +22,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import type * as Mmio from "@devscope/core/Mmio"
 import type { FieldOf, RegisterMap, Spec } from "@devscope/core/RegisterMap"
 import * as internal from "./internal/registerFile.js"
@@ -32,13 +33,23 @@ import type * as Trace from "./Trace.js"
  * @since 0.1.0
  * @category errors
  */
-export const UnknownRegister = internal.UnknownRegister
+export const UnknownRegister: new(args: Pick<UnknownRegister, "map" | "register" | "field">) => UnknownRegister = internal.UnknownRegister
 
 /**
+ * A register or field name the register map does not have, given to the model-side API.
  * @since 0.1.0
  * @category errors
  */
-export type UnknownRegister = internal.UnknownRegister
+export interface UnknownRegister extends Cause.YieldableError {
+  /** The tag. */
+  readonly _tag: "UnknownRegister"
+  /** The register map's name. */
+  readonly map: string
+  /** The register asked for (or the register whose field was asked for). */
+  readonly register: string
+  /** The field asked for; `undefined` when the register itself is unknown. */
+  readonly field: string | undefined
+}
 
 /**
  * Called after a driver write is applied, with the value the driver wrote (without reserved

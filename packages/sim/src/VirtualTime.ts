@@ -15,6 +15,7 @@ import type * as Exit from "effect/Exit"
 import * as internal from "./internal/virtualTime.js"
 
 /**
+ * Options of {@link run}.
  * @since 0.1.0
  * @category models
  */
@@ -27,21 +28,29 @@ export interface RunOptions {
   readonly onTask?: ((control: Control) => void) | undefined
   /**
    * Virtual instant (milliseconds) past which time does not advance: the program is then
-   * interrupted and the run is `TimedOut`.
+   * interrupted and the run is `TimedOut`. Default: no limit.
    */
   readonly until?: number | undefined
-  /** Called as virtual time advances, at most every `progressEvery` wall milliseconds. */
+  /**
+   * Called as virtual time advances (with the virtual time, in milliseconds), at most every
+   * `progressEvery` wall milliseconds.
+   */
   readonly onProgress?: ((virtualMillis: number) => void) | undefined
-  /** Default 100. */
+  /** Wall-clock milliseconds between two `onProgress` calls, at least (default 100). */
   readonly progressEvery?: number | undefined
 }
 
 /**
- * What an `onTask` hook can do.
+ * What an `onTask` hook can do: look at virtual time, start a fiber in the world.
  * @since 0.1.0
  * @category models
  */
-export type Control = internal.Control
+export interface Control {
+  /** The world's virtual time, in milliseconds since the run started. */
+  readonly now: number
+  /** Starts `effect` as a new fiber of the world (it runs at the next drain, in virtual time). */
+  fork(effect: Effect.Effect<unknown, unknown>): void
+}
 
 /**
  * A fiber that was still waiting when a run stalled, with the spans it was in (innermost
@@ -49,7 +58,66 @@ export type Control = internal.Control
  * @since 0.1.0
  * @category models
  */
-export type Waiting = internal.Waiting
+export interface Waiting {
+  /** The fiber's id (`#42`); ids are process-wide, so they differ from run to run. */
+  readonly fiber: string
+  /**
+   * The spans the fiber was in, innermost first (at most 8), each as `name` or
+   * `name (key=value, ...)` with its attributes.
+   */
+  readonly spans: ReadonlyArray<string>
+}
+
+/**
+ * The program finished on its own, successfully or not.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Done<A, E> {
+  /** The tag. */
+  readonly _tag: "Done"
+  /** The program's exit. */
+  readonly exit: Exit.Exit<A, E>
+  /** Virtual time at the end of the run, in milliseconds. */
+  readonly virtualMillis: number
+}
+
+/**
+ * Every fiber waited on something that could never happen (nothing could run, nothing
+ * slept): the program was then interrupted.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stalled<A, E> {
+  /** The tag. */
+  readonly _tag: "Stalled"
+  /**
+   * The program's exit after the interruption; `undefined` if even the interruption could
+   * not finish (within 60 000 ms of virtual time).
+   */
+  readonly exit: Exit.Exit<A, E> | undefined
+  /** Virtual time at the end of the run, in milliseconds. */
+  readonly virtualMillis: number
+  /** The fibers that were waiting when nothing could run any more, those inside spans first. */
+  readonly waiting: ReadonlyArray<Waiting>
+}
+
+/**
+ * Virtual time reached `RunOptions.until`: the program was interrupted.
+ * @since 0.1.0
+ * @category models
+ */
+export interface TimedOut<A, E> {
+  /** The tag. */
+  readonly _tag: "TimedOut"
+  /**
+   * The program's exit after the interruption; `undefined` if even the interruption could
+   * not finish (within 60 000 ms of virtual time).
+   */
+  readonly exit: Exit.Exit<A, E> | undefined
+  /** Virtual time at the end of the run, in milliseconds. */
+  readonly virtualMillis: number
+}
 
 /**
  * How a run ended:
@@ -62,7 +130,7 @@ export type Waiting = internal.Waiting
  * @since 0.1.0
  * @category models
  */
-export type Outcome<A, E> = internal.Outcome<A, E>
+export type Outcome<A, E> = Done<A, E> | Stalled<A, E> | TimedOut<A, E>
 
 /**
  * Runs `effect` in virtual time. The returned Effect waits (in real time) for the run.

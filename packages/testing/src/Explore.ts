@@ -21,50 +21,182 @@
  * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type { Simulator } from "@devscope/sim"
 import * as internal from "./internal/explore.js"
+import type * as Oracle from "./Oracle.js"
 
 /**
+ * A workload the explorer removes a device from: how to set up the world and what to run in
+ * it. Every case runs it afresh in a virtual world of its own, with the same seed.
+ *
  * @since 0.1.0
  * @category models
  */
-export type Scenario<E = never> = internal.Scenario<E>
+export interface Scenario<E = never> {
+  /**
+   * The scenario's name: the first part of every replay token (`name@seed:mode:point`), and
+   * checked by `replay`.
+   */
+  readonly name: string
+  /** The name of the device removed at each point (as plugged on the simulator). */
+  readonly device: string
+  /** The simulator's seed, the same for every case (default 1). */
+  readonly seed?: number | undefined
+  /**
+   * Options of the simulator each case makes (default none); its `seed` and `onLifecycle`
+   * are the explorer's.
+   */
+  readonly simulator?: Omit<Simulator.Options, "seed" | "onLifecycle"> | undefined
+  /**
+   * Sets up drivers and devices, runs a bounded workload through `oracle.track`, and
+   * finishes. The explorer removes `device` somewhere in the middle; the scenario must cope
+   * (a device may be gone at any moment). Its scope closes when the case ends.
+   */
+  readonly run: (ctx: {
+    /** The case's simulator. */
+    readonly sim: Simulator.Service
+    /** The case's oracle: run every user operation through `oracle.track`. */
+    readonly oracle: Oracle.Oracle
+  }) => Effect.Effect<void, E, Scope.Scope>
+}
 
 /**
+ * A kind of removal the explorer injects:
+ * - `surprise`: a surprise removal (the device vanishes, `Simulator.surpriseRemove`) at a
+ *   suspension point of the bound device;
+ * - `unplug`: an orderly removal (`Simulator.unplug`) at such a point;
+ * - `surprise-in-remove`: an orderly removal in the middle of the run, and a surprise
+ *   removal at a suspension point of the unbind that follows (gate drain, `remove`, teardown).
+ *
  * @since 0.1.0
  * @category models
  */
-export type Mode = internal.Mode
+export type Mode = "surprise" | "unplug" | "surprise-in-remove"
 
 /**
+ * One case of an exploration: where the removal is injected. Printed in a replay token as
+ * `mode:point` or `mode:point:inner`.
  * @since 0.1.0
  * @category models
  */
-export type Case = internal.Case
+export interface Case {
+  /** The removal injected; `baseline` is the run without one (its `point` is 0). */
+  readonly mode: Mode | "baseline"
+  /** The suspension point of the bound device the removal was injected at (1-based). */
+  readonly point: number
+  /**
+   * For `surprise-in-remove`: the point inside the unbind window that follows the orderly
+   * removal (1-based, counted from that removal on: unbinds the scenario did before do not
+   * count). Absent for the other modes.
+   */
+  readonly inner?: number | undefined
+}
 
 /**
+ * How one case ended and what the oracle found.
  * @since 0.1.0
  * @category models
  */
-export type CaseResult = internal.CaseResult
+export interface CaseResult {
+  /** The case that ran. */
+  readonly case: Case
+  /** Its replay token (`scenario@seed:mode:point[:inner]`), for `replay`. */
+  readonly token: string
+  /** How the virtual world ended (see `VirtualTime.Outcome`); anything but `Done` fails the case. */
+  readonly outcome: "Done" | "Stalled" | "TimedOut"
+  /**
+   * The removal was injected (the run reached the point). For `surprise-in-remove`: both the
+   * orderly removal and the surprise removal inside its unbind were.
+   */
+  readonly injected: boolean
+  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
+  readonly violations: ReadonlyArray<Oracle.Violation>
+  /** How many violations the oracle found (the sample may show fewer). */
+  readonly violationCount: number
+  /** Per guarantee and device, the violations the sample leaves out. */
+  readonly omitted: ReadonlyArray<Oracle.Omitted>
+  /**
+   * Why the run itself failed, in one line: a stall (with the wait sites), the timeout, or
+   * the scenario's own failure; `undefined` when the scenario ran to its end.
+   */
+  readonly failure: string | undefined
+  /**
+   * Suspension points seen while the device was bound, while it was unbinding (every unbind
+   * of the run), and while it was unbinding after the injected removal (`removal`).
+   */
+  readonly points: {
+    /** Suspension points while the device was bound. */
+    readonly bound: number
+    /** Suspension points while the device was unbinding, every unbind of the run counted. */
+    readonly unbinding: number
+    /** Suspension points while the device was unbinding after the injected removal. */
+    readonly removal: number
+  }
+  /** Virtual time the case took, in milliseconds. */
+  readonly virtualMillis: number
+}
 
 /**
+ * Options of {@link explore}.
  * @since 0.1.0
  * @category models
  */
-export type Options = internal.Options
+export interface Options {
+  /** Modes to explore, in this order. Default all three: `surprise`, `unplug`, `surprise-in-remove`. */
+  readonly modes?: ReadonlyArray<Mode> | undefined
+  /** At most this many points per mode, spread evenly over the run (default 200). */
+  readonly maxPoints?: number | undefined
+  /**
+   * Virtual time a case may take, in milliseconds, before it is cut and reported `TimedOut`.
+   * Default: 20 times the baseline's virtual time plus 1000 (the baseline itself gets 600 000).
+   */
+  readonly timeout?: number | undefined
+}
 
 /**
  * What one mode explored: its points, the cases run, the cases whose removal was injected.
  * @since 0.1.0
  * @category models
  */
-export type ModeCoverage = internal.ModeCoverage
+export interface ModeCoverage {
+  /** The mode. */
+  readonly mode: Mode
+  /**
+   * Suspension points the mode could inject at: those of the bound device (`surprise`,
+   * `unplug`), or of the orderly unbind in the middle of the run (`surprise-in-remove`).
+   */
+  readonly points: number
+  /** Cases run (at most `maxPoints`, spread evenly over the points). */
+  readonly cases: number
+  /** Cases whose removal was injected (the run reached the point). */
+  readonly injected: number
+}
 
 /**
+ * The outcome of {@link explore}: what was explored, and the failing cases.
  * @since 0.1.0
  * @category models
  */
-export type Report = internal.Report
+export interface Report {
+  /** The scenario's name. */
+  readonly scenario: string
+  /** The simulator's seed every case ran with (`Scenario.seed`, default 1). */
+  readonly seed: number
+  /** Suspension points of the baseline run (see `CaseResult.points`). */
+  readonly points: {
+    /** Suspension points while the device was bound. */
+    readonly bound: number
+    /** Suspension points while the device was unbinding. */
+    readonly unbinding: number
+  }
+  /** Cases run in all: the baseline, every mode's, and the middle unplug of `surprise-in-remove`. */
+  readonly cases: number
+  /** Per mode explored, in order. */
+  readonly modes: ReadonlyArray<ModeCoverage>
+  /** The failing cases (a failure or a violation), in the order they ran; empty for a correct driver. */
+  readonly failures: ReadonlyArray<CaseResult>
+}
 
 /**
  * Explores a scenario. The report lists the failing cases (none for a correct driver) and,

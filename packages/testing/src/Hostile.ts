@@ -20,66 +20,180 @@
  *
  * A failing sequence is shrunk by fast-check to a minimal one and comes with a replay token.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
 import * as internal from "./internal/hostile.js"
 
 /**
- * How one callback misbehaves (`throw`: the function throws instead of returning an effect).
- * @since 0.2.0
+ * How one callback misbehaves: `ok` (behaves), `fail` (fails with an error), `die` (dies with
+ * a defect), `throw` (the function throws instead of returning an effect), `hang` (never
+ * ends, interruptibly), `hang-uninterruptibly` (never ends, and cannot be interrupted).
+ * @since 0.1.0
  * @category models
  */
-export type Misbehaviour = internal.Misbehaviour
+export type Misbehaviour = "ok" | "fail" | "die" | "throw" | "hang" | "hang-uninterruptibly"
 
 /**
  * What the hostile driver does, callback by callback.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Plan = internal.Plan
+export interface Plan {
+  /**
+   * The probe, after acquiring its resources, forking its fiber and registering its device
+   * file: a {@link Misbehaviour}, or `add-child` (adds a child device to the bus),
+   * `unload-own-driver` (unregisters the hostile driver), `interrupt-self` (interrupts itself).
+   */
+  readonly probe: Misbehaviour | "add-child" | "unload-own-driver" | "interrupt-self"
+  /** The driver's `remove`: a {@link Misbehaviour}, or `unload-own-driver` (unregisters the hostile driver). */
+  readonly remove: Misbehaviour | "unload-own-driver"
+  /** One resource per entry, acquired in order; each release behaves as its entry says. */
+  readonly releases: ReadonlyArray<Misbehaviour>
+  /**
+   * The binding fiber (started with `Bound.fork`): `ticks` every millisecond, or
+   * `hang-uninterruptibly`, `unload-own-driver` (after 5 ms), `add-child` (adds a child
+   * device), `escapes` (a fiber outside the binding's supervision, holding its token, ticks).
+   */
+  readonly fiber: "ticks" | "hang-uninterruptibly" | "unload-own-driver" | "add-child" | "escapes"
+  /** The device file's `destroy` (a handle is open when the step `open` ran). */
+  readonly destroy: Misbehaviour
+  /** The bus's `onEvent` observer: `ok`, or throws on `Unbinding` events, or on every event. */
+  readonly observer: "ok" | "throw-on-unbinding" | "throw-always"
+}
+
+/**
+ * A step on one device (`h0` or `h1` in drawn sequences): `bind` or `unbind` it, remove it
+ * (`surprise`: a surprise removal, `unplug`: an orderly one), `plug` it (add it to the bus),
+ * or `open` a handle of its device file.
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeviceStep {
+  /** What is done to the device. */
+  readonly _tag: "bind" | "unbind" | "surprise" | "unplug" | "plug" | "open"
+  /** The device's name. */
+  readonly device: string
+  /** The step's caller is interrupted after this many milliseconds (of TestClock time); default never. */
+  readonly interruptAfter?: number | undefined
+}
+
+/**
+ * A step on the hostile driver: `unload` it (unregister it from the bus) or `reload` it
+ * (register it again).
+ * @since 0.1.0
+ * @category models
+ */
+export interface DriverStep {
+  /** What is done to the driver. */
+  readonly _tag: "unload" | "reload"
+  /** The step's caller is interrupted after this many milliseconds (of TestClock time); default never. */
+  readonly interruptAfter?: number | undefined
+}
+
+/**
+ * Adds (`link`) or removes (`unlink`) a device link between two devices (the bus may refuse
+ * a link; that is not a break).
+ * @since 0.1.0
+ * @category models
+ */
+export interface LinkStep {
+  /** What is done to the link. */
+  readonly _tag: "link" | "unlink"
+  /** The consumer device's name (unbound before its supplier). */
+  readonly consumer: string
+  /** The supplier device's name. */
+  readonly supplier: string
+}
+
+/**
+ * Lets TestClock time pass.
+ * @since 0.1.0
+ * @category models
+ */
+export interface WaitStep {
+  /** The tag. */
+  readonly _tag: "wait"
+  /** How long, in milliseconds of TestClock time (1 to 200 in drawn sequences). */
+  readonly millis: number
+}
 
 /**
  * One lifecycle step of a sequence.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Step = internal.Step
+export type Step = DeviceStep | DriverStep | LinkStep | WaitStep
 
 /**
  * A driver plan and the steps run against it.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Sequence = internal.Sequence
+export interface Sequence {
+  /** How the hostile driver misbehaves. */
+  readonly plan: Plan
+  /** The steps run, in order; the bus is shut down after the last one. */
+  readonly steps: ReadonlyArray<Step>
+}
 
 /**
  * A contract break found in a sequence: which rule, and what happened.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Break = internal.Break
+export interface Break {
+  /** The rule broken (see the module's documentation). */
+  readonly rule: "bounded" | "exactly-once" | "lifo" | "no-late-fiber" | "settled" | "named" | "crashed"
+  /** What happened, in one line. */
+  readonly message: string
+}
 
 /**
  * What one sequence did and broke.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Result = internal.Result
+export interface Result {
+  /** The contract breaks found (none when the unbind contract held). */
+  readonly breaks: ReadonlyArray<Break>
+  /** Steps in the sequence. */
+  readonly steps: number
+  /** Bindings made, the child devices' included (0 if the sequence crashed). */
+  readonly bindings: number
+}
 
 /**
  * Options of {@link check}: how many sequences, and fast-check's seed.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Options = internal.Options
+export interface Options {
+  /** How many random sequences are run (default 100). */
+  readonly numRuns?: number | undefined
+  /** fast-check's seed (default 42): the same seed generates the same sequences. */
+  readonly seed?: number | undefined
+}
 
 /**
  * The outcome of {@link check}: the shrunk counterexample and its replay token, if any.
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
-export type Report = internal.CheckReport
+export interface Report {
+  /** Sequences fast-check ran (shrinking runs not counted). */
+  readonly runs: number
+  /** fast-check's seed (`Options.seed`, default 42). */
+  readonly seed: number
+  /** A sequence broke the contract. */
+  readonly failed: boolean
+  /** The smallest breaking sequence fast-check shrank to; `undefined` if none broke it. */
+  readonly counterexample: Sequence | undefined
+  /** How the counterexample ran; `undefined` if none broke the contract. */
+  readonly result: Result | undefined
+  /** Replays the counterexample exactly (see {@link replay}); `undefined` if none broke the contract. */
+  readonly token: string | undefined
+}
 
 /**
  * Runs one sequence in a world of its own and judges it.
@@ -101,7 +215,7 @@ export type Report = internal.CheckReport
  * // (A remove that hangs uninterruptibly is detached instead: the run ends too, but that
  * // fiber never does, and keeps a Node process alive.)
  * ```
- * @since 0.2.0
+ * @since 0.1.0
  * @category running
  */
 export const run: (sequence: Sequence) => Effect.Effect<Result> = internal.run
@@ -117,7 +231,7 @@ export const run: (sequence: Sequence) => Effect.Effect<Result> = internal.run
  *
  * const program = Effect.map(Hostile.check({ numRuns: 50, seed: 7 }), Hostile.describe)
  * ```
- * @since 0.2.0
+ * @since 0.1.0
  * @category running
  */
 export const check: (options?: Options) => Effect.Effect<Report> = internal.check
@@ -140,21 +254,21 @@ export const check: (options?: Options) => Effect.Effect<Report> = internal.chec
  * })
  * const again = Effect.runPromise(Hostile.replay(token))
  * ```
- * @since 0.2.0
+ * @since 0.1.0
  * @category running
  */
 export const replay = (token: string): Effect.Effect<Result> => internal.run(internal.fromToken(token))
 
 /**
  * The replay token of a sequence.
- * @since 0.2.0
+ * @since 0.1.0
  * @category running
  */
 export const token: (sequence: Sequence) => string = internal.tokenOf
 
 /**
  * A report as text: the shrunk sequence, step by step, and what broke.
- * @since 0.2.0
+ * @since 0.1.0
  * @category formatting
  */
 export const describe: (report: Report) => string = internal.describe

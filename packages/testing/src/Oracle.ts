@@ -29,23 +29,41 @@ import * as ops from "./internal/ops.js"
 import * as internal from "./internal/oracle.js"
 
 /**
+ * A guarantee of docs/contract.md: G1 (no access without a binding), G2 (everything
+ * released), G3 (no fiber outlives its binding), G4 (every operation resolves once), G5 (no
+ * DMA without a live mapping).
  * @since 0.1.0
  * @category models
  */
-export type Guarantee = internal.Guarantee
+export type Guarantee = "G1" | "G2" | "G3" | "G4" | "G5"
 
 /**
+ * A guarantee found broken, on one device.
  * @since 0.1.0
  * @category models
  */
-export type Violation = internal.Violation
+export interface Violation {
+  /** The guarantee broken. */
+  readonly guarantee: Guarantee
+  /** The device it was broken on; `"-"` when the run as a whole broke it (it stalled, or did not finish). */
+  readonly device: string
+  /** What went wrong, in one line, as far as the evidence tells. */
+  readonly message: string
+}
 
 /**
  * Violations of one guarantee on one device left out of a verdict's sample.
  * @since 0.1.0
  * @category models
  */
-export type Omitted = internal.Omitted
+export interface Omitted {
+  /** The guarantee broken. */
+  readonly guarantee: Guarantee
+  /** The device it was broken on (`"-"` for the run as a whole). */
+  readonly device: string
+  /** How many of its violations the sample does not show. */
+  readonly count: number
+}
 
 /**
  * What the oracle found: `count` violations in all; `violations`, a sample of them (at most
@@ -54,7 +72,14 @@ export type Omitted = internal.Omitted
  * @since 0.1.0
  * @category models
  */
-export type Verdict = internal.Verdict
+export interface Verdict {
+  /** How many violations were found: all of them, shown or not (0 when every guarantee held). */
+  readonly count: number
+  /** A sample of them, in the order found: at most {@link SAMPLE_PER_KIND} per guarantee and device. */
+  readonly violations: ReadonlyArray<Violation>
+  /** Per guarantee and device, the violations found beyond the sample. */
+  readonly omitted: ReadonlyArray<Omitted>
+}
 
 /**
  * How many violations of one guarantee on one device a verdict shows.
@@ -64,18 +89,78 @@ export type Verdict = internal.Verdict
 export const SAMPLE_PER_KIND: number = internal.SAMPLE_PER_KIND
 
 /**
- * Per-device accounting of operations.
+ * A lifecycle event as the oracle records it: the event, and the bus it happened on.
  * @since 0.1.0
  * @category models
  */
-export type DeviceOps = ops.DeviceOps
+export interface BusEvent {
+  /** The bus the event happened on. */
+  readonly bus: "pci" | "platform"
+  /** The event (with its unbind report, for `Unbound`). */
+  readonly event: Lifecycle.LifecycleEvent
+}
 
 /**
- * Operation accounting: `track` runs one operation and records how it resolved.
+ * Per-device accounting of operations: how many started, how each one resolved, which are
+ * still in flight. Counters only grow; a ledger's {@link Ops.track} keeps them.
  * @since 0.1.0
  * @category models
  */
-export type Ops = ops.Ops
+export interface DeviceOps {
+  /** The device's name. */
+  readonly device: string
+  /** Operations started. */
+  started: number
+  /** Operations that succeeded. */
+  completed: number
+  /** Operations that failed with `DeviceGone` (classified `gone`). */
+  gone: number
+  /** Typed refusals that are part of the API (a full TX ring, an out-of-range sector). */
+  rejected: number
+  /** Operations that died with a defect (a G4 violation). */
+  defects: number
+  /** Operations interrupted instead of resolving (a G4 violation). */
+  interrupted: number
+  /** Completed, but with wrong data (a frame corrupted, acknowledged data not read back). */
+  corrupt: number
+  /** Ids of the operations still running; one left at the end of a run is lost (G4). */
+  readonly inFlight: Set<number>
+  /** The first few problems (at most 5 messages), for the verdict. */
+  readonly problems: Array<string>
+  /** Every problem recorded (`problems` keeps only the first few messages). */
+  problemCount: number
+}
+
+/**
+ * Operation accounting: `track` runs one operation and records how it resolved, per device.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ops {
+  /** Per device (by name), its accounting (made on first use, see `of`). */
+  readonly devices: Map<string, DeviceOps>
+  /** Set at the end of the run, once the drivers are unloaded: loads stop starting operations. Default false. */
+  stopping: boolean
+  /** The accounting of `device`, made empty on first use. */
+  of(device: string): DeviceOps
+  /** Operations in flight, every device counted. */
+  readonly inFlight: number
+  /** Operations resolved (completed, gone or rejected), every device counted. */
+  readonly resolved: number
+  /** Records a problem of `device` (counted; the message kept if it is among the first 5). */
+  problem(device: string, message: string): void
+  /**
+   * Runs one operation of `device` (`what` names it in problems), recording how it resolves:
+   * a success, a typed failure (`classify` tells `gone` from `rejected`), a defect, an
+   * interruption. Never fails: the result is `Some` on success, `None` otherwise.
+   */
+  track<A, E, R>(
+    device: string,
+    what: string,
+    op: Effect.Effect<A, E, R>,
+    classify: (error: E) => "gone" | "rejected"
+  ): Effect.Effect<Option.Option<A>, never, R>
+}
 
 /**
  * A fresh operation ledger.
@@ -90,9 +175,13 @@ export const makeOps = (): Ops => new ops.Ops()
  * @category models
  */
 export interface Evidence {
-  readonly lifecycle: ReadonlyArray<internal.Bused>
+  /** The lifecycle events of both buses, in order (every unbind report included). */
+  readonly lifecycle: ReadonlyArray<BusEvent>
+  /** The simulator's trace (`Simulator.Service.trace`). */
   readonly trace: ReadonlyArray<Trace.TraceEvent>
+  /** The IOMMU faults the simulator recorded. */
   readonly iommuFaults: ReadonlyArray<Iommu.Fault>
+  /** The accounting of the operations the test started, by device (`Ops.devices`). */
   readonly ops: ReadonlyMap<string, DeviceOps>
   /** How the run ended (see `VirtualTime.Outcome`); anything but `Done` breaks G4. */
   readonly outcome: "Done" | "Stalled" | "TimedOut"
@@ -121,18 +210,24 @@ export const check: (evidence: Evidence) => Array<Violation> = internal.check
 export interface Oracle {
   /** Pass to `Simulator.make` / `Simulator.layer` as `onLifecycle`. */
   readonly onLifecycle: (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => void
-  readonly lifecycle: ReadonlyArray<internal.Bused>
+  /** The lifecycle events `onLifecycle` received so far, in order. */
+  readonly lifecycle: ReadonlyArray<BusEvent>
+  /** The ledger of the operations run through `track`. */
   readonly ops: Ops
-  /** Runs one user operation of `device` through the ledger. */
+  /**
+   * Runs one user operation of `device` through the ledger. `classify` tells a typed failure
+   * `gone` from `rejected`; by default a failure tagged `DeviceGone` is `gone`, any other
+   * `rejected`.
+   */
   track<A, E, R>(
     device: string,
     what: string,
     op: Effect.Effect<A, E, R>,
     classify?: (error: E) => "gone" | "rejected"
   ): Effect.Effect<Option.Option<A>, never, R>
-  /** Judges the run so far: the sample of violations (see {@link check}). */
+  /** Judges the run so far: the sample of violations (see {@link check}); `outcome` defaults to `Done`. */
   check(sim: SimEvidence, outcome?: Evidence["outcome"]): Array<Violation>
-  /** Judges the run so far: the verdict (see {@link judge}). */
+  /** Judges the run so far: the verdict (see {@link judge}); `outcome` defaults to `Done`. */
   judge(sim: SimEvidence, outcome?: Evidence["outcome"]): Verdict
 }
 
@@ -142,7 +237,12 @@ export interface Oracle {
  * @category models
  */
 export interface SimEvidence {
-  readonly trace: { events(): ReadonlyArray<Trace.TraceEvent> }
+  /** The simulator's trace. */
+  readonly trace: {
+    /** The events recorded so far, in order. */
+    events(): ReadonlyArray<Trace.TraceEvent>
+  }
+  /** The IOMMU faults recorded so far. */
   iommuFaults(): ReadonlyArray<Iommu.Fault>
 }
 
@@ -170,7 +270,7 @@ const byTag = (error: unknown): "gone" | "rejected" =>
  * @category constructors
  */
 export const make = (): Oracle => {
-  const lifecycle: Array<internal.Bused> = []
+  const lifecycle: Array<BusEvent> = []
   const ledger = new ops.Ops()
   const judgeRun = (sim: SimEvidence, outcome: Evidence["outcome"]) =>
     internal.judge({ lifecycle, trace: sim.trace.events(), iommuFaults: sim.iommuFaults(), ops: ledger.devices, outcome })

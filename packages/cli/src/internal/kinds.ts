@@ -2,12 +2,7 @@
  * What the scenario format knows of each kind of device.
  * @internal
  */
-
-/**
- * A driver bug a scenario can plant.
- * @internal
- */
-export type Bug = "free-dma-before-stop" | "hang-in-remove"
+import type { Bug } from "../Scenario.js"
 
 /** @internal */
 export const kinds = {

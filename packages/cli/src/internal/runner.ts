@@ -24,32 +24,11 @@ import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devs
 import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
 import { type Iommu, Simulator, type Trace, VirtualTime } from "@devscope/sim"
 import { Oracle } from "@devscope/testing"
+import type { Progress, RunOptions } from "../Runner.js"
 import * as Scenario from "../Scenario.js"
 import type { DeviceSummary, DriverFailure, RunRecord, Stall, TimelineEntry, UnbindSummary, Violation } from "./record.js"
 import { describeError, describeSpan, LogBook, trackingTracer } from "./logbook.js"
 import * as Workloads from "./workloads.js"
-
-/** What the live display shows. */
-export interface Progress {
-  readonly virtualMillis: number
-  readonly duration: number
-  readonly devices: ReadonlyArray<{ readonly name: string; readonly state: "bound" | "unbound" | "absent" }>
-  readonly resolved: number
-  readonly inFlight: number
-}
-
-export interface RunOptions {
-  readonly seed?: number | undefined
-  /** Called as the run goes (wall-clock paced), for a live display. */
-  readonly onProgress?: ((progress: Progress) => void) | undefined
-  /** Called after each timeline action, in virtual-time order. */
-  readonly onAction?: ((entry: TimelineEntry, progress: Progress) => void) | undefined
-  /**
-   * Called when driver code fails where the binding machinery catches it (the first of a
-   * kind), when a warning is logged (the first of a kind), and when an action hangs.
-   */
-  readonly onNote?: ((line: string) => void) | undefined
-}
 
 /** Virtual time the end of a run may take to resolve the operations in flight. */
 const DRAIN = 1_000

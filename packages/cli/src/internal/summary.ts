@@ -2,7 +2,7 @@
  * Text output of a run: the live progress line, the timeline lines and the summary table.
  */
 import { passed, type RunRecord, type TimelineEntry } from "./record.js"
-import type { Progress } from "./runner.js"
+import type { Progress } from "../Runner.js"
 
 const pad = (s: string, n: number, right = false) => right ? s.padStart(n) : s.padEnd(n)
 

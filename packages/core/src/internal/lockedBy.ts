@@ -16,26 +16,18 @@ export const HeldTypeId: typeof LockedBy.HeldTypeId = Symbol.for("@devscope/core
 const variance = { _N: (_: never) => _ }
 
 /** @internal */
-export class WrongLock extends Data.TaggedError("WrongLock")<{
-  /** The value's description. */
-  readonly value: string
-  /** The lock that guards the value (`name#instance`). */
-  readonly expected: string
-  /** The lock whose proof was presented (`name#instance`), or what was presented instead. */
-  readonly actual: string
-}> {
+export class WrongLock extends Data.TaggedError("WrongLock")<Pick<LockedBy.WrongLock, "value" | "expected" | "actual">>
+  implements LockedBy.WrongLock
+{
   override get message() {
     return `${this.value} is guarded by lock "${this.expected}" but was accessed with a proof of ${this.actual}`
   }
 }
 
 /** @internal */
-export class LockNotHeld extends Data.TaggedError("LockNotHeld")<{
-  /** The value's description. */
-  readonly value: string
-  /** The lock of the stale proof (`name#instance`). */
-  readonly lock: string
-}> {
+export class LockNotHeld extends Data.TaggedError("LockNotHeld")<Pick<LockedBy.LockNotHeld, "value" | "lock">>
+  implements LockedBy.LockNotHeld
+{
   override get message() {
     return `${this.value} was accessed with a stale proof of lock "${this.lock}": ` +
       `the \`with\` section that made it has ended`
@@ -43,12 +35,9 @@ export class LockNotHeld extends Data.TaggedError("LockNotHeld")<{
 }
 
 /** @internal */
-export class RecursiveLocking extends Data.TaggedError("RecursiveLocking")<{
-  /** The lock (`name#instance`). */
-  readonly lock: string
-  /** The fiber that already holds it and asked for it again. */
-  readonly fiber: string
-}> {
+export class RecursiveLocking extends Data.TaggedError("RecursiveLocking")<Pick<LockedBy.RecursiveLocking, "lock" | "fiber">>
+  implements LockedBy.RecursiveLocking
+{
   override get message() {
     return `Fiber ${this.fiber} tried to take lock "${this.lock}", which it already holds ` +
       `(a nested \`with\` on the same lock would deadlock)`

@@ -4,17 +4,16 @@ import * as Either from "effect/Either"
 import type * as Bound from "../Bound.js"
 import * as Devres from "../Devres.js"
 import type * as Driver from "../Driver.js"
-import type { Mmio, Region, RegisterHandle } from "../Mmio.js"
+import type * as Mmio from "../Mmio.js"
+import type { Region, RegisterHandle } from "../Mmio.js"
 import type { Register, RegisterMap, Spec } from "../RegisterMap.js"
 import { type Binding, bindingOf } from "./binding.js"
 
 /** @internal */
-export class InvalidAccess extends Data.TaggedError("InvalidAccess")<{
-  readonly region: string
-  readonly offset: number
-  readonly width: 8 | 16 | 32
-  readonly reason: "out of range" | "misaligned"
-}> {
+export class InvalidAccess
+  extends Data.TaggedError("InvalidAccess")<Pick<Mmio.InvalidAccess, "region" | "offset" | "width" | "reason">>
+  implements Mmio.InvalidAccess
+{
   override get message() {
     return `${this.width}-bit access at 0x${this.offset.toString(16)} of ${this.region}: ${this.reason}`
   }
@@ -186,7 +185,7 @@ const makeHandle = (register: Register, io: Region): HandleImpl => {
 }
 
 /** @internal */
-export class MmioImpl<S extends Spec> implements Mmio<S> {
+export class MmioImpl<S extends Spec> implements Mmio.Mmio<S> {
   readonly registers: Readonly<Record<string, Register>>
   /** A handle per register, made up front: `read(name)` is a property load and a call. */
   readonly handles: Readonly<Record<string, HandleImpl>>
@@ -326,7 +325,7 @@ export const iomap = <D extends string, S extends Spec, E, R>(
     readonly label?: string | undefined
     readonly release?: ((region: Region) => Effect.Effect<void>) | undefined
   }
-): Effect.Effect<Devres.Devres<Mmio<S>, D>, E, R | Bound.Bound<D>> => {
+): Effect.Effect<Devres.Devres<Mmio.Mmio<S>, D>, E, R | Bound.Bound<D>> => {
   const label = options?.label ?? map.name
   return Effect.flatMap(driver.Bound, (token: Bound.Bound<D>) =>
     Devres.acquireRelease(
@@ -342,5 +341,5 @@ export const iomap = <D extends string, S extends Spec, E, R>(
           return options?.release === undefined ? Effect.void : options.release(io)
         }),
       { label }
-    ) as Effect.Effect<Devres.Devres<Mmio<S>, D>, E, R | Bound.Bound<D>>)
+    ) as Effect.Effect<Devres.Devres<Mmio.Mmio<S>, D>, E, R | Bound.Bound<D>>)
 }

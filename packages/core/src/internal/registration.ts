@@ -22,11 +22,10 @@ export const TypeId: typeof Registration.TypeId = Symbol.for("@devscope/core/Reg
 export const HandleTypeId: typeof Registration.HandleTypeId = Symbol.for("@devscope/core/Registration/Handle") as any
 
 /** @internal */
-export class HandleClosed extends Data.TaggedError("HandleClosed")<{
-  readonly device: string
-  readonly registration: string
-  readonly handle: number
-}> {
+export class HandleClosed
+  extends Data.TaggedError("HandleClosed")<Pick<Registration.HandleClosed, "device" | "registration" | "handle">>
+  implements Registration.HandleClosed
+{
   override get message() {
     return `Handle #${this.handle} of registration "${this.registration}" of "${this.device}" is closed`
   }

@@ -10,7 +10,7 @@ import type * as Revocable from "../Revocable.js"
 export const TypeId: typeof Revocable.TypeId = Symbol.for("@devscope/core/Revocable") as any
 
 /** @internal */
-export class Revoked extends Data.TaggedError("Revoked")<{ readonly label: string }> {
+export class Revoked extends Data.TaggedError("Revoked")<Pick<Revocable.Revoked, "label">> implements Revocable.Revoked {
   override get message() {
     return `"${this.label}" has been revoked`
   }

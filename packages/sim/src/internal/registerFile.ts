@@ -4,11 +4,10 @@ import type * as RegisterFile from "../RegisterFile.js"
 import type * as Trace from "../Trace.js"
 
 /** @internal */
-export class UnknownRegister extends Data.TaggedError("UnknownRegister")<{
-  readonly map: string
-  readonly register: string
-  readonly field: string | undefined
-}> {
+export class UnknownRegister
+  extends Data.TaggedError("UnknownRegister")<Pick<RegisterFile.UnknownRegister, "map" | "register" | "field">>
+  implements RegisterFile.UnknownRegister
+{
   override get message() {
     return this.field === undefined
       ? `register map ${this.map} has no register "${this.register}"`

@@ -6,6 +6,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type * as Scheduler from "effect/Scheduler"
 import type * as Tracer from "effect/Tracer"
+import type { Control, Outcome, RunOptions, Waiting } from "../VirtualTime.js"
 
 interface Sleeper {
   readonly at: number
@@ -170,12 +171,6 @@ export class QueueScheduler implements Scheduler.Scheduler {
   }
 }
 
-/** A fiber still waiting when a run stalled, with the spans it was in (innermost first). */
-export interface Waiting {
-  readonly fiber: string
-  readonly spans: ReadonlyArray<string>
-}
-
 const describeSpans = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Array<string> => {
   const spans: Array<string> = []
   let span = fiber.currentSpan as Tracer.AnySpan | undefined
@@ -201,34 +196,6 @@ export const waiting = (scheduler: QueueScheduler): Array<Waiting> => {
   }
   return list.sort((a, b) => b.spans.length - a.spans.length)
 }
-
-export interface RunOptions {
-  /** Called before every task the world runs (each is a fiber resuming from a suspension). */
-  readonly onTask?: ((control: Control) => void) | undefined
-  /** Stop advancing time past this virtual instant (milliseconds); the run is then interrupted. */
-  readonly until?: number | undefined
-  /** Called after each advance of virtual time, at most every `progressEvery` wall milliseconds. */
-  readonly onProgress?: ((virtualMillis: number) => void) | undefined
-  readonly progressEvery?: number | undefined
-}
-
-/** What an `onTask` hook can do: count, look at time, start a fiber in the world. */
-export interface Control {
-  readonly now: number
-  /** Starts `effect` as a new fiber of the world (it runs at the next drain). */
-  fork(effect: Effect.Effect<unknown, unknown>): void
-}
-
-export type Outcome<A, E> =
-  | { readonly _tag: "Done"; readonly exit: Exit.Exit<A, E>; readonly virtualMillis: number }
-  | {
-    readonly _tag: "Stalled"
-    readonly exit: Exit.Exit<A, E> | undefined
-    readonly virtualMillis: number
-    /** The fibers that were waiting when nothing could run any more. */
-    readonly waiting: ReadonlyArray<Waiting>
-  }
-  | { readonly _tag: "TimedOut"; readonly exit: Exit.Exit<A, E> | undefined; readonly virtualMillis: number }
 
 /** How long (virtual ms) an interrupted run may take to finish its finalizers. */
 const WIND_DOWN = 60_000

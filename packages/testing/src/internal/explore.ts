@@ -1,95 +1,10 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Scope from "effect/Scope"
 import type { Lifecycle } from "@devscope/core"
 import { Simulator, VirtualTime } from "@devscope/sim"
+import type { Case, CaseResult, ModeCoverage, Options, Report, Scenario } from "../Explore.js"
 import * as Oracle from "../Oracle.js"
-
-export type Mode = "surprise" | "unplug" | "surprise-in-remove"
-
-export interface Scenario<E = never> {
-  readonly name: string
-  /** The device removed at each point. */
-  readonly device: string
-  readonly seed?: number | undefined
-  readonly simulator?: Omit<Simulator.Options, "seed" | "onLifecycle"> | undefined
-  /**
-   * Sets up drivers and devices, runs a bounded workload through `oracle.track`, and
-   * finishes. The explorer removes `device` somewhere in the middle; the scenario must cope
-   * (a device may be gone at any moment).
-   */
-  readonly run: (ctx: { readonly sim: Simulator.Service; readonly oracle: Oracle.Oracle }) => Effect.Effect<void, E, Scope.Scope>
-}
-
-export interface Case {
-  readonly mode: Mode | "baseline"
-  /** The suspension point of the bound device the removal was injected at (1-based). */
-  readonly point: number
-  /**
-   * For `surprise-in-remove`: the point inside the unbind window that follows the orderly
-   * removal (counted from that removal on: unbinds the scenario did before do not count).
-   */
-  readonly inner?: number | undefined
-}
-
-export interface CaseResult {
-  readonly case: Case
-  readonly token: string
-  readonly outcome: "Done" | "Stalled" | "TimedOut"
-  /**
-   * The removal was injected (the run reached the point). For `surprise-in-remove`: both the
-   * orderly removal and the surprise removal inside its unbind were.
-   */
-  readonly injected: boolean
-  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
-  readonly violations: ReadonlyArray<Oracle.Violation>
-  /** How many violations the oracle found (the sample may show fewer). */
-  readonly violationCount: number
-  /** Per guarantee and device, the violations the sample leaves out. */
-  readonly omitted: ReadonlyArray<Oracle.Omitted>
-  readonly failure: string | undefined
-  /**
-   * Suspension points seen while the device was bound, while it was unbinding (every unbind
-   * of the run), and while it was unbinding after the injected removal (`removal`).
-   */
-  readonly points: { readonly bound: number; readonly unbinding: number; readonly removal: number }
-  readonly virtualMillis: number
-}
-
-export interface Options {
-  /** Modes to explore. Default all three. */
-  readonly modes?: ReadonlyArray<Mode> | undefined
-  /** At most this many points per mode, spread evenly over the run (default 200). */
-  readonly maxPoints?: number | undefined
-  /** Virtual time a case may take (default: 20x the baseline plus one second). */
-  readonly timeout?: number | undefined
-}
-
-/** What one mode explored. */
-export interface ModeCoverage {
-  readonly mode: Mode
-  /**
-   * Suspension points the mode could inject at: those of the bound device (`surprise`,
-   * `unplug`), or of the orderly unbind in the middle of the run (`surprise-in-remove`).
-   */
-  readonly points: number
-  /** Cases run (at most `maxPoints`, spread evenly over the points). */
-  readonly cases: number
-  /** Cases whose removal was injected (the run reached the point). */
-  readonly injected: number
-}
-
-export interface Report {
-  readonly scenario: string
-  readonly seed: number
-  readonly points: { readonly bound: number; readonly unbinding: number }
-  /** Cases run in all: the baseline, every mode's, and the middle unplug of `surprise-in-remove`. */
-  readonly cases: number
-  /** Per mode explored, in order. */
-  readonly modes: ReadonlyArray<ModeCoverage>
-  readonly failures: ReadonlyArray<CaseResult>
-}
 
 export const token = (scenario: string, seed: number, c: Case): string =>
   `${scenario}@${seed}:${c.mode}:${c.point}${c.inner !== undefined ? `:${c.inner}` : ""}`

@@ -4,39 +4,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
-import type * as Scope from "effect/Scope"
 import { Simulator, VirtualTime } from "@devscope/sim"
+import type { Action, Coverage, FaultKind, Options, Report, RunResult, Spec } from "../Fuzz.js"
 import * as Oracle from "../Oracle.js"
-
-export interface DeviceSpec {
-  readonly name: string
-  readonly bus: "pci" | "platform"
-  /** Plugs the device (a fresh model on the same medium each time). */
-  readonly plug: (sim: Simulator.Service) => Effect.Effect<unknown, unknown>
-  /** One user operation on the device, through the oracle (it may find the device gone). */
-  readonly io: (ctx: { readonly sim: Simulator.Service; readonly oracle: Oracle.Oracle }) => Effect.Effect<void>
-  /** The faults sequences may inject on this device (default: those of the spec). */
-  readonly faults?: ReadonlyArray<FaultKind> | undefined
-}
-
-export interface DriverSpec {
-  readonly name: string
-  readonly bus: "pci" | "platform"
-  readonly register: (sim: Simulator.Service) => Effect.Effect<void, unknown>
-}
-
-/**
- * The kinds of fault a sequence may inject: the simulator's fault rules, with `fail-nth` told
- * apart by the request that fails.
- */
-export type FaultKind =
-  | "fail-dma-alloc"
-  | "fail-dma-map"
-  | "fail-irq"
-  | "delay-completions"
-  | "drop-completions"
-  | "irq-storm"
-  | "all-ones-reads"
 
 export const faultKinds: ReadonlyArray<FaultKind> = [
   "fail-dma-alloc",
@@ -47,29 +17,6 @@ export const faultKinds: ReadonlyArray<FaultKind> = [
   "irq-storm",
   "all-ones-reads"
 ]
-
-export interface Spec {
-  readonly name: string
-  readonly devices: ReadonlyArray<DeviceSpec>
-  readonly drivers: ReadonlyArray<DriverSpec>
-  /**
-   * Fault steps the sequences may contain: `false` for none, or the kinds allowed. Default:
-   * every kind (`faultKinds`).
-   */
-  readonly faults?: false | ReadonlyArray<FaultKind> | undefined
-  /** Simulator options (fault rules present from the start...). */
-  readonly simulator?: Omit<Simulator.Options, "seed" | "onLifecycle"> | undefined
-  /** Sets up what the drivers need (registries...), once per run. */
-  readonly setup?: ((sim: Simulator.Service) => Effect.Effect<void, unknown, Scope.Scope>) | undefined
-}
-
-export type Action =
-  | { readonly _tag: "plug" | "unplug" | "surprise" | "unbind" | "bind"; readonly device: string }
-  | { readonly _tag: "io"; readonly device: string; readonly count: number }
-  | { readonly _tag: "unload" | "load"; readonly driver: string }
-  | { readonly _tag: "wait"; readonly micros: number }
-  /** Injects a fault rule on one device from this step on (`Simulator.inject`). */
-  | { readonly _tag: "fault"; readonly device: string; readonly rule: Simulator.FaultRule }
 
 const micros = (d: Duration.DurationInput) => `${Math.round(Duration.toMillis(Duration.decode(d)) * 1_000)}µs`
 
@@ -161,23 +108,6 @@ const faults = (spec: Spec) => {
     ]
   })
   return perDevice.length === 0 ? [] : [{ weight: 2, arbitrary: FastCheck.oneof(...perDevice) }]
-}
-
-export interface RunResult {
-  readonly outcome: "Done" | "Stalled" | "TimedOut"
-  /** Operations started, and how many completed or failed with DeviceGone. */
-  readonly operations: { readonly started: number; readonly completed: number; readonly gone: number; readonly rejected: number }
-  /** The oracle's sample of the violations (see `Oracle.Verdict`). */
-  readonly violations: ReadonlyArray<Oracle.Violation>
-  /** How many violations the oracle found (the sample may show fewer). */
-  readonly violationCount: number
-  /** Per guarantee and device, the violations the sample leaves out. */
-  readonly omitted: ReadonlyArray<Oracle.Omitted>
-  readonly failure: string | undefined
-  /** Faults the simulator injected (its `fault-injected` trace events; delays are not traced). */
-  readonly faultsFired: number
-  /** Probes that failed (an injected allocation, mapping or interrupt failure, typically). */
-  readonly probeFailures: number
 }
 
 /** Virtual time the operations in flight get once every driver is unloaded. */
@@ -281,44 +211,6 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       probeFailures
     }
   })
-
-export interface Options {
-  readonly numRuns?: number | undefined
-  /** fast-check's seed: the same seed generates the same sequences. */
-  readonly seed?: number | undefined
-  /**
-   * Steps run before every random sequence (e.g. plugging every device, so that the random
-   * steps find a machine at work). Not shrunk; part of every replay.
-   */
-  readonly prefix?: ReadonlyArray<Action> | undefined
-}
-
-export interface Report {
-  readonly runs: number
-  readonly seed: number
-  readonly failed: boolean
-  /** The smallest failing sequence fast-check shrank to. */
-  readonly counterexample: ReadonlyArray<Action> | undefined
-  readonly result: RunResult | undefined
-  /** fast-check's path to the counterexample (pass with `seed` to replay). */
-  readonly path: string | undefined
-  /** The steps run before each sequence (`Options.prefix`). */
-  readonly prefix: ReadonlyArray<Action>
-  /** What the sequences run did (prefixes and shrinking runs included). */
-  readonly coverage: Coverage
-}
-
-/** Totals over the sequences a check ran. */
-export interface Coverage {
-  readonly sequences: number
-  /** Steps run, per kind of action. */
-  readonly steps: Readonly<Record<Action["_tag"], number>>
-  /** Faults the simulator injected (see `RunResult.faultsFired`). */
-  readonly faultsFired: number
-  readonly probeFailures: number
-  /** Operations started, and how they resolved. */
-  readonly operations: { readonly started: number; readonly completed: number; readonly gone: number; readonly rejected: number }
-}
 
 const bad = (r: RunResult) => r.failure !== undefined || r.violationCount > 0
 

@@ -15,34 +15,8 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
 import { Bound, Bus, Lifecycle } from "@devscope/core"
-import { childDriver, HOSTILE, hostileDriver, Ledger, misbehaviours, type Plan } from "./hostileDriver.js"
-
-export type { Misbehaviour, Plan } from "./hostileDriver.js"
-
-/** One lifecycle step. `interruptAfter`: the step's caller is interrupted after that many ms. */
-export type Step =
-  | { readonly _tag: "bind" | "unbind" | "surprise" | "unplug" | "plug" | "open"; readonly device: string; readonly interruptAfter?: number | undefined }
-  | { readonly _tag: "unload" | "reload"; readonly interruptAfter?: number | undefined }
-  | { readonly _tag: "link" | "unlink"; readonly consumer: string; readonly supplier: string }
-  | { readonly _tag: "wait"; readonly millis: number }
-
-export interface Sequence {
-  readonly plan: Plan
-  readonly steps: ReadonlyArray<Step>
-}
-
-/** A break of the contract found in one sequence. */
-export interface Break {
-  readonly rule: "bounded" | "exactly-once" | "lifo" | "no-late-fiber" | "settled" | "named" | "crashed"
-  readonly message: string
-}
-
-export interface Result {
-  readonly breaks: ReadonlyArray<Break>
-  /** Steps run, bindings made, misbehaviours that ran. */
-  readonly steps: number
-  readonly bindings: number
-}
+import type { Break, Options, Plan, Report as CheckReport, Result, Sequence, Step } from "../Hostile.js"
+import { childDriver, HOSTILE, hostileDriver, Ledger, misbehaviours } from "./hostileDriver.js"
 
 /** The bus's deadlines in a fuzzed world, and the most a step may take with all of them. */
 const busOptions = {
@@ -302,21 +276,6 @@ const judge = (
   if (plan.observer !== "ok" && history.some((e) => e._tag === "Unbinding") && !history.some((e) => e._tag === "ObserverFailed")) {
     breaks.push({ rule: "named", message: "the observer's failure is in no event" })
   }
-}
-
-export interface Options {
-  readonly numRuns?: number | undefined
-  readonly seed?: number | undefined
-}
-
-export interface CheckReport {
-  readonly runs: number
-  readonly seed: number
-  readonly failed: boolean
-  readonly counterexample: Sequence | undefined
-  readonly result: Result | undefined
-  /** Replays the counterexample exactly (see `replay`). */
-  readonly token: string | undefined
 }
 
 export const check = (options: Options = {}): Effect.Effect<CheckReport> =>

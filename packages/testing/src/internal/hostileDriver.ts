@@ -6,26 +6,9 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Bound, type Bus, Devres, Driver, Registration } from "@devscope/core"
-
-/** How one callback behaves. `throw`: the function throws instead of returning an effect. */
-export type Misbehaviour = "ok" | "fail" | "die" | "throw" | "hang" | "hang-uninterruptibly"
+import type { Misbehaviour, Plan } from "../Hostile.js"
 
 export const misbehaviours: ReadonlyArray<Misbehaviour> = ["ok", "fail", "die", "throw", "hang", "hang-uninterruptibly"]
-
-/** What the hostile driver does, callback by callback. */
-export interface Plan {
-  /** After acquiring its resources, forking its fiber and registering its device file. */
-  readonly probe: Misbehaviour | "add-child" | "unload-own-driver" | "interrupt-self"
-  readonly remove: Misbehaviour | "unload-own-driver"
-  /** One resource per entry, acquired in order; each release behaves as its entry says. */
-  readonly releases: ReadonlyArray<Misbehaviour>
-  /** The binding fiber (started with `Bound.fork`): ticks every millisecond, or misbehaves. */
-  readonly fiber: "ticks" | "hang-uninterruptibly" | "unload-own-driver" | "add-child" | "escapes"
-  /** The device file's `destroy` (a handle is open when the step `open` ran). */
-  readonly destroy: Misbehaviour
-  /** The bus's `onEvent` observer. */
-  readonly observer: "ok" | "throw-on-unbinding" | "throw-always"
-}
 
 export const HOSTILE = "hostile"
 export const CHILD = "hostile-child"

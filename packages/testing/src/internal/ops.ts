@@ -8,28 +8,13 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import type * as Oracle from "../Oracle.js"
 
-export interface DeviceOps {
-  readonly device: string
-  started: number
-  completed: number
-  gone: number
-  /** Typed refusals that are part of the API (a full TX ring, an out-of-range sector). */
-  rejected: number
-  defects: number
-  interrupted: number
-  /** Completed, but with wrong data (a frame corrupted, acknowledged data not read back). */
-  corrupt: number
-  readonly inFlight: Set<number>
-  /** The first few problems, for the verdict. */
-  readonly problems: Array<string>
-  /** Every problem recorded (`problems` keeps only the first few messages). */
-  problemCount: number
-}
+type DeviceOps = Oracle.DeviceOps
 
 const MAX_PROBLEMS = 5
 
-export class Ops {
+export class Ops implements Oracle.Ops {
   private nextId = 0
   readonly devices = new Map<string, DeviceOps>()
   /** Set at the end of the run, once the drivers are unloaded: loads stop starting ops. */

@@ -13,36 +13,7 @@ import * as Cause from "effect/Cause"
 import { Lifecycle } from "@devscope/core"
 import { Leak } from "@devscope/core"
 import type { Iommu, Trace } from "@devscope/sim"
-import type { DeviceOps } from "./ops.js"
-
-/** A guarantee G1-G5 (docs/testing.md). */
-export type Guarantee = "G1" | "G2" | "G3" | "G4" | "G5"
-
-/** A guarantee found broken, on one device ("-" when the run as a whole broke it). */
-export interface Violation {
-  readonly guarantee: Guarantee
-  readonly device: string
-  readonly message: string
-}
-
-/** Violations of one guarantee on one device that the sample does not show. */
-export interface Omitted {
-  readonly guarantee: Guarantee
-  readonly device: string
-  readonly count: number
-}
-
-/** What the oracle found. */
-export interface Verdict {
-  /** How many violations were found: all of them, shown or not. */
-  readonly count: number
-  /** A sample of them, in the order found: at most `SAMPLE_PER_KIND` per guarantee and device. */
-  readonly violations: ReadonlyArray<Violation>
-  /** Per guarantee and device, the violations found beyond the sample. */
-  readonly omitted: ReadonlyArray<Omitted>
-}
-
-export type Bused = { readonly bus: "pci" | "platform"; readonly event: Lifecycle.LifecycleEvent }
+import type { BusEvent, Evidence, Guarantee, Omitted, Verdict, Violation } from "../Oracle.js"
 
 export const SAMPLE_PER_KIND = 5
 
@@ -107,14 +78,6 @@ const fault = (f: Iommu.Fault): string => {
     ? "the device accessed an address with no mapping"
     : `the IOMMU refused the access (${f.reason})`
   return `${diagnosis}: ${f.access} of ${f.length} bytes at iova ${hex(f.iova)} by ${f.by}; ${where}`
-}
-
-export interface Evidence {
-  readonly lifecycle: ReadonlyArray<Bused>
-  readonly trace: ReadonlyArray<Trace.TraceEvent>
-  readonly iommuFaults: ReadonlyArray<Iommu.Fault>
-  readonly ops: ReadonlyMap<string, DeviceOps>
-  readonly outcome: "Done" | "Stalled" | "TimedOut"
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,7 +150,7 @@ const leakLater = (leak: Leak.LeakReport): Violation =>
  * Every unbind report once: those of `Unbound` events and the children's and consumers'
  * reports nested in them (each also publishes its own `Unbound`, with the same report object).
  */
-const unbindReports = (lifecycle: ReadonlyArray<Bused>): Array<Lifecycle.UnbindReport> => {
+const unbindReports = (lifecycle: ReadonlyArray<BusEvent>): Array<Lifecycle.UnbindReport> => {
   const seen = new Set<Lifecycle.UnbindReport>()
   const reports: Array<Lifecycle.UnbindReport> = []
   for (const { event } of lifecycle) {
@@ -201,7 +164,7 @@ const unbindReports = (lifecycle: ReadonlyArray<Bused>): Array<Lifecycle.UnbindR
   return reports
 }
 
-const checkReports = (findings: Findings, lifecycle: ReadonlyArray<Bused>) => {
+const checkReports = (findings: Findings, lifecycle: ReadonlyArray<BusEvent>) => {
   const reports = unbindReports(lifecycle)
   const reported = new Set<Leak.LeakReport>()
   const reportedKeys = new Map<string, number>()
@@ -400,7 +363,7 @@ const followBindings = (findings: Findings, trace: ReadonlyArray<Trace.TraceEven
 const checkReleaseOrder = (
   findings: Findings,
   ended: Map<string, Array<EndedBinding | undefined>>,
-  lifecycle: ReadonlyArray<Bused>
+  lifecycle: ReadonlyArray<BusEvent>
 ) => {
   const reports = new Map<string, Array<Lifecycle.UnbindReport>>()
   for (const { event } of lifecycle) {
