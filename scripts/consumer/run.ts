@@ -18,6 +18,8 @@
  *    (d) the project's own vitest runs a test that uses `@devscope/testing` (the oracle and an
  *        exploration of a small driver).
  *
+ * 4. A strict install (`--legacy-peer-deps`: only what the packages declare) still runs the bin.
+ *
  * `--exports-to-src` points `@devscope/core`'s packed `exports` back at `src/` (not shipped):
  * the test must then fail, which shows it checks what it claims. `--keep` leaves the project.
  *
@@ -213,6 +215,26 @@ const main = () => {
         "node_modules/vitest/vitest.mjs", "run", "--reporter=verbose"
       ], opts(300_000, (out) => /Tests\s+2 passed/.test(out) ? undefined : "expected 2 passing tests"))
     }
+  }
+
+  // A strict install, as pnpm without auto-installed peers or yarn does it: only what the
+  // packages declare, nothing npm would add for peers. The bin must still start.
+  const strict = path.join(work, "strict")
+  fs.mkdirSync(strict)
+  fs.writeFileSync(path.join(strict, "package.json"), JSON.stringify({ name: "devscope-strict", private: true, type: "module" }, null, 2))
+  fs.copyFileSync(path.join(root, "examples/scenarios/demo.json"), path.join(strict, "demo.json"))
+  if (run("npm install --legacy-peer-deps (no peers added) the tarballs and the cli's declared peers", "npm", [
+    "install", "--no-audit", "--no-fund", "--loglevel=error", "--legacy-peer-deps",
+    ...packed,
+    "effect@^3.22.4",
+    "@effect/platform@^0.97.2",
+    "@effect/platform-node@^0.108.0"
+  ], { cwd: strict, timeoutMs: 10 * 60_000 })) {
+    run("strict install: npx devscope validate demo.json", "npx", ["--no-install", "devscope", "validate", "demo.json"], {
+      cwd: strict,
+      timeoutMs: 60_000,
+      expect: (out) => out.includes("valid scenario") ? undefined : `unexpected output:\n${out}`
+    })
   }
 
   const failed = steps.filter((s) => !s.ok)

@@ -31,6 +31,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { readFileSync } from "node:fs"
 import { demo } from "./internal/demo.js"
 import * as Perfetto from "./internal/perfetto.js"
 import { passed, type RunRecord } from "./internal/record.js"
@@ -266,7 +267,13 @@ export const devscope = Command.make("devscope").pipe(
  * @since 0.1.0
  * @category running
  */
-export const main = Command.run(devscope, { name: "devscope", version: "0.1.0" })
+export const main = Command.run(devscope, { name: "devscope", version: packageVersion() })
+
+/** The package's own version, read from its package.json (both src/ and dist/ sit one level below it). */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { readonly version: string }
+  return manifest.version
+}
 
 /**
  * Runs the command and turns every outcome into an exit code, with a short message on
@@ -276,7 +283,8 @@ export const main = Command.run(devscope, { name: "devscope", version: "0.1.0" }
  *
  * @example
  * ```ts
- * import { NodeContext, NodeRuntime } from "@effect/platform-node"
+ * import * as NodeContext from "@effect/platform-node/NodeContext"
+ * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
  * import { Effect } from "effect"
  * import { Cli } from "@devscope/cli"
  *

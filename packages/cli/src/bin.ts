@@ -8,7 +8,10 @@
  *
  * @since 0.1.0
  */
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// Subpaths, not the barrel: the barrel loads modules that need platform-node's optional peers
+// (@effect/cluster, @effect/rpc, @effect/sql), which a strict install does not have.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { exitCode } from "./Cli.js"

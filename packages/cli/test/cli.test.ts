@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
 import * as path from "node:path"
 import { Runner, Scenario } from "@devscope/cli"
 import { demo } from "../src/internal/demo.js"
@@ -148,6 +149,14 @@ describe("the devscope command", () => {
       expect(code).toBe(0)
       expect(stdout).toContain("demo")
       expect(stdout).toContain("run")
+    }), 120_000)
+
+  it.effect("--version prints the version in the package's package.json", () =>
+    Effect.gen(function*() {
+      const { version } = JSON.parse(readFileSync(path.join(root, "packages/cli/package.json"), "utf8"))
+      const { code, stdout } = yield* devscope("--version")
+      expect(code).toBe(0)
+      expect(stripAnsi(stdout).trim()).toBe(version)
     }), 120_000)
 
   it.effect("--trace and --report write their files; validate checks without running", () =>

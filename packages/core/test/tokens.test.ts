@@ -67,6 +67,14 @@ describe("tokens and Devres", () => {
         const forged = { device: a.bound.device, driver: "edu" } as unknown as Bound.Bound<"edu">
         const forgedExit = yield* Effect.exit(Effect.sync(() => a.regs.access(forged)))
         expect(defectOf(forgedExit)).toBeInstanceOf(DeviceError.DeviceMismatch)
+        // A token of a second copy of @devscope/core carries the same global type id but is
+        // not this copy's object: the defect says two copies are loaded.
+        const foreign = { [Symbol.for("@devscope/core/Bound")]: {}, toString: () => "Bound(edu, edu0)" } as unknown as Bound.Bound<"edu">
+        const foreignExit = yield* Effect.exit(Effect.sync(() => a.regs.access(foreign)))
+        const mismatch = defectOf(foreignExit) as DeviceError.DeviceMismatch
+        expect(mismatch).toBeInstanceOf(DeviceError.DeviceMismatch)
+        expect(mismatch.actual).toContain("another copy of @devscope/core")
+        expect(mismatch.actual).toContain("npm ls @devscope/core")
       })
     ))
 

@@ -340,13 +340,25 @@ export const isLive = (token: Bound.Bound<any>): boolean => {
 }
 
 /**
- * The live binding of a token, or a defect saying why there is none.
+ * Names a token this copy of the package did not make. A token of another copy of
+ * `@devscope/core` carries the same (global) type id but is not an instance of this copy's
+ * class: say so, since that mistake is otherwise invisible.
+ * @internal
+ */
+export const describeForeign = (token: unknown): string =>
+  typeof token === "object" && token !== null && BoundTypeId in token
+    ? `a token from another copy of @devscope/core (two copies are loaded: \`npm ls @devscope/core\` shows them; ` +
+      `make every package use one): ${String(token)}`
+    : String(token)
+
+/**
+ * The binding of a live token, or the defect that says why there is none.
  * @internal
  */
 export const liveBinding = (token: Bound.Bound<any>, resource: string): Binding => {
   const impl = token as unknown as BoundImpl<any>
   if (!(impl instanceof BoundImpl)) {
-    throw new DeviceMismatch({ resource, expected: "a token made by devscope", actual: String(token) })
+    throw new DeviceMismatch({ resource, expected: "a token made by this copy of @devscope/core", actual: describeForeign(token) })
   }
   if (impl.key !== impl.binding) throw impl.binding.useAfterUnbind(resource)
   return impl.binding

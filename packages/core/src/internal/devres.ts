@@ -9,7 +9,7 @@ import * as Option from "effect/Option"
 import type * as Bound from "../Bound.js"
 import type * as Devres from "../Devres.js"
 import { DeviceMismatch, UseAfterUnbind } from "../DeviceError.js"
-import { type Binding, BoundImpl, liveBinding, REVOKED } from "./binding.js"
+import { type Binding, BoundImpl, describeForeign, liveBinding, REVOKED } from "./binding.js"
 import { LABELLED_SITE, LazySite, type Site, UNCAPTURED } from "./site.js"
 
 /** @internal */
@@ -111,7 +111,7 @@ export class DevresImpl<A, D extends string> implements Devres.Devres<A, D> {
     throw new DeviceMismatch({
       resource,
       expected: binding.device.name,
-      actual: impl instanceof BoundImpl ? impl.binding.device.name : String(token)
+      actual: impl instanceof BoundImpl ? impl.binding.device.name : describeForeign(token)
     })
   }
 
