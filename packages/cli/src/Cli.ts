@@ -25,6 +25,7 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
+import type { PlatformError } from "@effect/platform/Error"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
@@ -33,6 +34,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { readFileSync } from "node:fs"
 import { demo } from "./internal/demo.js"
+import { sizeIssue } from "./internal/input.js"
 import * as Perfetto from "./internal/perfetto.js"
 import { passed, type RunRecord } from "./internal/record.js"
 import * as Report from "./internal/report.js"
@@ -201,15 +203,17 @@ const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
 const readScenario = (path: string) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
-    const text = yield* Effect.mapError(
-      fs.readFileString(path),
-      (e) =>
-        new Scenario.InvalidScenario({
-          source: path,
-          issues: [{ path: "(file)", message: e._tag === "SystemError" ? `cannot read it (${e.reason}: ${e.description ?? e.message})` : e.message }]
-        })
-    )
-    return yield* Scenario.parse(text, path)
+    const cannotRead = (e: PlatformError) =>
+      new Scenario.InvalidScenario({
+        source: path,
+        issues: [{ path: "(file)", message: e._tag === "SystemError" ? `cannot read it (${e.reason}: ${e.description ?? e.message})` : e.message }]
+      })
+    // The size is checked before anything is read: a hostile file costs nothing.
+    const info = yield* Effect.mapError(fs.stat(path), cannotRead)
+    const tooLarge = sizeIssue(Number(info.size))
+    if (tooLarge !== undefined) return yield* new Scenario.InvalidScenario({ source: path, issues: [tooLarge] })
+    const bytes = yield* Effect.mapError(fs.readFile(path), cannotRead)
+    return yield* Scenario.parseBytes(bytes, path)
   })
 
 const demoCommand = Command.make("demo", { seed, trace, report, quiet }, (flags) => execute(demo, flags)).pipe(

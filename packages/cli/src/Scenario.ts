@@ -20,6 +20,7 @@ import * as internalKinds from "./internal/kinds.js"
 import { show } from "./internal/kinds.js"
 import * as scenarioChecks from "./internal/scenarioChecks.js"
 import * as scenarioIssues from "./internal/scenarioIssues.js"
+import * as internalInput from "./internal/input.js"
 
 /** An optional field: absent or of the schema (no `undefined` member, so no noise in errors). */
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
@@ -73,6 +74,14 @@ const Name = Schema.String.pipe(
   })
 )
 const PositiveInt = Schema.Int.pipe(Schema.positive())
+
+/**
+ * A workload's mean pause, at least 1 µs: a pause of 0 would never let virtual time move
+ * (the load would spin at one instant and the run never end).
+ */
+const Interval = Millis.pipe(
+  Schema.filter((millis) => millis >= 0.001 || `expected a mean interval of at least 1 µs (0.001 ms), got ${millis} ms`)
+)
 
 /**
  * What the scenario format knows of one kind of device.
@@ -206,7 +215,7 @@ export const Workload = Schema.Struct({
     window: optional(PositiveInt.pipe(Schema.lessThanOrEqualTo(256))),
     frameSize: optional(Schema.Int.pipe(Schema.between(16, 1514))),
     /** Mean pause between frames of one sender. */
-    interval: optional(Millis)
+    interval: optional(Interval)
   })),
   blk: optional(Schema.Struct({
     /** Concurrent submitters per device, each on its own sector range. */
@@ -216,14 +225,14 @@ export const Workload = Schema.Struct({
     /** Sectors per request. */
     sectorsPerRequest: optional(PositiveInt.pipe(Schema.lessThanOrEqualTo(64))),
     /** Mean pause between requests of one worker. */
-    interval: optional(Millis),
+    interval: optional(Interval),
     /** One request in `flushEvery` is a flush (0: none). */
     flushEvery: optional(Schema.Int.pipe(Schema.nonNegative()))
   })),
   sensor: optional(Schema.Struct({
     readers: optional(PositiveInt.pipe(Schema.lessThanOrEqualTo(64))),
     /** Mean pause between readings of one reader. */
-    interval: optional(Millis)
+    interval: optional(Interval)
   }))
 })
 
@@ -381,6 +390,10 @@ export const warnings: (scenario: Scenario) => Array<Issue> = scenarioChecks.war
  * @category decoding
  */
 export const decode = (input: unknown, source: string): Either.Either<Scenario, InvalidScenario> => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    const got = input === null ? "null" : Array.isArray(input) ? "an array" : `${typeof input} ${internalInput.echo(input)}`
+    return Either.left(new InvalidScenario({ source, issues: [{ path: "(root)", message: `expected a JSON object (a scenario), got ${got}` }] }))
+  }
   const decoded = Schema.decodeUnknownEither(Scenario, { errors: "all", onExcessProperty: "error" })(input)
   if (Either.isLeft(decoded)) return Either.left(new InvalidScenario({ source, issues: issuesOf(decoded.left) }))
   const issues = scenarioChecks.crossCheck(decoded.right)
@@ -394,6 +407,10 @@ export const decode = (input: unknown, source: string): Either.Either<Scenario, 
  */
 export const parse = (text: string, source: string): Effect.Effect<Scenario, InvalidScenario> =>
   Effect.suspend(() => {
+    const tooLarge = internalInput.sizeIssue(text.length)
+    if (tooLarge !== undefined) return Effect.fail(new InvalidScenario({ source, issues: [tooLarge] }))
+    const tooDeep = internalInput.depthIssue(text)
+    if (tooDeep !== undefined) return Effect.fail(new InvalidScenario({ source, issues: [tooDeep] }))
     let json: unknown
     try {
       json = JSON.parse(text)
@@ -402,3 +419,40 @@ export const parse = (text: string, source: string): Effect.Effect<Scenario, Inv
     }
     return decode(json, source)
   })
+
+/**
+ * Decodes a scenario file's bytes: at most `MAX_FILE_BYTES`, UTF-8 (a byte-order mark is
+ * fine; UTF-16 and other encodings are refused with a hint), nested at most `MAX_DEPTH`
+ * levels, then `parse`d. Every check is linear in the input.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Scenario } from "@devscope/cli"
+ *
+ * const latin1 = new Uint8Array([0x7b, 0x22, 0xe9, 0x22, 0x7d]) // {"é"} in Latin-1
+ * const exit = Effect.runSyncExit(Scenario.parseBytes(latin1, "x.json"))
+ * // a failure: (file): is not UTF-8: byte 0xE9 at offset 2 (line 1) ...
+ * ```
+ * @since 0.1.0
+ * @category decoding
+ */
+export const parseBytes = (bytes: Uint8Array, source: string): Effect.Effect<Scenario, InvalidScenario> =>
+  Effect.suspend(() => {
+    const decoded = internalInput.decodeText(bytes)
+    return "issue" in decoded ? Effect.fail(new InvalidScenario({ source, issues: [decoded.issue] })) : parse(decoded.text, source)
+  })
+
+/**
+ * The largest scenario file read, in bytes (1 MiB); larger files are refused before reading.
+ * @since 0.1.0
+ * @category limits
+ */
+export const MAX_FILE_BYTES: number = internalInput.MAX_BYTES
+
+/**
+ * The deepest nesting of arrays and objects a scenario file may have.
+ * @since 0.1.0
+ * @category limits
+ */
+export const MAX_DEPTH: number = internalInput.MAX_DEPTH

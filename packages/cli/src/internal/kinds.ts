@@ -3,6 +3,7 @@
  * @internal
  */
 import type { Bug } from "../Scenario.js"
+import { echo } from "./input.js"
 
 /** @internal */
 export const kinds = {
@@ -15,10 +16,4 @@ export const kinds = {
  * A value as the scenario file would spell it, for messages.
  * @internal
  */
-export const show = (value: unknown): string => {
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return String(value)
-  }
-}
+export const show = (value: unknown): string => echo(value)
