@@ -101,13 +101,19 @@ const writable = (flag: string) => (file: string): Effect.Effect<string, Validat
     return file
   })
 
-const seed = Options.integer("seed").pipe(
-  // The scenario's own schema for seeds, with the flag named in the message.
-  Options.mapEffect((n) =>
-    Effect.mapError(
-      Schema.decodeUnknown(Scenario.Seed)(n),
-      (e) => ValidationError.invalidValue(HelpDoc.p(`--seed ${n}: ${Scenario.issuesOf(e)[0]?.message ?? "invalid"}`))
-    )
+const seed = Options.text("seed").pipe(
+  Options.withPseudoName("integer"),
+  // A plain decimal integer only (a number parser would take "0x10", "1e3" or "1.0"), then
+  // the scenario's own schema for seeds, with the flag named in the message.
+  Options.mapEffect((text) =>
+    /^(0|[1-9][0-9]{0,9})$/.test(text)
+      ? Effect.mapError(
+        Schema.decodeUnknown(Scenario.Seed)(Number(text)),
+        (e) => ValidationError.invalidValue(HelpDoc.p(`--seed ${text}: ${Scenario.issuesOf(e)[0]?.message ?? "invalid"}`))
+      )
+      : Effect.fail(ValidationError.invalidValue(HelpDoc.p(
+        `--seed ${JSON.stringify(text).slice(0, 40)}: expected a decimal integer from 0 to 4294967295 (no sign, hex, exponent or fraction)`
+      )))
   ),
   Options.withDescription(
     "Seed of the run's randomness, an integer from 0 to 4294967295 (overrides the scenario's); the same seed replays the same run"

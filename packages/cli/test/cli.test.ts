@@ -151,6 +151,18 @@ describe("the devscope command", () => {
       expect(stdout).toContain("run")
     }), 120_000)
 
+  it.effect("--seed is a plain decimal integer in range: hex, exponents, fractions, signs and spaces are refused, naming the flag", () =>
+    Effect.gen(function*() {
+      for (const bad of ["0x10", "1e3", "1.0", "-1", " 7"]) {
+        const { code, stdout, stderr } = yield* devscope("run", "--seed", bad, "examples/scenarios/demo.json")
+        expect(code, bad).toBe(2)
+        expect(stdout + stderr, bad).toContain(`--seed ${JSON.stringify(bad)}: expected a decimal integer from 0 to 4294967295`)
+      }
+      const { code, stdout, stderr } = yield* devscope("run", "--seed", "4294967296", "examples/scenarios/demo.json")
+      expect(code).toBe(2)
+      expect(stdout + stderr).toContain("--seed 4294967296: expected an integer from 0 to 4294967295, got 4294967296")
+    }), 120_000)
+
   it.effect("--version prints the version in the package's package.json", () =>
     Effect.gen(function*() {
       const { version } = JSON.parse(readFileSync(path.join(root, "packages/cli/package.json"), "utf8"))
@@ -190,8 +202,8 @@ describe("the devscope command", () => {
         [["run", "nope.json"], /Path 'nope\.json' must exist/],
         [["run"], /Missing argument <scenario\.json>/],
         [["frob"], /Invalid subcommand/],
-        [["demo", "--seed", "abc"], /'abc' is not a integer/],
-        [["demo", "--seed", "-5"], /--seed -5: expected an integer from 0 to 4294967295, got -5/],
+        [["demo", "--seed", "abc"], /--seed "abc": expected a decimal integer from 0 to 4294967295/],
+        [["demo", "--seed", "-5"], /--seed "-5": expected a decimal integer from 0 to 4294967295/],
         [["demo", "--seed", "4294967296"], /--seed 4294967296: expected an integer from 0 to 4294967295/],
         [["demo", "--trace", "/nonexistent-dir/t.json"], /--trace \/nonexistent-dir\/t\.json: directory \/nonexistent-dir does not exist/],
         [["run", "examples/scenarios/demo.json", "--report", dir], /to be a regular file|is a directory/],
