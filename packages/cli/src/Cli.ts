@@ -34,6 +34,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { readFileSync } from "node:fs"
 import { demo } from "./internal/demo.js"
+import { optionProblem } from "./internal/flags.js"
 import { sizeIssue } from "./internal/input.js"
 import * as Perfetto from "./internal/perfetto.js"
 import { passed, type RunRecord } from "./internal/record.js"
@@ -308,7 +309,10 @@ function packageVersion(): string {
  * @category running
  */
 export const exitCode = (argv: ReadonlyArray<string>): Effect.Effect<0 | 1 | 2, never, CliApp.CliApp.Environment> =>
-  main(argv).pipe(
+  Effect.suspend(() => {
+    const problem = optionProblem(argv.slice(2))
+    return problem === undefined ? main(argv) : Effect.fail(new UsageError({ reason: problem }))
+  }).pipe(
     Effect.as(0 as const),
     Effect.catchAll((e): Effect.Effect<1 | 2> => {
       if (ValidationError.isValidationError(e)) return Effect.succeed(2) // @effect/cli printed it

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs"
 import * as path from "node:path"
 import { Runner, Scenario } from "@devscope/cli"
 import { demo } from "../src/internal/demo.js"
+import { commands } from "../src/internal/flags.js"
 
 const root = path.resolve(__dirname, "../../..")
 const bin = path.join(root, "packages/cli/src/bin.ts")
@@ -161,6 +162,32 @@ describe("the devscope command", () => {
       const { code, stdout, stderr } = yield* devscope("run", "--seed", "4294967296", "examples/scenarios/demo.json")
       expect(code).toBe(2)
       expect(stdout + stderr).toContain("--seed 4294967296: expected an integer from 0 to 4294967295, got 4294967296")
+    }), 120_000)
+
+  it.effect("an unknown or repeated option is named as such, not taken for the file", () =>
+    Effect.gen(function*() {
+      const cases = [
+        [["run", "--frobnicate", "examples/scenarios/demo.json"], "devscope: run: unknown option --frobnicate (run takes --seed, --trace, --report, --quiet, -q and --help)"],
+        [["validate", "--seed", "3", "examples/scenarios/demo.json"], "devscope: validate: unknown option --seed (validate takes no options besides --help)"],
+        [["run", "--seed", "1", "--seed", "2", "examples/scenarios/demo.json"], "devscope: run: --seed is given twice"],
+        [["demo", "-q", "--quiet"], "devscope: demo: --quiet is given twice"]
+      ] as const
+      for (const [args, message] of cases) {
+        const { code, stdout, stderr } = yield* devscope(...args)
+        expect(code, args.join(" ")).toBe(2)
+        expect(stdout + stderr, args.join(" ")).toContain(message)
+        expect(stdout + stderr, args.join(" ")).not.toContain("must exist")
+      }
+      // The table of options the check uses is the commands' own: each is in the command's help.
+      for (const [command, flags] of Object.entries(commands)) {
+        const help = stripAnsi((yield* devscope(command, "--help")).stdout)
+        for (const option of [...flags.valued, ...flags.switches]) expect(help, `${command} ${option}`).toContain(option)
+        const listed = [...help.matchAll(/(?<![\w-])--[a-z][a-z-]*/g)].map((m) => m[0])
+        for (const option of listed) {
+          if (["--help", "--version", "--wizard", "--completions", "--log-level"].includes(option)) continue
+          expect([...flags.valued, ...flags.switches], `${command} --help lists ${option}`).toContain(option)
+        }
+      }
     }), 120_000)
 
   it.effect("--version prints the version in the package's package.json", () =>
