@@ -125,6 +125,10 @@ describe("Scenario", () => {
     expect(issuesOf({ ...base, faults: [{ kind: "all-ones-reads", device: "eth0", at: "1 second" }] })).toEqual([
       { path: "faults[0].at", message: "1000 ms is after the end of the scenario (duration 100 ms)" }
     ])
+    // Just past the end is not printed as equal to it.
+    expect(issuesOf({ ...base, faults: [{ kind: "all-ones-reads", device: "eth0", at: 100.000001 }] })).toEqual([
+      { path: "faults[0].at", message: "100.000001 ms is after the end of the scenario (duration 100 ms)" }
+    ])
     expect(issuesOf({ ...base, faults: [{ kind: "irq-storm", device: "disk0", line: 3, count: 5 }] })).toEqual([
       { path: "faults[0].line", message: "disk0 (blk) has 1 interrupt line (0), not line 3" }
     ])

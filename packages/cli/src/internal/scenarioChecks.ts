@@ -11,7 +11,9 @@ const sortedTimeline = (scenario: Scenario) =>
     a.event.at - b.event.at || a.index - b.index
   )
 
-const ms = (millis: number) => `${Number(millis.toFixed(3))} ms`
+// Twelve significant digits: enough that a time just past another (50.000001 after 50) does
+// not print as equal to it, few enough to hide binary noise (0.30000000000000004).
+const ms = (millis: number) => `${Number(millis.toPrecision(12))} ms`
 
 /**
  * Cross-field checks the schema cannot express: names refer to things that exist, times fit.
