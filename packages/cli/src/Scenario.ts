@@ -407,7 +407,7 @@ export const decode = (input: unknown, source: string): Either.Either<Scenario, 
  */
 export const parse = (text: string, source: string): Effect.Effect<Scenario, InvalidScenario> =>
   Effect.suspend(() => {
-    const tooLarge = internalInput.sizeIssue(text.length)
+    const tooLarge = internalInput.sizeIssue(text.length, "character")
     if (tooLarge !== undefined) return Effect.fail(new InvalidScenario({ source, issues: [tooLarge] }))
     const tooDeep = internalInput.depthIssue(text)
     if (tooDeep !== undefined) return Effect.fail(new InvalidScenario({ source, issues: [tooDeep] }))

@@ -172,6 +172,10 @@ describe("the devscope command", () => {
         [["run", "--seed", "1", "--seed", "2", "examples/scenarios/demo.json"], "devscope: run: --seed is given twice"],
         [["demo", "-q", "--quiet"], "devscope: demo: --quiet is given twice"]
       ] as const
+      // A word that is a property of every object is not a sub-command (nor a crash).
+      const odd = yield* devscope("constructor", "--frobnicate")
+      expect(odd.code).toBe(2)
+      expect(odd.stdout + odd.stderr).not.toContain("internal error")
       for (const [args, message] of cases) {
         const { code, stdout, stderr } = yield* devscope(...args)
         expect(code, args.join(" ")).toBe(2)

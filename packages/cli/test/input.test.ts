@@ -83,6 +83,14 @@ describe("scenario files: hostile bytes are refused before parsing, each with a 
       }
     }))
 
+  it.effect("a text over the size limit is refused before it is parsed", () =>
+    Effect.gen(function*() {
+      const result = yield* Effect.either(Scenario.parse(" ".repeat(Scenario.MAX_FILE_BYTES + 1), "x.json"))
+      expect(Either.isLeft(result) && result.left.issues).toEqual([
+        { path: "(file)", message: "is 1,048,577 characters; a scenario file may have at most 1,048,576 bytes (1 MiB)" }
+      ])
+    }))
+
   it.effect("a file over the size limit is refused from its size, before it is read", () =>
     Effect.gen(function*() {
       const dir = mkdtempSync(path.join(os.tmpdir(), "devscope-input-"))

@@ -29,7 +29,7 @@ const describe = (name: string, flags: CommandFlags): string => {
 
 /** What is wrong with the options of `args` (process.argv without node and the script), if anything. */
 export const optionProblem = (args: ReadonlyArray<string>): string | undefined => {
-  const at = args.findIndex((arg) => arg in commands)
+  const at = args.findIndex((arg) => Object.hasOwn(commands, arg))
   if (at < 0) return undefined // no sub-command: @effect/cli shows the help or its own error
   const name = args[at]!
   const flags = commands[name]!

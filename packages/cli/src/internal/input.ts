@@ -17,10 +17,13 @@ export const MAX_ECHO = 120
 
 const plural = (n: number, what: string) => `${n.toLocaleString("en-US")} ${what}${n === 1 ? "" : "s"}`
 
-/** The size issue of a file of `size` bytes, if it is too large (checked before reading it). */
-export const sizeIssue = (size: number): Issue | undefined =>
+/**
+ * The size issue of a file of `size` bytes (or of a text of `size` characters, each at least
+ * one byte), if it is too large; checked before the file is read or the text parsed.
+ */
+export const sizeIssue = (size: number, unit: "byte" | "character" = "byte"): Issue | undefined =>
   size > MAX_BYTES
-    ? { path: "(file)", message: `is ${plural(size, "byte")}; a scenario file may have at most ${plural(MAX_BYTES, "byte")} (1 MiB)` }
+    ? { path: "(file)", message: `is ${plural(size, unit)}; a scenario file may have at most ${plural(MAX_BYTES, "byte")} (1 MiB)` }
     : undefined
 
 const lineOf = (bytes: Uint8Array, offset: number): number => {
