@@ -18,29 +18,19 @@
  * @since 0.1.0
  */
 import * as Args from "@effect/cli/Args"
-import * as CliApp from "@effect/cli/CliApp"
+import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
-import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as Path from "@effect/platform/Path"
-import type { PlatformError } from "@effect/platform/Error"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import { readFileSync } from "node:fs"
 import { demo } from "./internal/demo.js"
+import * as errors from "./internal/errors.js"
+import { execute, printWarnings } from "./internal/execute.js"
 import { optionProblem } from "./internal/flags.js"
-import { sizeIssue } from "./internal/input.js"
-import * as Perfetto from "./internal/perfetto.js"
-import { passed, type RunRecord } from "./internal/record.js"
-import * as Report from "./internal/report.js"
-import * as Runner from "./internal/runner.js"
-import * as Summary from "./internal/summary.js"
+import { quiet, report, seed, trace } from "./internal/options.js"
+import { readScenario } from "./internal/sources.js"
 import * as Scenario from "./Scenario.js"
 
 /**
@@ -49,18 +39,13 @@ import * as Scenario from "./Scenario.js"
  * @since 0.1.0
  * @category errors
  */
-export class GuaranteesBroken extends Data.TaggedError("GuaranteesBroken")<{
-  readonly scenario: string
-  readonly violations: number
-  /** Driver failures (defects caught in interrupt handlers, binding fibers, destructors). */
-  readonly failures: number
-  /** The verdict in a few words: `3 guarantee violation(s), 1 driver failure(s)`. */
-  readonly verdict: string
-}> {
-  override get message() {
-    return `${this.verdict} in scenario "${this.scenario}"`
-  }
-}
+export const GuaranteesBroken: typeof errors.GuaranteesBroken = errors.GuaranteesBroken
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type GuaranteesBroken = errors.GuaranteesBroken
 
 /**
  * The command line asks for something that cannot be done before anything runs, or an
@@ -68,160 +53,13 @@ export class GuaranteesBroken extends Data.TaggedError("GuaranteesBroken")<{
  * @since 0.1.0
  * @category errors
  */
-export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
-  override get message() {
-    return this.reason
-  }
-}
-
-const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
+export const UsageError: typeof errors.UsageError = errors.UsageError
 
 /**
- * An output path must be writable before the run starts (a long run must not be lost to a
- * typo in `--trace`): an existing file we may write, or a new name in a directory we may
- * write in.
+ * @since 0.1.0
+ * @category errors
  */
-const writable = (flag: string) => (file: string): Effect.Effect<string, ValidationError.ValidationError, FileSystem.FileSystem | Path.Path> =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const resolved = path.resolve(file)
-    const info = yield* Effect.option(fs.stat(resolved))
-    if (Option.isSome(info)) {
-      if (info.value.type === "Directory") return yield* invalid(`--${flag} ${file}: is a directory, not a file`)
-      const ok = yield* Effect.isSuccess(fs.access(resolved, { writable: true }))
-      if (!ok) return yield* invalid(`--${flag} ${file}: the file exists and is not writable`)
-      return file
-    }
-    const dir = path.dirname(resolved)
-    const parent = yield* Effect.option(fs.stat(dir))
-    if (Option.isNone(parent)) return yield* invalid(`--${flag} ${file}: directory ${dir} does not exist`)
-    if (parent.value.type !== "Directory") return yield* invalid(`--${flag} ${file}: ${dir} is not a directory`)
-    const ok = yield* Effect.isSuccess(fs.access(dir, { writable: true }))
-    if (!ok) return yield* invalid(`--${flag} ${file}: cannot create files in ${dir} (not writable)`)
-    return file
-  })
-
-const seed = Options.text("seed").pipe(
-  Options.withPseudoName("integer"),
-  // A plain decimal integer only (a number parser would take "0x10", "1e3" or "1.0"), then
-  // the scenario's own schema for seeds, with the flag named in the message.
-  Options.mapEffect((text) =>
-    /^(0|[1-9][0-9]{0,9})$/.test(text)
-      ? Effect.mapError(
-        Schema.decodeUnknown(Scenario.Seed)(Number(text)),
-        (e) => ValidationError.invalidValue(HelpDoc.p(`--seed ${text}: ${Scenario.issuesOf(e)[0]?.message ?? "invalid"}`))
-      )
-      : Effect.fail(ValidationError.invalidValue(HelpDoc.p(
-        `--seed ${JSON.stringify(text).slice(0, 40)}: expected a decimal integer from 0 to 4294967295 (no sign, hex, exponent or fraction)`
-      )))
-  ),
-  Options.withDescription(
-    "Seed of the run's randomness, an integer from 0 to 4294967295 (overrides the scenario's); the same seed replays the same run"
-  ),
-  Options.optional
-)
-const trace = Options.file("trace").pipe(
-  Options.mapEffect(writable("trace")),
-  Options.withDescription("Write a Chrome/Perfetto trace (JSON) of the run to this file (open it in ui.perfetto.dev); checked writable before the run"),
-  Options.optional
-)
-const report = Options.file("report").pipe(
-  Options.mapEffect(writable("report")),
-  Options.withDescription("Write a self-contained HTML report with an SVG timeline of the run to this file; checked writable before the run"),
-  Options.optional
-)
-const quiet = Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("Only print the summary"))
-
-interface RunFlags {
-  readonly seed: Option.Option<number>
-  readonly trace: Option.Option<string>
-  readonly report: Option.Option<string>
-  readonly quiet: boolean
-}
-
-const printWarnings = (source: string, warnings: ReadonlyArray<Scenario.Issue>) =>
-  warnings.length === 0 ? Effect.void : Console.log(
-    `${source}: ${warnings.length} warning(s) (the run goes on; these actions will be refused when they run):\n` +
-      warnings.map((w) => `  ${w.path}: ${w.message}`).join("\n")
-  )
-
-/** Runs a validated scenario with live output, writes the requested files, judges the run. */
-const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    if (Option.isSome(flags.trace) && Option.isSome(flags.report) && path.resolve(flags.trace.value) === path.resolve(flags.report.value)) {
-      return yield* new UsageError({ reason: `--trace and --report name the same file (${flags.trace.value})` })
-    }
-    const tty = process.stdout.isTTY === true && !flags.quiet
-    const seedUsed = Option.getOrElse(flags.seed, () => scenario.seed ?? 1)
-    if (!flags.quiet) {
-      yield* Console.log(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time)`)
-      if (scenario.description) yield* Console.log(`  ${scenario.description}`)
-      yield* Console.log(
-        `  devices: ${scenario.devices.map((d) => `${d.name} (${d.kind})`).join(", ")}; drivers: ${
-          scenario.drivers.map((d) => d.kind + (d.bug ? ` [bug: ${d.bug}]` : "")).join(", ")
-        }`
-      )
-      yield* printWarnings("  scenario", Scenario.warnings(scenario))
-    }
-    const line = (text: string) => {
-      if (tty) process.stdout.write("\r\x1b[K")
-      process.stdout.write(`${text}\n`)
-    }
-    const record: RunRecord = yield* Runner.run(scenario, {
-      seed: seedUsed,
-      onProgress: tty ? (p) => process.stdout.write(`\r${Summary.progressLine(p)}\x1b[K`) : undefined,
-      onAction: flags.quiet ? undefined : (entry, p) => {
-        line(Summary.actionLine(entry))
-        process.stdout.write(`${tty ? "" : "    "}${Summary.progressLine(p)}${tty ? "" : "\n"}`)
-      },
-      onNote: flags.quiet ? undefined : (note) => line(`  ! ${note}`)
-    })
-    if (tty) process.stdout.write("\r\x1b[K")
-    yield* Console.log(`\n${Summary.summary(record)}`)
-    // The run happened: write what it recorded even when it failed; a write that fails now
-    // is reported, and does not hide the verdict.
-    const unwritten: Array<string> = []
-    const write = (flag: string, file: Option.Option<string>, render: (record: RunRecord) => string, what: string) =>
-      Option.match(file, {
-        onNone: () => Effect.void,
-        onSome: (file) =>
-          fs.writeFileString(file, render(record)).pipe(
-            Effect.zipRight(Console.log(`${what} written to ${file}`)),
-            Effect.catchAll((e) => Effect.sync(() => void unwritten.push(`--${flag} ${file}: ${e.message}`)))
-          )
-      })
-    yield* write("trace", flags.trace, Perfetto.chromeTraceJson, "trace")
-    yield* write("report", flags.report, Report.toHtml, "report")
-    if (!passed(record)) {
-      if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
-      return yield* new GuaranteesBroken({
-        scenario: scenario.name,
-        violations: record.violationCount,
-        failures: record.failures.length,
-        verdict: Summary.verdict(record)
-      })
-    }
-    if (unwritten.length > 0) return yield* new UsageError({ reason: unwritten.map((u) => `could not write ${u}`).join("\n") })
-  })
-
-const readScenario = (path: string) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const cannotRead = (e: PlatformError) =>
-      new Scenario.InvalidScenario({
-        source: path,
-        issues: [{ path: "(file)", message: e._tag === "SystemError" ? `cannot read it (${e.reason}: ${e.description ?? e.message})` : e.message }]
-      })
-    // The size is checked before anything is read: a hostile file costs nothing.
-    const info = yield* Effect.mapError(fs.stat(path), cannotRead)
-    const tooLarge = sizeIssue(Number(info.size))
-    if (tooLarge !== undefined) return yield* new Scenario.InvalidScenario({ source: path, issues: [tooLarge] })
-    const bytes = yield* Effect.mapError(fs.readFile(path), cannotRead)
-    return yield* Scenario.parseBytes(bytes, path)
-  })
+export type UsageError = errors.UsageError
 
 const demoCommand = Command.make("demo", { seed, trace, report, quiet }, (flags) => execute(demo, flags)).pipe(
   Command.withDescription(
@@ -311,7 +149,7 @@ function packageVersion(): string {
 export const exitCode = (argv: ReadonlyArray<string>): Effect.Effect<0 | 1 | 2, never, CliApp.CliApp.Environment> =>
   Effect.suspend(() => {
     const problem = optionProblem(argv.slice(2))
-    return problem === undefined ? main(argv) : Effect.fail(new UsageError({ reason: problem }))
+    return problem === undefined ? main(argv) : Effect.fail(new errors.UsageError({ reason: problem }))
   }).pipe(
     Effect.as(0 as const),
     Effect.catchAll((e): Effect.Effect<1 | 2> => {

@@ -1,0 +1,37 @@
+/**
+ * The command's own errors (re-exported by Cli.ts).
+ * @internal
+ */
+import * as Data from "effect/Data"
+
+/**
+ * A run in which a guarantee G1-G5 (docs/contract.md) was broken, or driver code failed
+ * (exit code 1).
+ * @since 0.1.0
+ * @category errors
+ */
+export class GuaranteesBroken extends Data.TaggedError("GuaranteesBroken")<{
+  readonly scenario: string
+  readonly violations: number
+  /** Driver failures (defects caught in interrupt handlers, binding fibers, destructors). */
+  readonly failures: number
+  /** The verdict in a few words: `3 guarantee violation(s), 1 driver failure(s)`. */
+  readonly verdict: string
+}> {
+  override get message() {
+    return `${this.verdict} in scenario "${this.scenario}"`
+  }
+}
+
+/**
+ * The command line asks for something that cannot be done before anything runs, or an
+ * output file could not be written (exit code 2).
+ * @since 0.1.0
+ * @category errors
+ */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
+  override get message() {
+    return this.reason
+  }
+}
+

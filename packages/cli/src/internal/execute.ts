@@ -1,0 +1,87 @@
+/**
+ * Runs a validated scenario for the command: the header, the live display, the summary, the
+ * files asked for, and the verdict as an error.
+ * @internal
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scenario from "../Scenario.js"
+import * as Scenarios from "../Scenario.js"
+import { GuaranteesBroken, UsageError } from "./errors.js"
+import type { RunFlags } from "./options.js"
+import * as Perfetto from "./perfetto.js"
+import { passed, type RunRecord } from "./record.js"
+import * as Report from "./report.js"
+import * as Runner from "./runner.js"
+import * as Summary from "./summary.js"
+
+export const printWarnings = (source: string, warnings: ReadonlyArray<Scenario.Issue>) =>
+  warnings.length === 0 ? Effect.void : Console.log(
+    `${source}: ${warnings.length} warning(s) (the run goes on; these actions will be refused when they run):\n` +
+      warnings.map((w) => `  ${w.path}: ${w.message}`).join("\n")
+  )
+
+/** Runs a validated scenario with live output, writes the requested files, judges the run. */
+export const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    if (Option.isSome(flags.trace) && Option.isSome(flags.report) && path.resolve(flags.trace.value) === path.resolve(flags.report.value)) {
+      return yield* new UsageError({ reason: `--trace and --report name the same file (${flags.trace.value})` })
+    }
+    const tty = process.stdout.isTTY === true && !flags.quiet
+    const seedUsed = Option.getOrElse(flags.seed, () => scenario.seed ?? 1)
+    if (!flags.quiet) {
+      yield* Console.log(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time)`)
+      if (scenario.description) yield* Console.log(`  ${scenario.description}`)
+      yield* Console.log(
+        `  devices: ${scenario.devices.map((d) => `${d.name} (${d.kind})`).join(", ")}; drivers: ${
+          scenario.drivers.map((d) => d.kind + (d.bug ? ` [bug: ${d.bug}]` : "")).join(", ")
+        }`
+      )
+      yield* printWarnings("  scenario", Scenarios.warnings(scenario))
+    }
+    const line = (text: string) => {
+      if (tty) process.stdout.write("\r\x1b[K")
+      process.stdout.write(`${text}\n`)
+    }
+    const record: RunRecord = yield* Runner.run(scenario, {
+      seed: seedUsed,
+      onProgress: tty ? (p) => process.stdout.write(`\r${Summary.progressLine(p)}\x1b[K`) : undefined,
+      onAction: flags.quiet ? undefined : (entry, p) => {
+        line(Summary.actionLine(entry))
+        process.stdout.write(`${tty ? "" : "    "}${Summary.progressLine(p)}${tty ? "" : "\n"}`)
+      },
+      onNote: flags.quiet ? undefined : (note) => line(`  ! ${note}`)
+    })
+    if (tty) process.stdout.write("\r\x1b[K")
+    yield* Console.log(`\n${Summary.summary(record)}`)
+    // The run happened: write what it recorded even when it failed; a write that fails now
+    // is reported, and does not hide the verdict.
+    const unwritten: Array<string> = []
+    const write = (flag: string, file: Option.Option<string>, render: (record: RunRecord) => string, what: string) =>
+      Option.match(file, {
+        onNone: () => Effect.void,
+        onSome: (file) =>
+          fs.writeFileString(file, render(record)).pipe(
+            Effect.zipRight(Console.log(`${what} written to ${file}`)),
+            Effect.catchAll((e) => Effect.sync(() => void unwritten.push(`--${flag} ${file}: ${e.message}`)))
+          )
+      })
+    yield* write("trace", flags.trace, Perfetto.chromeTraceJson, "trace")
+    yield* write("report", flags.report, Report.toHtml, "report")
+    if (!passed(record)) {
+      if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
+      return yield* new GuaranteesBroken({
+        scenario: scenario.name,
+        violations: record.violationCount,
+        failures: record.failures.length,
+        verdict: Summary.verdict(record)
+      })
+    }
+    if (unwritten.length > 0) return yield* new UsageError({ reason: unwritten.map((u) => `could not write ${u}`).join("\n") })
+  })
+
