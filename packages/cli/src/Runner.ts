@@ -43,6 +43,11 @@ export interface Violation {
 export interface UnbindSummary {
   /** Why the device was unbound. */
   readonly cause: Lifecycle.UnbindCause
+  /**
+   * Virtual time the unbind started at, in milliseconds: its `Unbinding` event's `at` (for a
+   * probe failure's teardown, which has none, the failed probe's `Probing`).
+   */
+  readonly startedAt: number
   /** Virtual time the unbind ended at, in milliseconds (its `Unbound` event's `at`). */
   readonly at: number
   /** Virtual time the unbind took, in milliseconds. */

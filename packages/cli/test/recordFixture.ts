@@ -93,6 +93,7 @@ const summarize = (record: Omit<RunRecord, "devices" | "violations" | "violation
     )
     const unbinds = unbound.map((e) => ({
       cause: e.cause,
+      startedAt: e.at - e.report.durationMillis,
       at: e.at,
       virtualMillis: e.report.durationMillis,
       wallMillis: 0,

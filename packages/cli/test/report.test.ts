@@ -118,7 +118,7 @@ describe("toHtml", () => {
         expect(cells.slice(1, 3)).toEqual([d.bus, d.kind])
         expect(cells.slice(3, 7).map(Number)).toEqual([d.completed, d.failedGone, d.lost, d.inFlight])
         expect(cells.slice(8).map(Number)).toEqual([d.released, d.leaks, d.iommuFaults])
-        for (const u of d.unbinds) expect(cells[7]).toContain(`${u.cause} @ ${u.at} ms`)
+        for (const u of d.unbinds) expect(cells[7]).toContain(`${u.cause} @ ${u.startedAt} ms`)
       }
       // A nonzero IOMMU fault count is flagged.
       expect(html).toMatch(/<tr data-device="edu1">.*<td class="n bad">1<\/td><\/tr>/)

@@ -8,6 +8,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import * as Effect from "effect/Effect"
 import { Leak } from "@devscope/core"
 import { type DeviceSummary, passed, type RunRecord } from "./record.js"
+import * as Perfetto from "./perfetto.js"
 import * as Spans from "./spans.js"
 import { inFlightText } from "./summary.js"
 import { escape, ms, timeline } from "./svg.js"
@@ -56,7 +57,7 @@ const deviceRow = (d: DeviceSummary) =>
       : d.unbinds.map((u) =>
         causeChip(
           u.cause,
-          `${u.cause} @ ${ms(u.at)} (${ms(u.virtualMillis)} virtual, ${ms(u.wallMillis)} wall; ${u.released} released, ${u.leaks} leaks)`
+          `${u.cause} @ ${ms(u.startedAt)} (${ms(u.virtualMillis)} virtual, ${ms(u.wallMillis)} wall; ${u.released} released, ${u.leaks} leaks)`
         )
       ).join("<br>")
   }</td>` +
@@ -142,10 +143,10 @@ export const toHtml = (record: RunRecord): string => {
   const reports = unbinds.length === 0 ? "" : section(
     "Unbind reports",
     table(
-      ["at", "device", "driver", "cause", "released (in order)", "gates", "leaks"],
+      ["started at", "device", "driver", "cause", "released (in order)", "gates", "leaks"],
       unbinds.map((s) => {
         const r = s.report!
-        return `<tr><td>${escape(ms(s.end))}</td><td><code>${escape(s.device)}</code></td><td>${escape(s.driver)}</td>` +
+        return `<tr><td>${escape(ms(s.start))}</td><td><code>${escape(s.device)}</code></td><td>${escape(s.driver)}</td>` +
           `<td>${causeChip(r.cause, r.cause)}</td><td>${escape(r.released.join(", ") || "—")}</td>` +
           `<td>${
             escape(
@@ -190,7 +191,8 @@ export const toHtml = (record: RunRecord): string => {
 <span>virtual <b>${escape(ms(bounds.end - bounds.start))}</b></span>
 <span>wall <b>${escape(ms(record.wallMillis))}</b></span>
 <span>devices <b>${record.devices.length}</b></span>
-<span>trace events <b>${record.trace.length}</b></span></div>
+<span>simulator events <b>${record.trace.length}</b></span>
+<span>trace events <b>${Perfetto.toChromeTrace(record).traceEvents.length}</b></span></div>
 ${section(record.violationCount === 0 ? "Guarantees" : `Violations (${record.violationCount})`, violations)}
 ${failures}
 ${stalls}

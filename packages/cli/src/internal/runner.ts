@@ -102,7 +102,8 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     const seed = options.seed ?? scenario.seed ?? 1
     const wallStart = performance.now()
     const lifecycle: Array<{ readonly bus: "pci" | "platform"; readonly event: Lifecycle.LifecycleEvent }> = []
-    const unbindStartedWall = new Map<string, number>()
+    /** When the device's current unbind (or probe, for a probe failure's teardown) started: virtual and wall time. */
+    const unbindStarted = new Map<string, { readonly at: number; readonly wall: number }>()
     const unbinds = new Map<string, Array<UnbindSummary>>()
     const ended = new Map<string, number>()
     const bound = new Set<string>()
@@ -136,19 +137,26 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         case "Bound":
           bound.add(event.device.name)
           break
+        // A probe that fails is torn down without an Unbinding event: its unbind (as its
+        // report's duration) is measured from the probe's start.
+        case "Probing":
         case "Unbinding":
-          unbindStartedWall.set(event.device.name, performance.now())
+          unbindStarted.set(event.device.name, { at: event.at, wall: performance.now() })
           break
         case "Unbound": {
           const name = event.device.name
+          const wallNow = performance.now()
+          const started = unbindStarted.get(name)
+          unbindStarted.delete(name)
           bound.delete(name)
           ended.set(name, (ended.get(name) ?? 0) + 1)
           const list = unbinds.get(name) ?? []
           list.push({
             cause: event.cause,
+            startedAt: started?.at ?? Math.max(0, event.at - event.report.durationMillis),
             at: event.at,
             virtualMillis: event.report.durationMillis,
-            wallMillis: performance.now() - (unbindStartedWall.get(name) ?? performance.now()),
+            wallMillis: started === undefined ? 0 : Math.max(0, wallNow - started.wall),
             released: event.report.released.length,
             leaks: event.report.leaks.length
           })

@@ -24,7 +24,11 @@ const LEVEL_HEIGHT = 14
 const AXIS = 22
 const ROW = 18
 const MARKS = 14
-const LANE = 9
+/** A resource lane: tall enough for its 11 px label. */
+const LANE = 15
+/** The font size of resource-lane labels, in px, and the width of one of their characters. */
+const LANE_FONT = 11
+const LANE_CHAR = 6.2
 const PAD = 8
 /** Point events closer than this many pixels are drawn as one mark. */
 const BUCKET_PX = 3
@@ -218,7 +222,13 @@ export const timeline = (record: RunRecord): string => {
       const fill = r.kind === "coherent" ? "#c4b5fd" : "#cbd5e1"
       const tip = `${r.device}: ${r.kind === "coherent" ? "coherent DMA" : "resource"} ${r.label}, ${ms(r.start)}–${r.open ? "end of run" : ms(r.end)}`
       out.push(rect(x0, ly, w, LANE - 2, `class="resource ${r.kind}" fill="${fill}"`, tip))
-      if (w > 40) out.push(`<text x="${(x0 + 3).toFixed(1)}" y="${ly + 6}" class="lane">${escape(truncate(r.label, Math.floor(w / 4.5)))}</text>`)
+      if (w > 8 * LANE_CHAR) {
+        out.push(
+          `<text x="${(x0 + 3).toFixed(1)}" y="${(ly + LANE - 5).toFixed(1)}" class="lane">${
+            escape(truncate(r.label, Math.floor((w - 6) / LANE_CHAR)))
+          }</text>`
+        )
+      }
     })
     laneY += packed.count * LANE
     if (detailed) {
@@ -320,7 +330,7 @@ export const timeline = (record: RunRecord): string => {
     `<style>.dev{font:600 12px system-ui,sans-serif;fill:#0f172a}.sub{font:10px system-ui,sans-serif;fill:#64748b}`,
     `.tick{font:10px system-ui,sans-serif;fill:#475569;text-anchor:middle}.unit{text-anchor:end}.grid{stroke:#e2e8f0;stroke-width:1}`,
     `.axis{stroke:#94a3b8}.act{font:600 10px system-ui,sans-serif}.in{font:10px system-ui,sans-serif;fill:#14532d;pointer-events:none}`,
-    `.lane{font:7px system-ui,sans-serif;fill:#1e293b;pointer-events:none}.legend{font:10px system-ui,sans-serif;fill:#334155}`,
+    `.lane{font:${LANE_FONT}px system-ui,sans-serif;fill:#1e293b;pointer-events:none}.legend{font:10px system-ui,sans-serif;fill:#334155}`,
     `.bang{font:bold 9px system-ui,sans-serif;fill:#fff;text-anchor:middle;pointer-events:none}</style>`,
     grid.join(""),
     body.join(""),
