@@ -45,7 +45,7 @@ const LIMIT = 60_000
 
 const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
 
-const defaults = (workload: Scenario.Workload | undefined) => ({
+export const defaults = (workload: Scenario.Workload | undefined) => ({
   nic: {
     window: workload?.nic?.window ?? 4,
     frameSize: workload?.nic?.frameSize ?? 256,
@@ -71,7 +71,7 @@ const neverInterrupted = Effect.withSpan(
 )
 
 /** `hang-in-remove`: the driver's remove does its work, then waits forever. */
-const plant = <D extends Driver.Any>(driver: D, bug: Scenario.Bug | undefined): D =>
+export const plant = <D extends Driver.Any>(driver: D, bug: Scenario.Bug | undefined): D =>
   bug !== "hang-in-remove" ? driver : {
     ...driver,
     remove: (device) =>
