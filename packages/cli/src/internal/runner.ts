@@ -29,6 +29,7 @@ import * as Scenario from "../Scenario.js"
 import type { DeviceSummary, DriverFailure, RunRecord, Stall, TimelineEntry, UnbindSummary, Violation } from "./record.js"
 import { describeError, describeSpan, LogBook, trackingTracer } from "./logbook.js"
 import * as Workloads from "./workloads.js"
+import { workloadDefaults } from "./defaults.js"
 
 /** Virtual time the end of a run may take to resolve the operations in flight. */
 const DRAIN = 1_000
@@ -45,21 +46,8 @@ const LIMIT = 60_000
 
 const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
 
-export const defaults = (workload: Scenario.Workload | undefined) => ({
-  nic: {
-    window: workload?.nic?.window ?? 4,
-    frameSize: workload?.nic?.frameSize ?? 256,
-    interval: workload?.nic?.interval ?? 0.05
-  },
-  blk: {
-    workers: workload?.blk?.workers ?? 4,
-    writeRatio: workload?.blk?.writeRatio ?? 0.5,
-    sectorsPerRequest: workload?.blk?.sectorsPerRequest ?? 2,
-    interval: workload?.blk?.interval ?? 0.1,
-    flushEvery: workload?.blk?.flushEvery ?? 16
-  },
-  sensor: { readers: workload?.sensor?.readers ?? 2, interval: workload?.sensor?.interval ?? 2 }
-})
+/** The workload with every field filled in (shared with the estimate of a run's work). */
+export const defaults = workloadDefaults
 
 // ---------------------------------------------------------------------------------------
 // Planted bugs the runner adds to any driver.
