@@ -5,10 +5,14 @@
  *   load; hot-unplug, surprise removal, re-plug, driver unload) with a live display and a
  *   summary table;
  * - `devscope run <scenario.json>`: a scenario file, validated before anything runs;
- * - `devscope validate <scenario.json>`: only the validation (and the warnings).
+ * - `devscope validate <scenario.json>`: only the validation (and the warnings);
+ * - `devscope schema`: the scenario format as JSON Schema;
+ * - `devscope list`: device kinds, drivers, planted bugs, fault kinds and timeline actions.
  *
  * `--seed` replays a run exactly (time is virtual, randomness seeded); `--trace out.json`
- * writes a Chrome/Perfetto trace and `--report out.html` a self-contained HTML timeline.
+ * writes a Chrome/Perfetto trace and `--report out.html` a self-contained HTML timeline;
+ * `--json` prints the verdict as JSON on stdout (the human output on stderr) and `--junit
+ * out.xml` writes it as JUnit XML (see `Verdict`).
  *
  * Exit codes (`exitCode`): 0 every guarantee held; 1 a guarantee was broken or driver code
  * failed (a defect in an interrupt handler or a binding fiber, an action that hung, a stall);
@@ -20,6 +24,7 @@
 import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
@@ -29,7 +34,8 @@ import { demo } from "./internal/demo.js"
 import * as errors from "./internal/errors.js"
 import { execute, printWarnings } from "./internal/execute.js"
 import { optionProblem } from "./internal/flags.js"
-import { quiet, report, seed, trace } from "./internal/options.js"
+import * as List from "./internal/list.js"
+import { json, junit, quiet, report, seed, trace } from "./internal/options.js"
 import { readScenario } from "./internal/sources.js"
 import * as Scenario from "./Scenario.js"
 
@@ -61,7 +67,7 @@ export const UsageError: typeof errors.UsageError = errors.UsageError
  */
 export type UsageError = errors.UsageError
 
-const demoCommand = Command.make("demo", { seed, trace, report, quiet }, (flags) => execute(demo, flags)).pipe(
+const demoCommand = Command.make("demo", { seed, trace, report, junit, json, quiet }, (flags) => execute(demo, flags)).pipe(
   Command.withDescription(
     "Run the default scenario: two NICs on a cable, a block device and a sensor under load; " +
       "hot-unplug the disk and surprise-remove a NIC with operations in flight, plug both back, unload and reload a driver."
@@ -74,8 +80,8 @@ const file = Args.file({ name: "scenario.json", exists: "yes" }).pipe(
 
 const runCommand = Command.make(
   "run",
-  { file, seed, trace, report, quiet },
-  (flags) => Effect.flatMap(readScenario(flags.file), (scenario) => execute(scenario, flags))
+  { file, seed, trace, report, junit, json, quiet },
+  (flags) => Effect.flatMap(readScenario(flags.file), (scenario) => execute(scenario, flags, flags.file))
 ).pipe(
   Command.withDescription(
     "Run a scenario file on the simulator. Exit code 0: every guarantee held; 1: a guarantee was broken or driver code failed; " +
@@ -100,6 +106,28 @@ const validateCommand = Command.make(
   )
 )
 
+const schemaCommand = Command.make(
+  "schema",
+  {},
+  () => Console.log(JSON.stringify(Scenario.jsonSchema(), null, 2))
+).pipe(
+  Command.withDescription(
+    "Print the scenario format as a JSON Schema (draft 2020-12), generated from its effect/Schema definition; " +
+      "name it in a scenario's \"$schema\" for an editor to check the file"
+  )
+)
+
+const listCommand = Command.make(
+  "list",
+  { json: Options.boolean("json").pipe(Options.withDescription("Print the lists as one JSON document")) },
+  ({ json }) => Console.log(json ? JSON.stringify(List.catalogue(), null, 2) : List.catalogueText())
+).pipe(
+  Command.withDescription(
+    "List what a scenario can name: device kinds (bus, interrupt lines), drivers, planted bugs (what each does), " +
+      "fault kinds and timeline actions, with their fields"
+  )
+)
+
 /**
  * The root command.
  * @since 0.1.0
@@ -107,7 +135,7 @@ const validateCommand = Command.make(
  */
 export const devscope = Command.make("devscope").pipe(
   Command.withDescription("Run device drivers on the devscope simulator and check the lifetime guarantees"),
-  Command.withSubcommands([demoCommand, runCommand, validateCommand])
+  Command.withSubcommands([demoCommand, runCommand, validateCommand, schemaCommand, listCommand])
 )
 
 /**

@@ -13,6 +13,7 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as JSONSchema from "effect/JSONSchema"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -25,6 +26,21 @@ import * as internalInput from "./internal/input.js"
 /** An optional field: absent or of the schema (no `undefined` member, so no noise in errors). */
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
+
+/**
+ * The duration strings `Millis` accepts, as a JSON Schema pattern (those `effect/Duration`
+ * reads, without a sign): `"150 millis"`, `"40 micros"`, `"2 seconds"`.
+ */
+const DURATION_PATTERN = "^[0-9]+(\\.[0-9]+)?\\s+(nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$"
+
+/** The JSON Schema of a time: a number of milliseconds with `bound`, or a duration string. */
+const millisJsonSchema = (bound: { readonly minimum: number } | { readonly exclusiveMinimum: number }, description: string) => ({
+  anyOf: [
+    { type: "number", ...bound },
+    { type: "string", pattern: DURATION_PATTERN }
+  ],
+  description
+})
 
 /**
  * A virtual time or duration, decoded to milliseconds: a finite, non-negative number of
@@ -54,7 +70,13 @@ export const Millis = Schema.transformOrFail(
     },
     encode: (millis) => ParseResult.succeed(millis)
   }
-).annotations({ identifier: "Millis" })
+).annotations({
+  identifier: "Millis",
+  jsonSchema: millisJsonSchema(
+    { minimum: 0 },
+    "Virtual time: a non-negative number of milliseconds (150, 0.5) or a duration (\"150 millis\", \"40 micros\", \"2 seconds\")"
+  )
+})
 
 /**
  * A run's seed: an integer from 0 to 2^32 - 1 (the scenario's `seed` and `--seed`).
@@ -80,7 +102,12 @@ const PositiveInt = Schema.Int.pipe(Schema.positive())
  * (the load would spin at one instant and the run never end).
  */
 const Interval = Millis.pipe(
-  Schema.filter((millis) => millis >= 0.001 || `expected a mean interval of at least 1 µs (0.001 ms), got ${millis} ms`)
+  Schema.filter((millis) => millis >= 0.001 || `expected a mean interval of at least 1 µs (0.001 ms), got ${millis} ms`, {
+    jsonSchema: millisJsonSchema(
+      { minimum: 0.001 },
+      "A mean pause: milliseconds (at least 0.001) or a duration (\"50 micros\"), at least 1 µs"
+    )
+  })
 )
 
 /**
@@ -316,11 +343,18 @@ export type FaultRule = typeof FaultRule.Type
  * @category schemas
  */
 export const Scenario = Schema.Struct({
+  /** The JSON Schema an editor validates the file with (`scenario.schema.json`); ignored. */
+  $schema: optional(Schema.String),
   name: Schema.String.pipe(Schema.minLength(1)),
   description: optional(Schema.String),
   seed: optional(Seed),
   /** When the workload stops and every driver is unloaded (virtual time). */
-  duration: Millis.pipe(Schema.filter((millis) => millis > 0 || `expected a duration greater than 0, got ${millis}`)),
+  duration: Millis.pipe(Schema.filter((millis) => millis > 0 || `expected a duration greater than 0, got ${millis}`, {
+    jsonSchema: millisJsonSchema(
+      { exclusiveMinimum: 0 },
+      "When the workload stops and every driver is unloaded: milliseconds (more than 0) or a duration (\"300 millis\")"
+    )
+  })),
   devices: Schema.Array(DeviceSpec).pipe(Schema.minItems(1)),
   drivers: Schema.Array(DriverSpec),
   workload: optional(Workload),
@@ -456,3 +490,24 @@ export const MAX_FILE_BYTES: number = internalInput.MAX_BYTES
  * @category limits
  */
 export const MAX_DEPTH: number = internalInput.MAX_DEPTH
+
+/**
+ * The scenario format as a JSON Schema (draft 2020-12), generated from the `Scenario` schema
+ * (`devscope schema` prints it; `examples/scenarios/scenario.schema.json` is its output). An
+ * editor validates scenario files with it when they name it in `"$schema"`. It checks the
+ * shape and the ranges; the cross-checks of `decode` (unique names, times within the
+ * duration, a planted bug the driver has) are beyond it.
+ * @since 0.1.0
+ * @category schemas
+ */
+export const jsonSchema = (): JSONSchema.JsonSchema7Root => {
+  const made = JSONSchema.make(Scenario, { target: "jsonSchema2020-12" })
+  // The meta-schema first, then what the file is, then the schema itself.
+  return {
+    $schema: made.$schema,
+    title: "devscope scenario",
+    description: "A scenario file of the devscope command (devscope run FILE): devices, drivers, a workload, a timeline and fault rules. " +
+      "Times are milliseconds or duration strings.",
+    ...made
+  } as JSONSchema.JsonSchema7Root
+}

@@ -20,3 +20,9 @@ export * as Runner from "./Runner.js"
  * @since 0.1.0
  */
 export * as Scenario from "./Scenario.js"
+
+/**
+ * Machine-readable verdicts of a run: the JSON document of `--json`, the JUnit XML of `--junit`.
+ * @since 0.1.0
+ */
+export * as Verdict from "./Verdict.js"

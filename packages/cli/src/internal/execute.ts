@@ -17,48 +17,65 @@ import { passed, type RunRecord } from "./record.js"
 import * as Report from "./report.js"
 import * as Runner from "./runner.js"
 import * as Summary from "./summary.js"
+import * as Verdict from "./verdict.js"
 
-export const printWarnings = (source: string, warnings: ReadonlyArray<Scenario.Issue>) =>
-  warnings.length === 0 ? Effect.void : Console.log(
+export const printWarnings = (
+  source: string,
+  warnings: ReadonlyArray<Scenario.Issue>,
+  print: (text: string) => Effect.Effect<void> = Console.log
+) =>
+  warnings.length === 0 ? Effect.void : print(
     `${source}: ${warnings.length} warning(s) (the run goes on; these actions will be refused when they run):\n` +
       warnings.map((w) => `  ${w.path}: ${w.message}`).join("\n")
   )
 
-/** Runs a validated scenario with live output, writes the requested files, judges the run. */
-export const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
+/**
+ * Runs a validated scenario with live output, writes the requested files, judges the run.
+ * `source` is the scenario file as given (`"demo"` for the built-in one), for the replay
+ * command of `--json` and `--junit`.
+ */
+export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "demo") =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     if (Option.isSome(flags.trace) && Option.isSome(flags.report) && path.resolve(flags.trace.value) === path.resolve(flags.report.value)) {
       return yield* new UsageError({ reason: `--trace and --report name the same file (${flags.trace.value})` })
     }
-    const tty = process.stdout.isTTY === true && !flags.quiet
+    for (const [flag, other] of [["trace", flags.trace], ["report", flags.report]] as const) {
+      if (Option.isSome(flags.junit) && Option.isSome(other) && path.resolve(flags.junit.value) === path.resolve(other.value)) {
+        return yield* new UsageError({ reason: `--junit and --${flag} name the same file (${flags.junit.value})` })
+      }
+    }
+    // With --json, stdout carries the JSON document only: the human output goes to stderr.
+    const out = flags.json ? process.stderr : process.stdout
+    const say = (text: string) => Effect.sync(() => void out.write(`${text}\n`))
+    const tty = out.isTTY === true && !flags.quiet
     const seedUsed = Option.getOrElse(flags.seed, () => scenario.seed ?? 1)
     if (!flags.quiet) {
-      yield* Console.log(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time)`)
-      if (scenario.description) yield* Console.log(`  ${scenario.description}`)
-      yield* Console.log(
+      yield* say(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time)`)
+      if (scenario.description) yield* say(`  ${scenario.description}`)
+      yield* say(
         `  devices: ${scenario.devices.map((d) => `${d.name} (${d.kind})`).join(", ")}; drivers: ${
           scenario.drivers.map((d) => d.kind + (d.bug ? ` [bug: ${d.bug}]` : "")).join(", ")
         }`
       )
-      yield* printWarnings("  scenario", Scenarios.warnings(scenario))
+      yield* printWarnings("  scenario", Scenarios.warnings(scenario), say)
     }
     const line = (text: string) => {
-      if (tty) process.stdout.write("\r\x1b[K")
-      process.stdout.write(`${text}\n`)
+      if (tty) out.write("\r\x1b[K")
+      out.write(`${text}\n`)
     }
     const record: RunRecord = yield* Runner.run(scenario, {
       seed: seedUsed,
-      onProgress: tty ? (p) => process.stdout.write(`\r${Summary.progressLine(p)}\x1b[K`) : undefined,
+      onProgress: tty ? (p) => out.write(`\r${Summary.progressLine(p)}\x1b[K`) : undefined,
       onAction: flags.quiet ? undefined : (entry, p) => {
         line(Summary.actionLine(entry))
-        process.stdout.write(`${tty ? "" : "    "}${Summary.progressLine(p)}${tty ? "" : "\n"}`)
+        out.write(`${tty ? "" : "    "}${Summary.progressLine(p)}${tty ? "" : "\n"}`)
       },
       onNote: flags.quiet ? undefined : (note) => line(`  ! ${note}`)
     })
-    if (tty) process.stdout.write("\r\x1b[K")
-    yield* Console.log(`\n${Summary.summary(record)}`)
+    if (tty) out.write("\r\x1b[K")
+    yield* say(`\n${Summary.summary(record)}`)
     // The run happened: write what it recorded even when it failed; a write that fails now
     // is reported, and does not hide the verdict.
     const unwritten: Array<string> = []
@@ -67,12 +84,15 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags) =>
         onNone: () => Effect.void,
         onSome: (file) =>
           fs.writeFileString(file, render(record)).pipe(
-            Effect.zipRight(Console.log(`${what} written to ${file}`)),
+            Effect.zipRight(say(`${what} written to ${file}`)),
             Effect.catchAll((e) => Effect.sync(() => void unwritten.push(`--${flag} ${file}: ${e.message}`)))
           )
       })
     yield* write("trace", flags.trace, Perfetto.chromeTraceJson, "trace")
     yield* write("report", flags.report, Report.toHtml, "report")
+    const from = { source, name: scenario.name, description: scenario.description, duration: scenario.duration }
+    yield* write("junit", flags.junit, (record) => Verdict.junitXml([{ record, source: from }]), "JUnit XML")
+    if (flags.json) yield* Effect.sync(() => void process.stdout.write(`${JSON.stringify(Verdict.toJson(record, from), null, 2)}\n`))
     if (!passed(record)) {
       if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
       return yield* new GuaranteesBroken({

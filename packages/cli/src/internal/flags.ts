@@ -14,9 +14,11 @@ interface CommandFlags {
 
 /** The sub-commands and their options (kept in step with Cli.ts; a test checks both). */
 export const commands: Readonly<Record<string, CommandFlags>> = {
-  demo: { valued: ["--seed", "--trace", "--report"], switches: ["--quiet", "-q"] },
-  run: { valued: ["--seed", "--trace", "--report"], switches: ["--quiet", "-q"] },
-  validate: { valued: [], switches: [] }
+  demo: { valued: ["--seed", "--trace", "--report", "--junit"], switches: ["--json", "--quiet", "-q"] },
+  run: { valued: ["--seed", "--trace", "--report", "--junit"], switches: ["--json", "--quiet", "-q"] },
+  validate: { valued: [], switches: [] },
+  schema: { valued: [], switches: [] },
+  list: { valued: [], switches: ["--json"] }
 }
 
 /** @effect/cli's own options, accepted everywhere. */

@@ -69,6 +69,16 @@ export const report = Options.file("report").pipe(
   Options.withDescription("Write a self-contained HTML report with an SVG timeline of the run to this file; checked writable before the run"),
   Options.optional
 )
+export const json = Options.boolean("json").pipe(
+  Options.withDescription(
+    "Print the verdict as one JSON document on stdout (format: docs/cli.md); the human output goes to stderr"
+  )
+)
+export const junit = Options.file("junit").pipe(
+  Options.mapEffect(writable("junit")),
+  Options.withDescription("Write a JUnit XML file of the verdict to this file (a test case per guarantee and per device), for CI; checked writable before the run"),
+  Options.optional
+)
 export const quiet = Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("Only print the summary"))
 
 export interface RunFlags {
@@ -76,5 +86,8 @@ export interface RunFlags {
   readonly trace: Option.Option<string>
   readonly report: Option.Option<string>
   readonly quiet: boolean
+  /** Print the verdict as JSON on stdout, the human output on stderr. */
+  readonly json: boolean
+  readonly junit: Option.Option<string>
 }
 
