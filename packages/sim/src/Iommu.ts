@@ -41,6 +41,11 @@ export interface Fault {
   readonly by: string
   /** The window the address fell in, live or stale, if any. */
   readonly window: Window | undefined
+  /**
+   * Virtual time of the access, in milliseconds (from `Options.now`; the simulator's
+   * domains have it); absent for a domain made without a clock.
+   */
+  readonly at?: number | undefined
 }
 
 /**
@@ -71,6 +76,8 @@ export interface Options {
   readonly refuse?: ((request: "dma-alloc" | "dma-map") => string | undefined) | undefined
   /** Called on each fault (the simulator collects them). */
   readonly onFault?: ((fault: Fault) => void) | undefined
+  /** The current time in milliseconds, stamped on each fault as its `at` (the simulator passes its clock). */
+  readonly now?: (() => number) | undefined
 }
 
 /**

@@ -118,7 +118,7 @@ export interface Service {
    * rule, from their plug on devices plugged later). Fuzzers inject faults at a chosen step.
    */
   inject(rule: FaultRule): Effect.Effect<void>
-  /** Every IOMMU fault so far, in order. */
+  /** Every IOMMU fault so far, in order, each with its virtual time (`at`); never capped (unlike the trace). */
   readonly iommuFaults: () => ReadonlyArray<Iommu.Fault>
 }
 

@@ -38,6 +38,14 @@ export interface RunOptions {
   readonly onProgress?: ((virtualMillis: number) => void) | undefined
   /** Wall-clock milliseconds between two `onProgress` calls, at least (default 100). */
   readonly progressEvery?: number | undefined
+  /**
+   * Stops the run when aborted (Ctrl-C, a wall-clock timeout): at the world's next step
+   * (within about 20 ms of wall time, even in a world busy at one virtual instant) the program
+   * is interrupted, as for `until`, and given 60 000 ms of virtual time and 500 ms of wall
+   * time to run its finalizers; the run is then `Interrupted`. A signal already aborted stops
+   * the run before its first step. An abort after the program finished changes nothing.
+   */
+  readonly signal?: AbortSignal | undefined
 }
 
 /**
@@ -120,17 +128,36 @@ export interface TimedOut<A, E> {
 }
 
 /**
+/**
+ * `RunOptions.signal` was aborted before the program finished: the program was interrupted.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Interrupted<A, E> {
+  /** The tag. */
+  readonly _tag: "Interrupted"
+  /**
+   * The program's exit after the interruption; `undefined` if even the interruption could
+   * not finish (within 60 000 ms of virtual time and 500 ms of wall time).
+   */
+  readonly exit: Exit.Exit<A, E> | undefined
+  /** Virtual time at the end of the run (after the wind-down), in milliseconds. */
+  readonly virtualMillis: number
+}
+
+/**
  * How a run ended:
  * - `Done`: the program finished (successfully or not) on its own;
  * - `Stalled`: every fiber waited on something that could never happen; `waiting` lists
  *   them with their spans (the wait sites); the program was then interrupted (`exit` is its
  *   exit after the interruption, if it finished);
- * - `TimedOut`: virtual time reached `until`; the program was interrupted.
+ * - `TimedOut`: virtual time reached `until`; the program was interrupted;
+ * - `Interrupted`: `signal` was aborted; the program was interrupted.
  *
  * @since 0.1.0
  * @category models
  */
-export type Outcome<A, E> = Done<A, E> | Stalled<A, E> | TimedOut<A, E>
+export type Outcome<A, E> = Done<A, E> | Stalled<A, E> | TimedOut<A, E> | Interrupted<A, E>
 
 /**
  * Runs `effect` in virtual time. The returned Effect waits (in real time) for the run.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Exit, Fiber } from "effect"
-import { VirtualTime } from "@devscope/sim"
+import { Iommu, VirtualTime } from "@devscope/sim"
 
 describe("VirtualTime", () => {
   it.effect("jumps to each deadline; sleepers wake in deadline order, ties in sleep order", () =>
@@ -118,5 +118,113 @@ describe("VirtualTime", () => {
       const at = log.indexOf("injected at 0")
       expect(at).toBeGreaterThan(0)
       expect(at).toBeLessThan(log.length - 1)
+    }))
+
+  describe("signal", () => {
+    /** Aborts `controller` after `millis` of wall time, from the host's event loop. */
+    const abortAfter = (controller: AbortController, millis: number) => setTimeout(() => controller.abort(), millis)
+
+    it.effect("an abort mid-run interrupts the program: the run is Interrupted, its finalizers run (in virtual time too)", () =>
+      Effect.gen(function*() {
+        const controller = new AbortController()
+        const log: Array<string> = []
+        abortAfter(controller, 30)
+        const outcome = yield* VirtualTime.run(
+          Effect.forever(Effect.sleep("1 millis")).pipe(
+            // A finalizer that itself waits in virtual time: the wind-down lets it.
+            Effect.ensuring(Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => void log.push("finalized")))),
+            Effect.onInterrupt(() => Effect.sync(() => void log.push("interrupted")))
+          ),
+          { signal: controller.signal }
+        )
+        expect(outcome._tag).toBe("Interrupted")
+        expect(log).toEqual(["finalized", "interrupted"])
+        expect(outcome.exit !== undefined && Exit.isInterrupted(outcome.exit)).toBe(true)
+        expect(outcome.virtualMillis).toBeGreaterThan(5)
+      }))
+
+    it.effect("a signal aborted before the run stops it at virtual time 0", () =>
+      Effect.gen(function*() {
+        const controller = new AbortController()
+        controller.abort()
+        let slept = false
+        const outcome = yield* VirtualTime.run(Effect.zipRight(Effect.sleep("1 hour"), Effect.sync(() => void (slept = true))), {
+          signal: controller.signal
+        })
+        expect(outcome._tag).toBe("Interrupted")
+        expect(outcome.virtualMillis).toBe(0)
+        expect(slept).toBe(false)
+      }))
+
+    it.effect("an abort after the program finished changes nothing", () =>
+      Effect.gen(function*() {
+        const controller = new AbortController()
+        const outcome = yield* VirtualTime.run(Effect.as(Effect.sleep("3 millis"), "done"), { signal: controller.signal })
+        controller.abort()
+        expect(outcome._tag).toBe("Done")
+        expect(outcome.exit).toEqual(Exit.succeed("done"))
+      }))
+
+    it.effect("a world busy at one virtual instant still lets a host timer and the abort through", () =>
+      Effect.gen(function*() {
+        const controller = new AbortController()
+        let spins = 0
+        let timerFired = false
+        setTimeout(() => {
+          timerFired = true
+          controller.abort()
+        }, 20)
+        const started = performance.now()
+        // Requeues itself forever without moving time: one drain used to never return.
+        const outcome = yield* VirtualTime.run(Effect.forever(Effect.zipRight(Effect.yieldNow(), Effect.sync(() => void spins++))), {
+          signal: controller.signal
+        })
+        expect(timerFired).toBe(true)
+        expect(outcome._tag).toBe("Interrupted")
+        expect(outcome.virtualMillis).toBe(0)
+        expect(spins).toBeGreaterThan(100)
+        expect(performance.now() - started).toBeLessThan(2_000)
+      }))
+
+    it.effect("a wind-down that never ends is given up on after its wall-time bound (exit undefined)", () =>
+      Effect.gen(function*() {
+        const controller = new AbortController()
+        abortAfter(controller, 10)
+        const started = performance.now()
+        const outcome = yield* VirtualTime.run(Effect.uninterruptible(Effect.forever(Effect.yieldNow())), { signal: controller.signal })
+        const took = performance.now() - started
+        expect(outcome._tag).toBe("Interrupted")
+        expect(outcome.exit).toBeUndefined()
+        expect(took).toBeGreaterThanOrEqual(500)
+        expect(took).toBeLessThan(3_000)
+      }))
+
+    it.effect("a busy instant sliced across event-loop turns runs its tasks in the same order as one drain would", () =>
+      Effect.gen(function*() {
+        // Enough work at one instant to take several slices of 20 ms.
+        const program = Effect.gen(function*() {
+          const log: Array<number> = []
+          yield* Effect.all(
+            Array.from({ length: 4 }, (_, i) =>
+              Effect.forEach(Array.from({ length: 20_000 }, (_, k) => k), (k) =>
+                Effect.zipRight(Effect.yieldNow(), Effect.sync(() => void (k % 1000 === 0 && log.push(i * 100_000 + k)))))),
+            { concurrency: "unbounded", discard: true }
+          )
+          return log.join(",")
+        })
+        const a = yield* VirtualTime.run(program)
+        const b = yield* VirtualTime.run(program)
+        expect(a._tag).toBe("Done")
+        expect(a.exit).toEqual(b.exit)
+        expect(a.exit).toEqual(Exit.succeed([...Array.from({ length: 20 }, (_, k) => [0, 1, 2, 3].map((i) => i * 100_000 + k * 1000))].flat().join(",")))
+      }))
+  })
+
+  it.effect("the simulator stamps each IOMMU fault with its virtual time", () =>
+    Effect.gen(function*() {
+      const domain = Iommu.make({ device: "d0", now: () => 42.5 })
+      expect(domain.deviceRead(0x1000, 4, "test")).toBeUndefined()
+      expect(domain.faults.map((f) => f.at)).toEqual([42.5])
+      expect(Iommu.make({ device: "d1" }).faults).toEqual([])
     }))
 })

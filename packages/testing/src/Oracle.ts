@@ -183,8 +183,12 @@ export interface Evidence {
   readonly iommuFaults: ReadonlyArray<Iommu.Fault>
   /** The accounting of the operations the test started, by device (`Ops.devices`). */
   readonly ops: ReadonlyMap<string, DeviceOps>
-  /** How the run ended (see `VirtualTime.Outcome`); anything but `Done` breaks G4. */
-  readonly outcome: "Done" | "Stalled" | "TimedOut"
+  /**
+   * How the run ended (see `VirtualTime.Outcome`); `Stalled` and `TimedOut` break G4.
+   * `Interrupted` (stopped from outside, by its signal) does not: the evidence is judged as
+   * far as the run went.
+   */
+  readonly outcome: "Done" | "Stalled" | "TimedOut" | "Interrupted"
 }
 
 /**

@@ -150,7 +150,14 @@ export class DomainImpl implements Iommu.Domain {
 
   private fault(iova: number, length: number, access: "read" | "write", by: string, reason: Iommu.Fault["reason"], window: WindowState | undefined) {
     const fault: Iommu.Fault = {
-      device: this.device, iova, length, access, reason, by, window: window === undefined ? undefined : snapshot(window)
+      device: this.device,
+      iova,
+      length,
+      access,
+      reason,
+      by,
+      window: window === undefined ? undefined : snapshot(window),
+      ...(this.options.now === undefined ? {} : { at: this.options.now() })
     }
     this.faultLog.push(fault)
     this.options.trace?.record({ _tag: "IommuFault", device: this.device, iova, access, reason: format(fault) })

@@ -84,6 +84,7 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
     // Rules given to `make`, then those added with `inject`.
     const rules: Array<Simulator.FaultRule> = [...(options.faults ?? [])]
     const trace = yield* Trace.fromClock({ enabled: options.trace ?? true, limit: options.traceLimit })
+    const clock = yield* Effect.clock
     const runtime = yield* Effect.runtime<never>()
     const simScope = yield* Effect.scope
     // A device removed through its bus directly (not through unplug/surpriseRemove) is gone
@@ -305,7 +306,8 @@ export const make = (options: Simulator.Options = {}): Effect.Effect<Simulator.S
               device: spec.name,
               trace,
               refuse: (request) => refuse(spec.name, request),
-              onFault: (fault) => void iommuFaults.push(fault)
+              onFault: (fault) => void iommuFaults.push(fault),
+              now: () => clock.unsafeCurrentTimeMillis()
             })
             const entry: Entry = {
               // Filled in below, once the bus has made the Device.

@@ -128,6 +128,9 @@ export class VirtualClock implements Clock.Clock {
   }
 }
 
+/** Tasks run between two looks at the wall clock in `drain`. */
+const CHECK_EVERY = 256
+
 /** A scheduler that only queues: the world runs tasks when it chooses, synchronously. */
 export class QueueScheduler implements Scheduler.Scheduler {
   private queue: Array<Scheduler.Task> = []
@@ -154,8 +157,12 @@ export class QueueScheduler implements Scheduler.Scheduler {
   get idle(): boolean {
     return this.queue.length === 0
   }
-  /** Runs queued tasks until none is left (tasks may queue more). Returns how many ran. */
-  drain(): number {
+  /**
+   * Runs queued tasks until none is left (tasks may queue more), or until wall time passes
+   * `deadline` (checked every `CHECK_EVERY` tasks): then the tasks not run yet stay queued,
+   * in order, for the next call. True when the queue is empty.
+   */
+  drain(deadline = Infinity): boolean {
     let ran = 0
     while (this.queue.length > 0) {
       const batch = this.queue
@@ -164,10 +171,13 @@ export class QueueScheduler implements Scheduler.Scheduler {
       for (let i = 0; i < batch.length; i++) {
         if (onTask !== undefined) onTask()
         batch[i]!()
+        if (++ran % CHECK_EVERY === 0 && deadline !== Infinity && performance.now() > deadline) {
+          if (i + 1 < batch.length) this.queue = batch.slice(i + 1).concat(this.queue)
+          return this.queue.length === 0
+        }
       }
-      ran += batch.length
     }
-    return ran
+    return true
   }
 }
 
@@ -200,6 +210,15 @@ export const waiting = (scheduler: QueueScheduler): Array<Waiting> => {
 /** How long (virtual ms) an interrupted run may take to finish its finalizers. */
 const WIND_DOWN = 60_000
 
+/** Wall milliseconds the world runs before it lets the host's event loop in (output, signals, timers). */
+const SLICE = 20
+
+/**
+ * Wall milliseconds a run stopped by its `signal` may take to wind down (its finalizers)
+ * before it is given up on: a stop asked for by a person must not wait on a busy world.
+ */
+const ABORT_WALL = 500
+
 export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {}): Effect.Effect<Outcome<A, E>> =>
   Effect.async<Outcome<A, E>>((resume) => {
     const clock = new VirtualClock()
@@ -222,42 +241,73 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
     })
     const progressEvery = options.progressEvery ?? 100
     let lastProgress = performance.now()
-    let verdict: "Stalled" | "TimedOut" | undefined
+    let verdict: "Stalled" | "TimedOut" | "Interrupted" | undefined
     let limit = options.until ?? Infinity
     let cancelled = false
+    // The signal only marks the run: the world is interrupted at its next step, between tasks.
+    const signal = options.signal
+    let abortedAt: number | undefined
+    const onAbort = () => {
+      abortedAt ??= performance.now()
+    }
+    if (signal !== undefined) {
+      if (signal.aborted) onAbort()
+      else signal.addEventListener("abort", onAbort, { once: true })
+    }
+
+    const end = (outcome: Outcome<A, E>) => {
+      cancelled = true
+      signal?.removeEventListener("abort", onAbort)
+      resume(Effect.succeed(outcome))
+    }
+
+    const outcomeOf = (exit: Exit.Exit<A, E> | undefined): Outcome<A, E> =>
+      verdict === "Stalled"
+        ? { _tag: "Stalled", exit, virtualMillis: clock.now, waiting: stalledWith }
+        : verdict === "TimedOut"
+        ? { _tag: "TimedOut", exit, virtualMillis: clock.now }
+        : { _tag: "Interrupted", exit, virtualMillis: clock.now }
 
     const finish = () => {
       if (exit === undefined) return false
-      resume(Effect.succeed(
-        verdict === undefined
-          ? { _tag: "Done", exit, virtualMillis: clock.now }
-          : verdict === "Stalled"
-          ? { _tag: "Stalled", exit, virtualMillis: clock.now, waiting: stalledWith }
-          : { _tag: "TimedOut", exit, virtualMillis: clock.now }
-      ))
+      end(verdict === undefined ? { _tag: "Done", exit, virtualMillis: clock.now } : outcomeOf(exit))
       return true
+    }
+
+    const interrupt = (why: "Stalled" | "TimedOut" | "Interrupted") => {
+      verdict = why
+      limit = clock.now + WIND_DOWN
+      fiber.unsafeInterruptAsFork(fiber.id())
     }
 
     const step = () => {
       if (cancelled) return
-      const sliceStart = performance.now()
+      const sliceEnd = performance.now() + SLICE
       for (;;) {
-        scheduler.drain()
+        if (abortedAt !== undefined && verdict !== "Interrupted") {
+          if (verdict === undefined) interrupt("Interrupted")
+          else verdict = "Interrupted" // already winding down: the stop asked for wins
+        }
+        if (abortedAt !== undefined && performance.now() - abortedAt > ABORT_WALL) {
+          // The wind-down did not finish in time: give up on it, leaving the world as it is.
+          if (!finish()) end(outcomeOf(undefined))
+          return
+        }
+        // Time-sliced: a world busy at one virtual instant still lets the event loop in.
+        if (!scheduler.drain(sliceEnd)) {
+          setImmediate(step)
+          return
+        }
         if (finish()) return
         if (!clock.advance(limit)) {
           if (verdict !== undefined) {
             // Even the interruption cannot finish: give up on it.
-            resume(Effect.succeed(
-              verdict === "Stalled"
-                ? { _tag: "Stalled", exit: undefined, virtualMillis: clock.now, waiting: stalledWith }
-                : { _tag: "TimedOut", exit: undefined, virtualMillis: clock.now }
-            ))
+            end(outcomeOf(undefined))
             return
           }
-          verdict = clock.next() === undefined ? "Stalled" : "TimedOut"
-          if (verdict === "Stalled") stalledWith = waiting(scheduler)
-          limit = clock.now + WIND_DOWN
-          fiber.unsafeInterruptAsFork(fiber.id())
+          const stalled = clock.next() === undefined
+          if (stalled) stalledWith = waiting(scheduler)
+          interrupt(stalled ? "Stalled" : "TimedOut")
           continue
         }
         const now = performance.now()
@@ -266,7 +316,7 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
           options.onProgress(clock.now)
         }
         // Let the host event loop breathe (output, signals) every few wall milliseconds.
-        if (now - sliceStart > 20) {
+        if (now > sliceEnd) {
           setImmediate(step)
           return
         }
@@ -275,6 +325,7 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, options: RunOptions = {})
     step()
     return Effect.sync(() => {
       cancelled = true
+      signal?.removeEventListener("abort", onAbort)
       fiber.unsafeInterruptAsFork(fiber.id())
       scheduler.drain()
     })

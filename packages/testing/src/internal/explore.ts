@@ -62,7 +62,9 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       sim = yield* Simulator.make({ ...scenario.simulator, seed, onLifecycle })
       yield* scenario.run({ sim, oracle })
     }))
-    const outcome = yield* VirtualTime.run(program, { onTask, until: timeout })
+    const ran = yield* VirtualTime.run(program, { onTask, until: timeout })
+    // No signal is passed, so a run is never Interrupted (the type allows it).
+    const outcome = ran._tag === "Interrupted" ? { ...ran, _tag: "TimedOut" as const } : ran
     const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
     let failure: string | undefined
     if (outcome._tag === "Stalled") {

@@ -180,7 +180,9 @@ export const runSequence = (spec: Spec, sequence: ReadonlyArray<Action>, seed: n
       const all = Fiber.joinAll(ops)
       yield* Effect.timeout(all, DRAIN).pipe(Effect.ignore)
     }))
-    const outcome = yield* VirtualTime.run(program, { until: 600_000 })
+    const ran = yield* VirtualTime.run(program, { until: 600_000 })
+    // No signal is passed, so a run is never Interrupted (the type allows it).
+    const outcome = ran._tag === "Interrupted" ? { ...ran, _tag: "TimedOut" as const } : ran
     const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
     const failure = outcome._tag === "Stalled"
       ? `stalled; wait sites: ${outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < ")).join("; ") || "none"}`

@@ -438,7 +438,7 @@ export const judge = (evidence: Evidence): Verdict => {
     for (const problem of ops.problems) findings.add({ guarantee: "G4", device: ops.device, message: problem })
     findings.addUnrecorded("G4", ops.device, ops.problemCount - ops.problems.length)
   }
-  if (evidence.outcome !== "Done") {
+  if (evidence.outcome === "Stalled" || evidence.outcome === "TimedOut") {
     findings.add({
       guarantee: "G4",
       device: "-",
