@@ -212,6 +212,26 @@ export interface RunRecord {
   readonly stalls: ReadonlyArray<Stall>
   /** How many violations were found, shown or not. */
   readonly violationCount: number
+  /**
+   * What capped buffers let go: `trace`, the oldest simulator events the trace dropped past
+   * its limit (1,000,000 events). IOMMU faults, violations and lifecycle events are never
+   * dropped (their lists are not capped), and the writers take their times from those lists.
+   */
+  readonly dropped: {
+    /** Simulator events dropped from the trace (the oldest ones). */
+    readonly trace: number
+  }
+  /**
+   * Set when the run was stopped from outside (`RunOptions.signal`): the record holds what
+   * was recorded up to the stop, and the guarantees are judged on that. Operations in flight
+   * at the stop are counted in `DeviceSummary.inFlight`, not as lost, and break nothing.
+   */
+  readonly interrupted?: {
+    /** Why: the signal's reason when it is a string (the command passes "SIGINT", "SIGTERM" or "timeout"), else "aborted". */
+    readonly reason: string
+    /** Virtual time of the stop, in milliseconds (also `endedAt`). */
+    readonly at: number
+  } | undefined
 }
 
 /**
@@ -261,6 +281,12 @@ export interface RunOptions {
    * kind), when a warning is logged (the first of a kind), and when an action hangs.
    */
   readonly onNote?: ((line: string) => void) | undefined
+  /**
+   * Stops the run when aborted (within about 20 ms of wall time, even inside a busy
+   * simulation): the record is cut at the stop and `RunRecord.interrupted` says why and when.
+   * Abort it with a string reason (`controller.abort("SIGINT")`) to have it recorded.
+   */
+  readonly signal?: AbortSignal | undefined
 }
 
 /**
@@ -283,7 +309,8 @@ export interface RunOptions {
  * @since 0.1.0
  * @category running
  */
-export const run: (scenario: Scenario, options?: RunOptions) => Effect.Effect<RunRecord> = internal.run
+export const run: (scenario: Scenario, options?: RunOptions) => Effect.Effect<RunRecord> = (scenario, options) =>
+  internal.run(scenario, options)
 
 /**
  * The summary table printed at the end of a run.

@@ -204,7 +204,8 @@ export const makeRecord = (options: { readonly large?: boolean } = {}): Effect.E
       timeline,
       failures: [],
       notes: [],
-      stalls: []
+      stalls: [],
+      dropped: { trace: sim.trace.dropped }
     }
     const violations: Array<Violation> = base.iommuFaults.map((f) => ({
       guarantee: "G5",

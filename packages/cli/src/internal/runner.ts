@@ -5,7 +5,8 @@
  *
  * Whatever way the run ends (on its own, with an action that hung, stalled, or past the time
  * limit), the record keeps what was recorded until then: the lifecycle events, the trace, the
- * IOMMU faults, the operations' accounting, and where the run was waiting.
+ * IOMMU faults, the operations' accounting, and where the run was waiting. A run stopped by
+ * its signal keeps what was recorded up to the stop, and is judged on that.
  */
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -26,7 +27,7 @@ import { type Iommu, Simulator, type Trace, VirtualTime } from "@devscope/sim"
 import { Oracle } from "@devscope/testing"
 import type { Progress, RunOptions } from "../Runner.js"
 import * as Scenario from "../Scenario.js"
-import type { DeviceSummary, DriverFailure, RunRecord, Stall, TimelineEntry, UnbindSummary, Violation } from "./record.js"
+import type { DeviceSummary, DriverFailure, Note, RunRecord, Stall, TimelineEntry, UnbindSummary, Violation } from "./record.js"
 import { describeError, describeSpan, LogBook, trackingTracer } from "./logbook.js"
 import * as Workloads from "./workloads.js"
 import { workloadDefaults } from "./defaults.js"
@@ -43,6 +44,35 @@ export const HANG = 1_000
 
 /** Virtual time after the scenario's end at which a run still going is cut (TimedOut). */
 const LIMIT = 60_000
+
+/** Most recent simulator events the trace keeps (the older ones are dropped, and counted). */
+export const TRACE_LIMIT = 1_000_000
+
+/** Options of the runner not in the public API (tests). */
+export interface InternalOptions {
+  /** The simulator trace's limit (default `TRACE_LIMIT`). */
+  readonly traceLimit?: number | undefined
+}
+
+/** The reason of an aborted signal, as the record states it: a string reason as given, else "aborted". */
+const reasonOf = (signal: AbortSignal): string =>
+  typeof signal.reason === "string" && signal.reason.length > 0 ? signal.reason.slice(0, 80) : "aborted"
+
+/** What a run had recorded when its signal stopped it: the record is cut there. */
+interface Stop {
+  readonly reason: string
+  readonly at: number
+  readonly trace: ReadonlyArray<Trace.TraceEvent>
+  readonly dropped: number
+  readonly iommuFaults: ReadonlyArray<Iommu.Fault>
+  readonly lifecycle: number
+  readonly timeline: number
+  readonly seen: number
+  readonly stalls: number
+  readonly ops: ReadonlyMap<string, Oracle.DeviceOps>
+  readonly failures: ReadonlyArray<DriverFailure>
+  readonly notes: ReadonlyArray<Note>
+}
 
 const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
 
@@ -85,7 +115,11 @@ const capped = (list: ReadonlyArray<Violation>, max = 5): Array<Violation> => {
 
 // ---------------------------------------------------------------------------------------
 
-export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effect.Effect<RunRecord> =>
+export const run = (
+  scenario: Scenario.Scenario,
+  options: RunOptions = {},
+  internalOptions: InternalOptions = {}
+): Effect.Effect<RunRecord> =>
   Effect.gen(function*() {
     const seed = options.seed ?? scenario.seed ?? 1
     const wallStart = performance.now()
@@ -106,7 +140,9 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     // The simulator, kept outside the program: its trace and faults are evidence however the
     // program ends.
     let simulator: Simulator.Service | undefined
+    let worldClock: Clock.Clock | undefined
     let now = 0
+    let stop: Stop | undefined
 
     const progress = (): Progress => ({
       virtualMillis: now,
@@ -120,6 +156,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     })
 
     const onLifecycle = (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => {
+      if (stop !== undefined) return // the wind-down after a stop is not part of the run
       lifecycle.push({ bus, event })
       switch (event._tag) {
         case "Bound":
@@ -164,10 +201,11 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       const sim = yield* Simulator.make({
         seed,
         faults: scenario.faults,
-        traceLimit: 1_000_000,
+        traceLimit: internalOptions.traceLimit ?? TRACE_LIMIT,
         onLifecycle
       })
       simulator = sim
+      worldClock = yield* Effect.clock
       const netDevices = makeNetDevices()
       const blockDevices = makeBlockDevices()
       const hwmon = makeHwmon()
@@ -376,6 +414,30 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       if (Option.isNone(drained)) yield* Effect.timeoutOption(Fiber.interrupt(workload), HANG)
     }))
 
+    // A stop (the signal aborted) comes between two tasks of the world: take what was
+    // recorded until then, before the interruption winds the world down.
+    const onAbort = () => {
+      if (stop !== undefined || options.signal === undefined) return
+      const copyOps = new Map<string, Oracle.DeviceOps>()
+      for (const [name, o] of ops.devices) copyOps.set(name, { ...o, inFlight: new Set(o.inFlight), problems: [...o.problems] })
+      stop = {
+        reason: reasonOf(options.signal),
+        at: worldClock?.unsafeCurrentTimeMillis() ?? 0,
+        trace: simulator?.trace.events() ?? [],
+        dropped: simulator?.trace.dropped ?? 0,
+        iommuFaults: simulator?.iommuFaults() ?? [],
+        lifecycle: lifecycle.length,
+        timeline: timeline.length,
+        seen: seen.length,
+        stalls: stalls.length,
+        ops: copyOps,
+        failures: [...book.failures.values()].map((f) => ({ ...f })),
+        notes: [...book.notes.values()].map((n) => ({ ...n }))
+      }
+    }
+    if (options.signal?.aborted === true) onAbort()
+    else options.signal?.addEventListener("abort", onAbort, { once: true })
+
     const outcome = yield* Effect.flatMap(Effect.tracer, (tracer) =>
       VirtualTime.run(
         program.pipe(
@@ -385,16 +447,25 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         ),
         {
           until: scenario.duration + LIMIT,
+          signal: options.signal,
           onProgress: options.onProgress === undefined ? undefined : (t) => {
             now = Math.max(now, t)
             options.onProgress!(progress())
           }
         }
-      ))
+      )).pipe(Effect.ensuring(Effect.sync(() => options.signal?.removeEventListener("abort", onAbort))))
+    // A stop that came after the program ended changes nothing.
+    const stopped = outcome._tag === "Interrupted" ? stop : undefined
 
-    // Evidence, whatever the outcome.
-    const trace: ReadonlyArray<Trace.TraceEvent> = simulator?.trace.events() ?? []
-    const iommuFaults: ReadonlyArray<Iommu.Fault> = simulator?.iommuFaults() ?? []
+    // Evidence, whatever the outcome (up to the stop, for a stopped run).
+    const trace: ReadonlyArray<Trace.TraceEvent> = stopped?.trace ?? simulator?.trace.events() ?? []
+    const iommuFaults: ReadonlyArray<Iommu.Fault> = stopped?.iommuFaults ?? simulator?.iommuFaults() ?? []
+    if (stopped !== undefined) {
+      lifecycle.length = stopped.lifecycle
+      timeline.length = stopped.timeline
+      seen.length = stopped.seen
+      stalls.length = stopped.stalls
+    }
     if (outcome._tag === "Stalled") {
       // Fiber ids differ from run to run; spans do not.
       const sites = outcome.waiting.filter((w) => w.spans.length > 0).map((w) => w.spans.join(" < "))
@@ -414,7 +485,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         waitSites: [...openSpans].map(describeSpan)
       })
     }
-    const failures: Array<DriverFailure> = [...book.failures.values()]
+    const failures: Array<DriverFailure> = [...(stopped?.failures ?? book.failures.values())]
     if (outcome.exit !== undefined && Exit.isFailure(outcome.exit) && !Cause.isInterruptedOnly(outcome.exit.cause)) {
       // The run itself died: a defect that reached the scenario's own fiber.
       const cause = outcome.exit.cause
@@ -428,7 +499,13 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         count: 1
       })
     }
-    const verdict = Oracle.judge({ lifecycle, trace, iommuFaults, ops: ops.devices, outcome: outcome._tag })
+    // A stopped run is judged as far as it went: the operations in flight at the stop were cut
+    // by it, not lost by a driver (they are reported as in flight, and break nothing).
+    const accounted: ReadonlyMap<string, Oracle.DeviceOps> = stopped?.ops ?? ops.devices
+    const judged = stopped === undefined
+      ? accounted
+      : new Map([...accounted].map(([name, o]) => [name, { ...o, inFlight: new Set<number>() }]))
+    const verdict = Oracle.judge({ lifecycle, trace, iommuFaults, ops: judged, outcome: outcome._tag })
     const hung = stalls.filter((s) => s.outcome === "Hung").map((s): Violation => ({
       guarantee: "G4",
       device: s.device,
@@ -439,7 +516,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     const violations: Array<Violation> = [...verdict.violations, ...capped(seen), ...hung]
     const violationCount = verdict.count + seen.length + hung.length
     const devices: Array<DeviceSummary> = scenario.devices.map((spec) => {
-      const mine = ops.of(spec.name)
+      const mine = accounted.get(spec.name) ?? ops.of(spec.name)
       const list = unbinds.get(spec.name) ?? []
       return {
         device: spec.name,
@@ -447,7 +524,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
         bus: busOf(spec.kind),
         completed: mine.completed,
         failedGone: mine.gone,
-        lost: mine.inFlight.size + mine.interrupted,
+        lost: (stopped === undefined ? mine.inFlight.size : 0) + mine.interrupted,
         inFlight: mine.inFlight.size,
         unbinds: list,
         released: list.reduce((n, u) => n + u.released, 0),
@@ -458,7 +535,7 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
     return {
       scenario: scenario.name,
       seed,
-      endedAt: outcome.virtualMillis,
+      endedAt: stopped?.at ?? outcome.virtualMillis,
       wallMillis: performance.now() - wallStart,
       lifecycle,
       trace,
@@ -468,7 +545,9 @@ export const run = (scenario: Scenario.Scenario, options: RunOptions = {}): Effe
       violations,
       violationCount,
       failures,
-      notes: [...book.notes.values()],
-      stalls
+      notes: stopped?.notes ?? [...book.notes.values()],
+      stalls,
+      dropped: { trace: stopped?.dropped ?? simulator?.trace.dropped ?? 0 },
+      ...(stopped === undefined ? {} : { interrupted: { reason: stopped.reason, at: stopped.at } })
     } satisfies RunRecord
   })

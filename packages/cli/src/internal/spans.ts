@@ -68,6 +68,7 @@ export const timeBounds = (record: RunRecord): { readonly start: number; readonl
   }
   for (const { event } of record.lifecycle) see(event.at)
   for (const e of record.trace) see(e.at)
+  for (const f of record.iommuFaults) if (f.at !== undefined) see(f.at)
   for (const t of record.timeline) see(t.at)
   return { start, end }
 }
@@ -310,10 +311,16 @@ export const dmaSpans = (record: RunRecord): ReadonlyArray<ResourceSpan> => {
 }
 
 /**
- * IOMMU faults: the trace's events (which carry the time) matched in order, per device, with
- * the simulator's faults (which carry the provenance). Either side may be missing entries.
+ * IOMMU faults: the simulator's faults, with their own times; for a record whose faults have
+ * none, the trace's events (which carry the time) matched in order, per device, with the
+ * simulator's faults (which carry the provenance), either side possibly missing entries.
  */
 export const iommuFaultMarks = (record: RunRecord): ReadonlyArray<IommuFaultMark> => {
+  // The simulator's own list is never capped and stamps each fault with its time: when every
+  // fault has one, it is the whole story (the capped trace may have dropped their events).
+  if (record.iommuFaults.length > 0 && record.iommuFaults.every((f) => f.at !== undefined)) {
+    return record.iommuFaults.map((f) => ({ device: f.device, at: f.at, iova: f.iova, access: f.access, reason: f.reason, fault: f }))
+  }
   const pending = new Map<string, Array<Iommu.Fault>>()
   for (const f of record.iommuFaults) {
     const list = pending.get(f.device)
