@@ -21,7 +21,6 @@
  *
  * @since 0.1.0
  */
-import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -33,10 +32,10 @@ import { readFileSync } from "node:fs"
 import { demo } from "./internal/demo.js"
 import * as errors from "./internal/errors.js"
 import { execute, printWarnings } from "./internal/execute.js"
-import { optionProblem } from "./internal/flags.js"
+import { helpArgs, optionProblem, wizardProblem } from "./internal/flags.js"
 import * as List from "./internal/list.js"
 import { json, junit, quiet, report, seed, trace } from "./internal/options.js"
-import { readScenario } from "./internal/sources.js"
+import { allowLarge, files, runAll, validateAll } from "./internal/scenarioFiles.js"
 import * as Scenario from "./Scenario.js"
 
 /**
@@ -74,26 +73,28 @@ const demoCommand = Command.make("demo", { seed, trace, report, junit, json, qui
   )
 )
 
-const file = Args.file({ name: "scenario.json", exists: "yes" }).pipe(
-  Args.withDescription("A scenario file (see examples/scenarios/)")
-)
-
 const runCommand = Command.make(
   "run",
-  { file, seed, trace, report, junit, json, quiet },
-  (flags) => Effect.flatMap(readScenario(flags.file), (scenario) => execute(scenario, flags, flags.file))
+  { files, seed, trace, report, junit, json, quiet, allowLarge },
+  (flags) =>
+    runAll(flags.files, { allowLarge: flags.allowLarge }, (scenario, source) => execute(scenario, flags, source), [
+      ["--trace", flags.trace],
+      ["--report", flags.report],
+      ["--junit", flags.junit]
+    ])
 ).pipe(
   Command.withDescription(
-    "Run a scenario file on the simulator. Exit code 0: every guarantee held; 1: a guarantee was broken or driver code failed; " +
-      "2: the file or the command line is invalid (nothing runs)"
+    "Run scenario files on the simulator, each in turn (all are validated first). Exit code 0: every guarantee held; " +
+      "1: a guarantee was broken or driver code failed; 2: a file or the command line is invalid (nothing runs), " +
+      "or the run's work is over the limits (--allow-large)"
   )
 )
 
 const validateCommand = Command.make(
   "validate",
-  { file },
-  ({ file }) =>
-    Effect.flatMap(readScenario(file), (scenario) =>
+  { files, allowLarge },
+  ({ allowLarge, files }) =>
+    validateAll(files, { allowLarge }, (file, scenario) =>
       Effect.zipRight(
         Console.log(
           `${file}: valid scenario "${scenario.name}" (${scenario.devices.length} devices, ${scenario.timeline?.length ?? 0} timeline events)`
@@ -102,7 +103,8 @@ const validateCommand = Command.make(
       ))
 ).pipe(
   Command.withDescription(
-    "Check a scenario file without running it: the schema, the cross-checks (names, times), and warnings for timeline actions that will be refused"
+    "Check scenario files without running them: the schema, the cross-checks (names, times), the limits on the run's work " +
+      "(--allow-large), and warnings for timeline actions that will be refused; exit code 2 if any file is invalid"
   )
 )
 
@@ -176,8 +178,10 @@ function packageVersion(): string {
  */
 export const exitCode = (argv: ReadonlyArray<string>): Effect.Effect<0 | 1 | 2, never, CliApp.CliApp.Environment> =>
   Effect.suspend(() => {
-    const problem = optionProblem(argv.slice(2))
-    return problem === undefined ? main(argv) : Effect.fail(new errors.UsageError({ reason: problem }))
+    const problem = optionProblem(argv.slice(2)) ?? wizardProblem(argv.slice(2), process.stdin.isTTY === true)
+    return problem === undefined
+      ? main([...argv.slice(0, 2), ...helpArgs(argv.slice(2))])
+      : Effect.fail(new errors.UsageError({ reason: problem }))
   }).pipe(
     Effect.as(0 as const),
     Effect.catchAll((e): Effect.Effect<1 | 2> => {

@@ -22,6 +22,8 @@ import { show } from "./internal/kinds.js"
 import * as scenarioChecks from "./internal/scenarioChecks.js"
 import * as scenarioIssues from "./internal/scenarioIssues.js"
 import * as internalInput from "./internal/input.js"
+import * as internalEstimate from "./internal/estimate.js"
+import * as onePass from "./internal/onePass.js"
 
 /** An optional field: absent or of the schema (no `undefined` member, so no noise in errors). */
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
@@ -106,6 +108,21 @@ const Interval = Millis.pipe(
     jsonSchema: millisJsonSchema(
       { minimum: 0.001 },
       "A mean pause: milliseconds (at least 0.001) or a duration (\"50 micros\"), at least 1 µs"
+    )
+  })
+)
+
+/**
+ * An interrupt storm's interval, at least 1 ns: 0 (or a denormal such as 5e-324) would raise
+ * every interrupt at one instant, and virtual time would stand still for the storm. Storms
+ * denser than the estimate's limit per virtual second are refused by the limits
+ * (`--allow-large`), not by the schema.
+ */
+const StormInterval = Millis.pipe(
+  Schema.filter((millis) => millis >= 1e-6 || `expected an interval of at least 1 ns (0.000001 ms), got ${millis} ms`, {
+    jsonSchema: millisJsonSchema(
+      { minimum: 1e-6 },
+      "The pause between a storm's interrupts: milliseconds (at least 0.000001) or a duration (\"20 micros\"), at least 1 ns"
     )
   })
 )
@@ -326,7 +343,7 @@ export const FaultRule = Schema.Union(
     line: Schema.Int.pipe(Schema.nonNegative()),
     count: PositiveInt.pipe(Schema.lessThanOrEqualTo(100_000)),
     at: optional(Millis),
-    interval: optional(Millis)
+    interval: optional(StormInterval)
   }),
   Schema.Struct({ kind: Schema.Literal("all-ones-reads"), device: Name, at: optional(Millis) })
 )
@@ -410,7 +427,10 @@ export const issuesOf: (error: ParseResult.ParseError) => Array<Issue> = scenari
 export const warnings: (scenario: Scenario) => Array<Issue> = scenarioChecks.warnings
 
 /**
- * Decodes and checks a scenario from parsed JSON.
+ * Decodes and checks a scenario from parsed JSON, reporting every problem in one pass: the
+ * schema's errors; the cross-checks (names that refer to nothing, times past the end) of the
+ * parts that decode, even when others do not; and, unless `allowLarge`, the `limits` on the
+ * run's work (see `estimate`). Issues are ordered by field, then element.
  *
  * @example
  * ```ts
@@ -423,15 +443,16 @@ export const warnings: (scenario: Scenario) => Array<Issue> = scenarioChecks.war
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (input: unknown, source: string): Either.Either<Scenario, InvalidScenario> => {
+export const decode = (input: unknown, source: string, options: DecodeOptions = {}): Either.Either<Scenario, InvalidScenario> => {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     const got = input === null ? "null" : Array.isArray(input) ? "an array" : `${typeof input} ${internalInput.echo(input)}`
     return Either.left(new InvalidScenario({ source, issues: [{ path: "(root)", message: `expected a JSON object (a scenario), got ${got}` }] }))
   }
-  const decoded = Schema.decodeUnknownEither(Scenario, { errors: "all", onExcessProperty: "error" })(input)
-  if (Either.isLeft(decoded)) return Either.left(new InvalidScenario({ source, issues: issuesOf(decoded.left) }))
-  const issues = scenarioChecks.crossCheck(decoded.right)
-  return issues.length > 0 ? Either.left(new InvalidScenario({ source, issues })) : Either.right(decoded.right)
+  // One pass: the schema, the cross-checks of whatever decoded, and the limits on the work.
+  return Either.mapLeft(
+    onePass.decodeAll({ scenario: Scenario, device: DeviceSpec, driver: DriverSpec, event: TimelineEvent, fault: FaultRule }, input, options),
+    (issues) => new InvalidScenario({ source, issues })
+  )
 }
 
 /**
@@ -439,7 +460,7 @@ export const decode = (input: unknown, source: string): Either.Either<Scenario, 
  * @since 0.1.0
  * @category decoding
  */
-export const parse = (text: string, source: string): Effect.Effect<Scenario, InvalidScenario> =>
+export const parse = (text: string, source: string, options: DecodeOptions = {}): Effect.Effect<Scenario, InvalidScenario> =>
   Effect.suspend(() => {
     const tooLarge = internalInput.sizeIssue(text.length, "character")
     if (tooLarge !== undefined) return Effect.fail(new InvalidScenario({ source, issues: [tooLarge] }))
@@ -451,7 +472,7 @@ export const parse = (text: string, source: string): Effect.Effect<Scenario, Inv
     } catch (e) {
       return Effect.fail(new InvalidScenario({ source, issues: [{ path: "(root)", message: `not JSON: ${(e as Error).message}` }] }))
     }
-    return decode(json, source)
+    return decode(json, source, options)
   })
 
 /**
@@ -471,10 +492,10 @@ export const parse = (text: string, source: string): Effect.Effect<Scenario, Inv
  * @since 0.1.0
  * @category decoding
  */
-export const parseBytes = (bytes: Uint8Array, source: string): Effect.Effect<Scenario, InvalidScenario> =>
+export const parseBytes = (bytes: Uint8Array, source: string, options: DecodeOptions = {}): Effect.Effect<Scenario, InvalidScenario> =>
   Effect.suspend(() => {
     const decoded = internalInput.decodeText(bytes)
-    return "issue" in decoded ? Effect.fail(new InvalidScenario({ source, issues: [decoded.issue] })) : parse(decoded.text, source)
+    return "issue" in decoded ? Effect.fail(new InvalidScenario({ source, issues: [decoded.issue] })) : parse(decoded.text, source, options)
   })
 
 /**
@@ -510,4 +531,99 @@ export const jsonSchema = (): JSONSchema.JsonSchema7Root => {
       "Times are milliseconds or duration strings.",
     ...made
   } as JSONSchema.JsonSchema7Root
+}
+
+/**
+ * How `decode`, `parse` and `parseBytes` check a scenario.
+ * @since 0.1.0
+ * @category decoding
+ */
+export interface DecodeOptions {
+  /** Skip the `limits` on the work of the run (the command's `--allow-large`). */
+  readonly allowLarge?: boolean | undefined
+}
+
+/**
+ * The limits a scenario must stay within to run by default (`decode` refuses one over them,
+ * naming the field that drives it; `--allow-large` lifts them). Calibrated so that a run
+ * within them ends on one machine in well under a minute and 500 MB of memory.
+ * @since 0.1.0
+ * @category limits
+ */
+export interface Limits {
+  /** Devices in the scenario. */
+  readonly devices: number
+  /** Timeline events. */
+  readonly timeline: number
+  /** Fault rules. */
+  readonly faults: number
+  /** Simulator events of the whole run, as `estimate` counts them. */
+  readonly events: number
+  /** Simulator events per virtual second of any one source (a load, an interrupt storm while it lasts). */
+  readonly eventsPerSecond: number
+  /** Memory the run holds, as `estimate` counts it (events, disk media, devices). */
+  readonly memoryBytes: number
+}
+
+/**
+ * The default limits: 256 devices, 10,000 timeline events, 1,000 fault rules, 1e6 simulator
+ * events in all (the simulator keeps a trace of 1e6 events, so nothing is dropped from it),
+ * 1e8 events per virtual second from one source, 512 MiB of memory.
+ *
+ * @example
+ * ```ts
+ * import { Scenario } from "@devscope/cli"
+ *
+ * Scenario.limits.devices // 256
+ * Scenario.limits.events // 1000000
+ * ```
+ * @since 0.1.0
+ * @category limits
+ */
+export const limits: Limits = internalEstimate.limits
+
+/**
+ * What a run of a scenario will cost, estimated before it runs (an upper bound: every
+ * sender, worker and reader always busy).
+ * @since 0.1.0
+ * @category limits
+ */
+export interface Estimate {
+  /** Devices in the scenario. */
+  readonly devices: number
+  /** Virtual time the run lasts: the duration, plus the bus's 5 s deadline for a planted hang in `remove`. */
+  readonly virtualMillis: number
+  /** Simulator events per virtual second while the workload runs. */
+  readonly eventsPerSecond: number
+  /** Simulator events of the whole run: the workload's, the interrupt storms', the lifecycle actions'. */
+  readonly events: number
+  /** Memory the run holds: its events, the disks' media, the devices' models. */
+  readonly memoryBytes: number
+}
+
+/**
+ * Estimates the work of a run of `scenario`: from the workload's intervals, windows, workers
+ * and readers per device, the devices' latencies and delayed completions, the interrupt
+ * storms' counts, the timeline's length and the duration.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Scenario } from "@devscope/cli"
+ *
+ * const scenario = Effect.runSync(Scenario.parse(JSON.stringify({
+ *   name: "x",
+ *   duration: "1 second",
+ *   devices: [{ name: "temp0", kind: "sensor" }],
+ *   drivers: [{ kind: "sensor" }]
+ * }), "inline"))
+ * const estimate = Scenario.estimate(scenario)
+ * estimate.events < Scenario.limits.events // true
+ * ```
+ * @since 0.1.0
+ * @category limits
+ */
+export const estimate = (scenario: Scenario): Estimate => {
+  const { devices, events, eventsPerSecond, memoryBytes, virtualMillis } = internalEstimate.estimateWithSources(scenario)
+  return { devices, virtualMillis, eventsPerSecond, events, memoryBytes }
 }

@@ -15,8 +15,8 @@ interface CommandFlags {
 /** The sub-commands and their options (kept in step with Cli.ts; a test checks both). */
 export const commands: Readonly<Record<string, CommandFlags>> = {
   demo: { valued: ["--seed", "--trace", "--report", "--junit"], switches: ["--json", "--quiet", "-q"] },
-  run: { valued: ["--seed", "--trace", "--report", "--junit"], switches: ["--json", "--quiet", "-q"] },
-  validate: { valued: [], switches: [] },
+  run: { valued: ["--seed", "--trace", "--report", "--junit"], switches: ["--json", "--quiet", "-q", "--allow-large"] },
+  validate: { valued: [], switches: ["--allow-large"] },
   schema: { valued: [], switches: [] },
   list: { valued: [], switches: ["--json"] }
 }
@@ -51,4 +51,29 @@ export const optionProblem = (args: ReadonlyArray<string>): string | undefined =
     if (valued && !arg.includes("=")) i++ // its value
   }
   return undefined
+}
+
+/** The arguments before `--` (after it, everything is an argument). */
+const options = (args: ReadonlyArray<string>) => (args.includes("--") ? args.slice(0, args.indexOf("--")) : args)
+
+/**
+ * `--wizard` asks its questions on the terminal; with standard input not a terminal (a pipe,
+ * a file, end of file) it would wait forever, so it is refused.
+ */
+export const wizardProblem = (args: ReadonlyArray<string>, stdinIsTTY: boolean): string | undefined =>
+  options(args).includes("--wizard") && !stdinIsTTY
+    ? "--wizard asks its questions on a terminal, and standard input is not one (a pipe or a file); give the options on the command line"
+    : undefined
+
+/**
+ * The arguments with which @effect/cli prints a sub-command's help under its full name: it
+ * prefixes the parent's name (`$ devscope run ...`) only when the parent sees `--help` too;
+ * from `devscope run --help` alone it prints `$ run ...`. So a `--help` after a sub-command
+ * is also given to the parent.
+ */
+export const helpArgs = (args: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const at = args.findIndex((arg) => Object.hasOwn(commands, arg))
+  const before = options(args)
+  const help = before.findIndex((arg, i) => i > at && (arg === "--help" || arg === "-h"))
+  return at < 0 || help < 0 ? args : [...args.slice(0, at), "--help", ...args.slice(at)]
 }

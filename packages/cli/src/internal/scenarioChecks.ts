@@ -3,7 +3,7 @@
  * not fit) and warnings (actions that will be refused when they run).
  * @internal
  */
-import type { DeviceSpec, Issue, Kind, Scenario } from "../Scenario.js"
+import type { DeviceSpec, DriverSpec, FaultRule, Issue, Kind, Scenario, TimelineEvent } from "../Scenario.js"
 import { kinds } from "./kinds.js"
 
 const sortedTimeline = (scenario: Scenario) =>
@@ -16,13 +16,31 @@ const sortedTimeline = (scenario: Scenario) =>
 const ms = (millis: number) => `${Number(millis.toPrecision(12))} ms`
 
 /**
+ * The parts of a scenario that decoded: a whole scenario, or, when the schema failed, the
+ * elements that decoded on their own (`undefined` where one did not), so the cross-checks
+ * still run on them in the same pass.
+ * @internal
+ */
+export interface Parts {
+  readonly duration?: number | undefined
+  readonly devices: ReadonlyArray<DeviceSpec | undefined>
+  readonly drivers: ReadonlyArray<DriverSpec | undefined>
+  readonly timeline?: ReadonlyArray<TimelineEvent | undefined> | undefined
+  readonly faults?: ReadonlyArray<FaultRule | undefined> | undefined
+  /** Device names and driver kinds of elements that did not decode: not reported as unknown. */
+  readonly undecodedNames?: ReadonlySet<string> | undefined
+}
+
+/**
  * Cross-field checks the schema cannot express: names refer to things that exist, times fit.
  * @internal
  */
-export const crossCheck = (scenario: Scenario): Array<Issue> => {
+export const crossCheck = (scenario: Parts): Array<Issue> => {
   const issues: Array<Issue> = []
   const devices = new Map<string, DeviceSpec>()
+  const undecoded = scenario.undecodedNames ?? new Set<string>()
   scenario.devices.forEach((device, i) => {
+    if (device === undefined) return
     if (devices.has(device.name)) {
       issues.push({ path: `devices[${i}].name`, message: `duplicate device name "${device.name}"` })
     }
@@ -31,7 +49,7 @@ export const crossCheck = (scenario: Scenario): Array<Issue> => {
   const known = () => [...devices.keys()].join(", ")
   const cables = new Map<string, Array<string>>()
   scenario.devices.forEach((device, i) => {
-    if (device.kind !== "nic" || device.cable === undefined) return
+    if (device === undefined || device.kind !== "nic" || device.cable === undefined) return
     const ends = cables.get(device.cable) ?? []
     ends.push(device.name)
     cables.set(device.cable, ends)
@@ -44,7 +62,7 @@ export const crossCheck = (scenario: Scenario): Array<Issue> => {
   })
   const stores = new Map<string, string>()
   scenario.devices.forEach((device, i) => {
-    if (device.kind !== "blk") return
+    if (device === undefined || device.kind !== "blk") return
     const store = device.store ?? device.name
     const owner = stores.get(store)
     if (owner !== undefined) {
@@ -54,26 +72,30 @@ export const crossCheck = (scenario: Scenario): Array<Issue> => {
   })
   const driverKinds = new Set<string>()
   scenario.drivers.forEach((driver, i) => {
+    if (driver === undefined) return
     if (driverKinds.has(driver.kind)) issues.push({ path: `drivers[${i}].kind`, message: `driver "${driver.kind}" listed twice` })
     driverKinds.add(driver.kind)
   })
+  const duration = scenario.duration
   ;(scenario.timeline ?? []).forEach((event, i) => {
-    if ("device" in event && !devices.has(event.device)) {
+    if (event === undefined) return
+    if ("device" in event && !devices.has(event.device) && !undecoded.has(event.device)) {
       issues.push({ path: `timeline[${i}].device`, message: `unknown device "${event.device}" (devices: ${known()})` })
     }
-    if ("driver" in event && !driverKinds.has(event.driver)) {
+    if ("driver" in event && !driverKinds.has(event.driver) && !undecoded.has(event.driver)) {
       issues.push({ path: `timeline[${i}].driver`, message: `driver "${event.driver}" is not in drivers` })
     }
-    if (event.at > scenario.duration) {
+    if (duration !== undefined && event.at > duration) {
       issues.push({
         path: `timeline[${i}].at`,
-        message: `${ms(event.at)} is after the end of the scenario (duration ${ms(scenario.duration)})`
+        message: `${ms(event.at)} is after the end of the scenario (duration ${ms(duration)})`
       })
     }
   })
   ;(scenario.faults ?? []).forEach((fault, i) => {
+    if (fault === undefined) return
     const device = fault.device === undefined ? undefined : devices.get(fault.device)
-    if (fault.device !== undefined && device === undefined) {
+    if (fault.device !== undefined && device === undefined && !undecoded.has(fault.device)) {
       issues.push({ path: `faults[${i}].device`, message: `unknown device "${fault.device}" (devices: ${known()})` })
     }
     if (fault.kind === "irq-storm" && device !== undefined && fault.line >= kinds[device.kind].irqLines) {
@@ -85,10 +107,10 @@ export const crossCheck = (scenario: Scenario): Array<Issue> => {
         }), not line ${fault.line}`
       })
     }
-    if ((fault.kind === "irq-storm" || fault.kind === "all-ones-reads") && fault.at !== undefined && fault.at > scenario.duration) {
+    if ((fault.kind === "irq-storm" || fault.kind === "all-ones-reads") && fault.at !== undefined && duration !== undefined && fault.at > duration) {
       issues.push({
         path: `faults[${i}].at`,
-        message: `${ms(fault.at)} is after the end of the scenario (duration ${ms(scenario.duration)})`
+        message: `${ms(fault.at)} is after the end of the scenario (duration ${ms(duration)})`
       })
     }
   })
