@@ -97,8 +97,8 @@ export interface RunVerdict {
   readonly timeline: ReadonlyArray<TimelineEntry>
   /** Present when the run was stopped early: why, and at what virtual time. */
   readonly interrupted?: { readonly reason: string; readonly at: number } | undefined
-  /** Present when a capped buffer dropped something: how many simulator trace events. */
-  readonly dropped?: { readonly trace: number } | undefined
+  /** What capped buffers let go: `trace`, the simulator events dropped from the trace (0 when none). */
+  readonly dropped: { readonly trace: number }
 }
 
 /**

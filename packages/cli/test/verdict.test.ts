@@ -113,7 +113,7 @@ describe("Verdict.toJson (--json)", () => {
       expect(v.guarantees.map((g) => [g.guarantee, g.held])).toEqual([["G1", true], ["G2", true], ["G3", true], ["G4", true], ["G5", false]])
       expect(v.guarantees[4]!.shown).toBe(record.violations.length)
       expect("interrupted" in v).toBe(false)
-      expect("dropped" in v).toBe(false)
+      expect(v.dropped).toEqual({ trace: 0 })
       // Plain JSON: nothing lost in a round trip (no undefined, no function, no class).
       expect(JSON.parse(JSON.stringify(v))).toEqual(v)
       // Every device row carries its unbinds' start and end.
@@ -192,7 +192,7 @@ describe("Verdict.junitXml (--junit)", () => {
     Effect.gen(function*() {
       const record = passing(yield* makeRecord())
       const device = record.devices[0]!.device
-      const broken: Runner.RunRecord & { interrupted: { reason: string; at: number } } = {
+      const broken: Runner.RunRecord = {
         ...record,
         failures: [{ device, where: "irq 0: handler failed", error: "UseAfterUnbind: x", defect: true, at: 3, count: 2 }],
         stalls: [{ outcome: "Stalled", device: "-", at: 9, what: "nothing could run any more", waitSites: ["a < b"] }],

@@ -24,14 +24,6 @@ export const guaranteeTitles: { readonly [G in Guarantee]: string } = {
 
 const guarantees = Object.keys(guaranteeTitles) as ReadonlyArray<Guarantee>
 
-/** The fields a run record may carry when it was stopped early or its trace was capped. */
-interface Extra {
-  readonly interrupted?: { readonly reason: string; readonly at: number } | undefined
-  readonly dropped?: { readonly trace: number } | undefined
-}
-
-const extra = (record: RunRecord): Extra => record as RunRecord & Extra
-
 /** A word for a POSIX shell: bare when it is safe, else single-quoted. */
 export const shellWord = (word: string): string =>
   /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
@@ -41,7 +33,7 @@ export const replayCommand = (source: string, seed: number): string =>
   source === "demo" ? `devscope demo --seed ${seed}` : `devscope run ${shellWord(source)} --seed ${seed}`
 
 export const verdictOf = (record: RunRecord): RunVerdict["verdict"] =>
-  extra(record).interrupted !== undefined ? "interrupted" : passed(record) ? "passed" : "failed"
+  record.interrupted !== undefined ? "interrupted" : passed(record) ? "passed" : "failed"
 
 const exitCodeOf = (verdict: RunVerdict["verdict"]): RunVerdict["exitCode"] =>
   verdict === "passed" ? 0 : verdict === "failed" ? 1 : INTERRUPTED_EXIT
@@ -54,7 +46,7 @@ const guaranteeResults = (record: RunRecord): Array<GuaranteeResult> =>
 
 export const toJson = (record: RunRecord, source: RunSource): RunVerdict => {
   const verdict = verdictOf(record)
-  const { dropped, interrupted } = extra(record)
+  const { dropped, interrupted } = record
   return {
     version: FORMAT_VERSION,
     verdict,
@@ -79,8 +71,8 @@ export const toJson = (record: RunRecord, source: RunSource): RunVerdict => {
     stalls: record.stalls,
     notes: record.notes,
     timeline: record.timeline,
-    ...(interrupted === undefined ? {} : { interrupted }),
-    ...(dropped === undefined ? {} : { dropped })
+    ...(interrupted === undefined ? {} : { interrupted: { reason: interrupted.reason, at: interrupted.at } }),
+    dropped: { trace: dropped.trace }
   }
 }
 
@@ -165,7 +157,7 @@ const cases = (record: RunRecord, source: RunSource): Array<Case> => {
   }
   // The run as a whole: what no device of the scenario is named for (a stall of the whole
   // run, a hung unload of a driver, the scenario's own fiber dying), and an interruption.
-  const { interrupted } = extra(record)
+  const { interrupted } = record
   const problems = [
     ...record.violations.filter((v) => !names.has(v.device)).map((v) => `${v.guarantee} ${v.device}: ${v.message}`),
     ...record.failures.filter((f) => !names.has(f.device)).map((f) => `driver failure ${f.device}: ${f.where}: ${f.error}`),
