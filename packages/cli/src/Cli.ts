@@ -29,6 +29,7 @@ import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import { readFileSync } from "node:fs"
+import * as Campaigns from "./internal/campaignCommands.js"
 import { demo } from "./internal/demo.js"
 import * as errors from "./internal/errors.js"
 import { execute, printWarnings } from "./internal/execute.js"
@@ -137,7 +138,17 @@ const listCommand = Command.make(
  */
 export const devscope = Command.make("devscope").pipe(
   Command.withDescription("Run device drivers on the devscope simulator and check the lifetime guarantees"),
-  Command.withSubcommands([demoCommand, runCommand, validateCommand, schemaCommand, listCommand])
+  Command.withSubcommands([
+    demoCommand,
+    runCommand,
+    validateCommand,
+    schemaCommand,
+    listCommand,
+    Campaigns.exploreCommand,
+    Campaigns.fuzzCommand,
+    Campaigns.replayCommand,
+    Campaigns.mergeCommand
+  ])
 )
 
 /**

@@ -18,7 +18,11 @@ export const commands: Readonly<Record<string, CommandFlags>> = {
   run: { valued: ["--seed", "--trace", "--report", "--junit"], switches: ["--json", "--quiet", "-q", "--allow-large"] },
   validate: { valued: [], switches: ["--allow-large"] },
   schema: { valued: [], switches: [] },
-  list: { valued: [], switches: ["--json"] }
+  list: { valued: [], switches: ["--json"] },
+  explore: { valued: ["--seed", "--points", "--horizon", "--workers", "--shard"], switches: ["--json", "--quiet", "-q"] },
+  fuzz: { valued: ["--seed", "--cases", "--workers", "--shard"], switches: ["--json", "--quiet", "-q"] },
+  replay: { valued: [], switches: ["--json"] },
+  merge: { valued: [], switches: ["--json"] }
 }
 
 /** @effect/cli's own options, accepted everywhere. */

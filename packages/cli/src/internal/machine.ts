@@ -1,0 +1,152 @@
+/**
+ * The machine a scenario file describes, built on a given simulator: the class registries,
+ * its drivers (with their planted bugs), its devices (cables, ports and media as the runner
+ * makes them) and its workload. Shared by exploration and fuzzing, which make a fresh machine
+ * for every case.
+ * @internal
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import { type DeviceError, Hardware } from "@devscope/core"
+import { BlkModel, BlockDevices, driver as blkDriver, makeBlockDevices } from "@devscope/example-blk"
+import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devscope/example-nic"
+import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
+import type { Simulator } from "@devscope/sim"
+import type { Oracle } from "@devscope/testing"
+import * as Scenario from "../Scenario.js"
+import type { LogBook } from "./logbook.js"
+import { defaults, plant } from "./runner.js"
+import * as Workloads from "./workloads.js"
+
+/** The bus a kind of device sits on (and its driver registers on). */
+export const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
+
+/** A scenario's machine on one simulator. */
+export interface Machine {
+  readonly net: ReturnType<typeof makeNetDevices>
+  readonly disks: ReturnType<typeof makeBlockDevices>
+  readonly hwmon: ReturnType<typeof makeHwmon>
+  /** Registers the driver of `kind`, with the bug the scenario plants in it. */
+  readonly load: (kind: Scenario.Kind) => Effect.Effect<void, DeviceError.DriverAlreadyRegistered | DeviceError.BusShutDown>
+  /** Plugs a device of the scenario (a fresh model on the same cable or medium). */
+  readonly plug: (device: Scenario.DeviceSpec) => Effect.Effect<void, DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding>
+  /** The scenario's workload on its devices, through `oracle` (until `oracle.ops.stopping`). */
+  readonly workload: (oracle: Oracle.Oracle) => Effect.Effect<void>
+}
+
+/**
+ * Builds the machine of `scenario` on `sim` (nothing registered or plugged yet). Cables and
+ * media are made here: a machine per case, so cases do not share state.
+ */
+export const make = (scenario: Scenario.Scenario, sim: Simulator.Service, seed: number): Machine => {
+  const net = makeNetDevices()
+  const disks = makeBlockDevices()
+  const hwmon = makeHwmon()
+  const context = Context.make(Hardware.Hardware, sim.hardware).pipe(
+    Context.add(NetDevices, net),
+    Context.add(BlockDevices, disks),
+    Context.add(Hwmon, hwmon)
+  )
+  const bugs = new Map(scenario.drivers.map((d) => [d.kind, d.bug]))
+  const load = (kind: Scenario.Kind) => {
+    const bug = bugs.get(kind)
+    const own = bug === "free-dma-before-stop" ? bug : undefined
+    switch (kind) {
+      case "nic":
+        return Effect.provide(sim.pci.registerDriver(plant(nicDriver({ bug: own }), bug)), context)
+      case "blk":
+        return Effect.provide(sim.pci.registerDriver(plant(blkDriver({ bug: own }), bug)), context)
+      case "sensor":
+        return Effect.provide(sim.platform.registerDriver(plant(sensorDriver(), bug)), context)
+    }
+  }
+  const cables = new Map<string, NicModel.Cable>()
+  const ports = new Map<string, 0 | 1>()
+  const stores = new Map<string, BlkModel.BackingStore>()
+  const ends = new Map<string, number>()
+  for (const device of scenario.devices) {
+    if (device.kind === "nic" && device.cable !== undefined) {
+      if (!cables.has(device.cable)) cables.set(device.cable, NicModel.cable())
+      // The first NIC named on a cable is port 0, the second port 1.
+      const end = ends.get(device.cable) ?? 0
+      ports.set(device.name, end === 0 ? 0 : 1)
+      ends.set(device.cable, end + 1)
+    }
+    if (device.kind === "blk" && !stores.has(device.store ?? device.name)) {
+      stores.set(device.store ?? device.name, BlkModel.store(device.sectors ?? 4096))
+    }
+  }
+  const plug = (spec: Scenario.DeviceSpec) => {
+    switch (spec.kind) {
+      case "nic":
+        return Effect.asVoid(sim.plug({
+          bus: "pci",
+          name: spec.name,
+          ids: NicModel.ids,
+          model: NicModel.model({
+            cable: spec.cable === undefined ? undefined : cables.get(spec.cable),
+            port: ports.get(spec.name),
+            loopback: spec.loopback,
+            latency: spec.latency
+          })
+        }))
+      case "blk":
+        return Effect.asVoid(sim.plug({
+          bus: "pci",
+          name: spec.name,
+          ids: BlkModel.ids,
+          model: BlkModel.model({ store: stores.get(spec.store ?? spec.name)!, latency: spec.latency })
+        }))
+      case "sensor":
+        return Effect.asVoid(sim.plug({ bus: "platform", name: spec.name, ids: SensorModel.ids, model: SensorModel.model() }))
+    }
+  }
+  const workload = (oracle: Oracle.Oracle) => {
+    const config = defaults(scenario.workload)
+    const context: Workloads.LoadContext = {
+      ops: oracle.ops,
+      busy: new Workloads.Busy(),
+      bindingsEnded: (device) =>
+        oracle.lifecycle.filter(({ event }) => event._tag === "Unbound" && event.device.name === device).length,
+      // What a load sees broken itself counts as a problem of the device for the oracle.
+      violation: (v) => oracle.ops.problem(v.device, `${v.guarantee}: ${v.message}`)
+    }
+    const loads = scenario.devices.map((device, index) => {
+      switch (device.kind) {
+        case "nic":
+          return Workloads.nicLoad(context, net, device.name, index, seed + index, config.nic)
+        case "blk":
+          return Workloads.blkLoad(context, disks, device.name, seed + index, config.blk)
+        case "sensor":
+          return Workloads.sensorLoad(context, hwmon, device.name, seed + index, config.sensor)
+      }
+    })
+    return Effect.all(loads, { concurrency: "unbounded", discard: true })
+  }
+  return { net, disks, hwmon, load, plug, workload }
+}
+
+/**
+ * From now on, what the current fiber and the fibers it forks log goes to `book` (not the
+ * console), with fibers that die unhandled logged at Error, as the runner's logging is. (The
+ * explorer and the fuzzer run each case in a world of its own, which inherits nothing of
+ * ours: this is set from inside the case.)
+ */
+export const logInto = (book: LogBook): Effect.Effect<void> =>
+  Effect.getFiberRefs.pipe(
+    Effect.withUnhandledErrorLogLevel(Option.some(LogLevel.Error)),
+    Effect.provide(Logger.replace(Logger.defaultLogger, book.logger)),
+    Effect.flatMap(Effect.setFiberRefs)
+  )
+
+/** The first driver failure a book holds, in one line; `undefined` if none. */
+export const driverFailure = (book: LogBook): string | undefined => {
+  const failures = [...book.failures.values()]
+  const first = failures[0]
+  if (first === undefined) return undefined
+  return `driver code failed (${failures.length} kind(s)): ${first.device}: ${first.where}: ${first.error}` +
+    (first.count > 1 ? ` (${first.count} times)` : "")
+}
