@@ -29,7 +29,7 @@ export const EVENTS_PER_ACTION = 200
 export const BYTES_PER_EVENT = 400
 
 /** Memory of one device's model, driver and load, besides its medium. */
-export const BYTES_PER_DEVICE = 1 << 20
+export const BYTES_PER_DEVICE = 256 * 1024
 
 /** The duration a run of ordinary length has (the demo's), to tell a long run from a dense one. */
 const ORDINARY_DURATION = 300

@@ -2,7 +2,8 @@
  * Every problem of a scenario in one pass: the schema's errors, and, even when the schema
  * failed, the cross-checks of the parts that decode on their own (element by element) and
  * the limits on the work of the run once the fields they need decoded. Issues are
- * deduplicated and ordered by path (the order of the fields, then of the elements).
+ * deduplicated and ordered by path (the order of the fields, then of the elements). Arrays
+ * longer than their limit (a million devices) are refused before anything is decoded.
  * @internal
  */
 import * as Either from "effect/Either"
@@ -63,6 +64,13 @@ const byPath = (fields: ReadonlyArray<string>) => (issues: ReadonlyArray<Issue>)
  */
 export const decodeAll = (schemas: Schemas, input: object, options: Options = {}): Either.Either<Scenario, Array<Issue>> => {
   const sort = byPath(Object.keys(schemas.scenario.fields))
+  const raw = input as Record<string, unknown>
+  const length = (value: unknown) => (Array.isArray(value) ? value.length : 0)
+  if (options.allowLarge !== true) {
+    // Too many elements: said before decoding them, so a million devices cost nothing.
+    const counts = countIssues(length(raw.devices), length(raw.timeline), length(raw.faults))
+    if (counts.length > 0) return Either.left(counts)
+  }
   const full = Schema.decodeUnknownEither(schemas.scenario, strict)(input)
   if (Either.isRight(full)) {
     const scenario = full.right
@@ -70,7 +78,6 @@ export const decodeAll = (schemas: Schemas, input: object, options: Options = {}
     return issues.length > 0 ? Either.left(sort(issues)) : Either.right(scenario)
   }
   // The schema failed: decode what can be decoded on its own and cross-check that.
-  const raw = input as Record<string, unknown>
   const field = <K extends keyof Scenario>(key: K): { readonly ok: boolean; readonly value: Scenario[K] | undefined } => {
     if (!(key in raw)) return { ok: true, value: undefined }
     const decoded = decodes(schemas.scenario.pick(key) as unknown as Schema.Schema<any, any>, { [key]: raw[key] })
@@ -119,10 +126,6 @@ export const decodeAll = (schemas: Schemas, input: object, options: Options = {}
         ...(timeline === undefined ? {} : { timeline: timeline as Array<TimelineEvent> }),
         ...(faults === undefined ? {} : { faults: faults as Array<FaultRule> })
       } as Scenario))
-    } else {
-      // At least the counts, which need no decoding.
-      const length = (value: unknown) => (Array.isArray(value) ? value.length : 0)
-      issues.push(...countIssues(length(raw.devices), length(raw.timeline), length(raw.faults)))
     }
   }
   return Either.left(sort(issues))
