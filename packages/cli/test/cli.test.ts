@@ -142,7 +142,9 @@ describe("the devscope command", () => {
         const { code, stdout: raw } = yield* devscope(command, "--help")
         const stdout = stripAnsi(raw)
         expect(code, command).toBe(0)
-        expect(stdout, command).toContain(`$ ${command}`)
+        // The usage line names the whole command, not the sub-command alone.
+        expect(stdout, command).toContain(`$ devscope ${command}`)
+        expect(stdout, command).not.toMatch(new RegExp(`^\\$ ${command}`, "m"))
         expect(stdout, command).toMatch(/seed|scenario/)
       }
       const { code, stdout: raw } = yield* devscope("--help")
@@ -230,7 +232,7 @@ describe("the devscope command", () => {
     Effect.gen(function*() {
       const dir = yield* Effect.promise(() => import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/devscope-")))
       const cases: Array<[Array<string>, RegExp]> = [
-        [["run", "nope.json"], /Path 'nope\.json' must exist/],
+        [["run", "nope.json"], /invalid scenario nope\.json:\n {2}\(file\): no such file/],
         [["run"], /Missing argument <scenario\.json>/],
         [["frob"], /Invalid subcommand/],
         [["demo", "--seed", "abc"], /--seed "abc": expected a decimal integer from 0 to 4294967295/],
@@ -239,7 +241,7 @@ describe("the devscope command", () => {
         [["demo", "--trace", "/nonexistent-dir/t.json"], /--trace \/nonexistent-dir\/t\.json: directory \/nonexistent-dir does not exist/],
         [["run", "examples/scenarios/demo.json", "--report", dir], /to be a regular file|is a directory/],
         [["run", "examples/scenarios/demo.json", "--trace", `${dir}/x`, "--report", `${dir}/x`], /--trace and --report name the same file/],
-        [["validate", dir], /to be a regular file/]
+        [["validate", dir], /\(file\): is a directory, not a scenario file/]
       ]
       const results = yield* Effect.all(cases.map(([args]) => devscope(...args)), { concurrency: 3 })
       results.forEach((result, i) => {
