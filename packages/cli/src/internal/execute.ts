@@ -17,6 +17,7 @@ import { passed, type RunRecord } from "./record.js"
 import * as Report from "./report.js"
 import * as Runner from "./runner.js"
 import * as Summary from "./summary.js"
+import type { RunSource as VerdictSource } from "../Verdict.js"
 import * as Verdict from "./verdict.js"
 
 export const printWarnings = (
@@ -29,12 +30,43 @@ export const printWarnings = (
       warnings.map((w) => `  ${w.path}: ${w.message}`).join("\n")
   )
 
+/** A run that ended, for the verdicts of `--json` and `--junit`. */
+export interface Ran {
+  readonly record: RunRecord
+  readonly source: VerdictSource
+}
+
+/**
+ * Prints the JSON document (`--json`: one run's `RunVerdict`, several runs' `RunsVerdict`) and
+ * writes the JUnit XML file (`--junit`: a testsuite per run) of the runs that ended. Nothing
+ * when none did. A file that cannot be written is reported: a `UsageError` when the runs
+ * passed, else on stderr (the runs' failure is the verdict).
+ */
+export const emitVerdicts = (runs: ReadonlyArray<Ran>, flags: RunFlags, failed: boolean) =>
+  Effect.gen(function*() {
+    if (runs.length === 0) return
+    const fs = yield* FileSystem.FileSystem
+    const out = flags.json ? process.stderr : process.stdout
+    if (Option.isSome(flags.junit)) {
+      const file = flags.junit.value
+      const written = yield* Effect.either(fs.writeFileString(file, Verdict.junitXml(runs)))
+      if (written._tag === "Right") yield* Effect.sync(() => void out.write(`JUnit XML written to ${file}\n`))
+      else if (failed) yield* Console.error(`devscope: could not write --junit ${file}: ${written.left.message}`)
+      else return yield* new UsageError({ reason: `could not write --junit ${file}: ${written.left.message}` })
+    }
+    if (flags.json) {
+      const document = runs.length === 1 ? Verdict.toJson(runs[0]!.record, runs[0]!.source) : Verdict.toJsonAll(runs)
+      yield* Effect.sync(() => void process.stdout.write(`${JSON.stringify(document, null, 2)}\n`))
+    }
+  })
+
 /**
  * Runs a validated scenario with live output, writes the requested files, judges the run.
  * `source` is the scenario file as given (`"demo"` for the built-in one), for the replay
- * command of `--json` and `--junit`.
+ * command of `--json` and `--junit`. With `ran`, the run is added to it and the caller emits
+ * the verdicts of all its runs (`emitVerdicts`); without, this run's are emitted here.
  */
-export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "demo") =>
+export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "demo", ran?: Array<Ran>) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -90,9 +122,12 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
       })
     yield* write("trace", flags.trace, Perfetto.chromeTraceJson, "trace")
     yield* write("report", flags.report, Report.toHtml, "report")
-    const from = { source, name: scenario.name, description: scenario.description, duration: scenario.duration }
-    yield* write("junit", flags.junit, (record) => Verdict.junitXml([{ record, source: from }]), "JUnit XML")
-    if (flags.json) yield* Effect.sync(() => void process.stdout.write(`${JSON.stringify(Verdict.toJson(record, from), null, 2)}\n`))
+    const from: VerdictSource = { source, name: scenario.name, description: scenario.description, duration: scenario.duration }
+    if (ran !== undefined) ran.push({ record, source: from })
+    else {
+      yield* write("junit", flags.junit, (record) => Verdict.junitXml([{ record, source: from }]), "JUnit XML")
+      if (flags.json) yield* Effect.sync(() => void process.stdout.write(`${JSON.stringify(Verdict.toJson(record, from), null, 2)}\n`))
+    }
     if (!passed(record)) {
       if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
       return yield* new GuaranteesBroken({
