@@ -32,7 +32,7 @@ import { readFileSync } from "node:fs"
 import * as Campaigns from "./internal/campaignCommands.js"
 import { demo } from "./internal/demo.js"
 import * as errors from "./internal/errors.js"
-import { execute, printWarnings } from "./internal/execute.js"
+import { emitVerdicts, execute, printWarnings, type Ran } from "./internal/execute.js"
 import { helpArgs, optionProblem, wizardProblem } from "./internal/flags.js"
 import * as List from "./internal/list.js"
 import { json, junit, quiet, report, seed, trace } from "./internal/options.js"
@@ -78,11 +78,18 @@ const runCommand = Command.make(
   "run",
   { files, seed, trace, report, junit, json, quiet, allowLarge },
   (flags) =>
-    runAll(flags.files, { allowLarge: flags.allowLarge }, (scenario, source) => execute(scenario, flags, source), [
-      ["--trace", flags.trace],
-      ["--report", flags.report],
-      ["--junit", flags.junit]
-    ])
+    Effect.gen(function*() {
+      // --json and --junit cover every scenario file: one document, a testsuite per run.
+      const ran: Array<Ran> = []
+      const exit = yield* Effect.exit(
+        runAll(flags.files, { allowLarge: flags.allowLarge }, (scenario, source) => execute(scenario, flags, source, ran), [
+          ["--trace", flags.trace],
+          ["--report", flags.report]
+        ], flags.json ? Console.error : Console.log)
+      )
+      yield* emitVerdicts(ran, flags, exit._tag === "Failure")
+      return yield* exit
+    })
 ).pipe(
   Command.withDescription(
     "Run scenario files on the simulator, each in turn (all are validated first). Exit code 0: every guarantee held; " +

@@ -58,8 +58,8 @@ export interface RunVerdict {
   readonly version: 1
   /** `passed`: every guarantee held and no driver code failed; `failed`; `interrupted`: stopped early (a signal or `--timeout`), judged on what ran. */
   readonly verdict: "passed" | "failed" | "interrupted"
-  /** The command's exit code for this run: 0 passed, 1 failed, 130 interrupted. */
-  readonly exitCode: 0 | 1 | 130
+  /** The command's exit code for this run: 0 passed, 1 failed; interrupted: 130 SIGINT, 143 SIGTERM, 124 `--timeout`. */
+  readonly exitCode: 0 | 1 | 124 | 130 | 143
   /** The verdict in words (`2 guarantee violation(s), 1 driver failure(s)`, `all guarantees held`). */
   readonly summary: string
   /** The scenario. */
@@ -102,6 +102,23 @@ export interface RunVerdict {
 }
 
 /**
+ * The JSON document of `devscope run --json` given several scenario files (a glob, several
+ * paths): one `RunVerdict` per scenario, in order, with the worst verdict and exit code.
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunsVerdict {
+  /** The format's version, `FORMAT_VERSION`. */
+  readonly version: 1
+  /** `interrupted` if a run was, else `failed` if a run failed, else `passed`. */
+  readonly verdict: "passed" | "failed" | "interrupted"
+  /** The command's exit code: that of the first run with the worst verdict. */
+  readonly exitCode: 0 | 1 | 124 | 130 | 143
+  /** Each scenario's verdict, in the order they ran. */
+  readonly runs: ReadonlyArray<RunVerdict>
+}
+
+/**
  * Where a run came from, for its replay command: the scenario file (or `"demo"`) and the
  * scenario itself.
  * @since 0.1.0
@@ -138,6 +155,16 @@ export interface RunSource {
  * @category rendering
  */
 export const toJson: (record: RunRecord, source: RunSource) => RunVerdict = internal.toJson
+
+/**
+ * The JSON document of several runs (`RunsVerdict`): each one's `RunVerdict`, with the worst
+ * verdict and exit code.
+ * @since 0.1.0
+ * @category rendering
+ */
+export const toJsonAll: (
+  runs: ReadonlyArray<{ readonly record: RunRecord; readonly source: RunSource }>
+) => RunsVerdict = internal.toJsonAll
 
 /**
  * A JUnit XML document of one or more runs: a `<testsuite>` per run (named after its

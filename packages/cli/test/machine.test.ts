@@ -76,6 +76,29 @@ describe("machine-readable output", () => {
       expect(xml).toContain(`<failure type="G5"`)
     }), 120_000)
 
+  it.effect("several scenario files: one JSON document with a verdict per run, one JUnit file with a testsuite per run", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const first = path.join(dir, "a.json")
+      const second = path.join(dir, "b.json")
+      fs.writeFileSync(first, JSON.stringify(small))
+      fs.writeFileSync(second, JSON.stringify({ ...small, name: "second", drivers: [{ kind: "blk", bug: "free-dma-before-stop" }, { kind: "sensor" }] }))
+      const junit = path.join(dir, "all.xml")
+      const { code, stderr, stdout } = yield* devscope("run", first, second, "--json", "--quiet", "--junit", junit)
+      expect(code).toBe(1)
+      const v = JSON.parse(stdout)
+      expect([v.version, v.verdict, v.exitCode]).toEqual([1, "failed", 1])
+      expect(v.runs.map((r: { scenario: { name: string }; verdict: string }) => [r.scenario.name, r.verdict])).toEqual([
+        ["small", "passed"],
+        ["second", "failed"]
+      ])
+      expect(v.runs[1].replay.command).toBe(`devscope run ${second} --seed 4`)
+      expect(stderr).toContain(`== ${first}`)
+      expect(stderr).toContain("2 scenario files: 1 passed, 1 failed")
+      const xml = fs.readFileSync(junit, "utf8")
+      expect(Array.from(xml.matchAll(/<testsuite name="([^"]*)"/g), (m) => m[1])).toEqual(["small", "second"])
+    }), 120_000)
+
   it.effect("--junit is checked before the run like --trace: a missing directory, a directory, the same file as --trace", () =>
     Effect.gen(function*() {
       const dir = tmp()

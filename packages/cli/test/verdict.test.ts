@@ -122,7 +122,7 @@ describe("Verdict.toJson (--json)", () => {
       }
     }))
 
-  it.effect("a passing run exits 0; an interrupted one (with what it dropped) is 'interrupted', exit 130", () =>
+  it.effect("a passing run exits 0; an interrupted one (with what it dropped) is 'interrupted', exit 130/143/124 by its reason; several runs", () =>
     Effect.gen(function*() {
       const record = passing(yield* makeRecord())
       const ok = Verdict.toJson(record, source)
@@ -134,6 +134,14 @@ describe("Verdict.toJson (--json)", () => {
       expect(v.interrupted).toEqual({ reason: "SIGINT", at: 41.5 })
       expect(v.dropped).toEqual({ trace: 12 })
       expect(v.summary).toContain("interrupted at 41.5 ms of virtual time (SIGINT)")
+      const byReason = (reason: string) => Verdict.toJson({ ...stopped, interrupted: { reason, at: 1 } }, source).exitCode
+      expect([byReason("SIGTERM"), byReason("timeout"), byReason("aborted")]).toEqual([143, 124, 130])
+      // Several runs: the worst verdict, and the exit code of the first run with it.
+      const all = Verdict.toJsonAll([{ record, source }, { record: { ...record, violations: [{ guarantee: "G2", device: "x", message: "m" }], violationCount: 1 }, source }])
+      expect([all.version, all.verdict, all.exitCode, all.runs.length]).toEqual([1, "failed", 1, 2])
+      const stop = Verdict.toJsonAll([{ record, source }, { record: { ...stopped, interrupted: { reason: "SIGTERM", at: 2 } }, source }])
+      expect([stop.verdict, stop.exitCode]).toEqual(["interrupted", 143])
+      expect(stop.runs.map((r) => r.verdict)).toEqual(["passed", "interrupted"])
     }))
 
   it.effect("the replay command quotes a path for a POSIX shell; the built-in demo replays as devscope demo", () =>

@@ -123,7 +123,9 @@ export const runAll = <E extends { readonly _tag: string; readonly message: stri
   options: Scenario.DecodeOptions,
   run: (scenario: Scenario.Scenario, source: string) => Effect.Effect<void, E, R>,
   /** Options that name one output file: refused with several scenario files. */
-  outputs: ReadonlyArray<readonly [string, Option.Option<string>]> = []
+  outputs: ReadonlyArray<readonly [string, Option.Option<string>]> = [],
+  /** Where the lines between runs go (stderr under `--json`, whose stdout is the document). */
+  log: (text: string) => Effect.Effect<void> = Console.log
 ) =>
   Effect.gen(function*() {
     const read = yield* readAll(args, options)
@@ -147,13 +149,13 @@ export const runAll = <E extends { readonly _tag: string; readonly message: stri
     const outcomes: Array<{ readonly source: string; readonly error: E | undefined }> = []
     for (const r of read) {
       const scenario = Either.getOrThrow(r.result)
-      yield* Console.log(`\n== ${r.source}`)
+      yield* log(`\n== ${r.source}`)
       const result = yield* Effect.either(run(scenario, r.source))
       outcomes.push({ source: r.source, error: Either.isLeft(result) ? result.left : undefined })
       if (Either.isLeft(result)) yield* Console.error(`devscope: ${r.source}: ${result.left.message}`)
     }
     const failed = outcomes.filter((o) => o.error !== undefined)
-    yield* Console.log(
+    yield* log(
       `\ndevscope: ${outcomes.length} scenario files: ${outcomes.length - failed.length} passed` +
         (failed.length === 0 ? "" : `, ${failed.length} failed (${failed.map((f) => f.source).join(", ")})`)
     )

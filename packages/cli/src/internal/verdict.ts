@@ -4,14 +4,18 @@
  * @internal
  */
 import type { Guarantee, RunRecord } from "../Runner.js"
-import type { GuaranteeResult, RunSource, RunVerdict } from "../Verdict.js"
+import type { GuaranteeResult, RunSource, RunsVerdict, RunVerdict } from "../Verdict.js"
 import { passed } from "./record.js"
 import * as Summary from "./summary.js"
 
 export const FORMAT_VERSION = 1 as const
 
-/** The exit code of an interrupted run (as a shell reports SIGINT). */
-export const INTERRUPTED_EXIT = 130 as const
+/**
+ * The exit code of an interrupted run, by its reason (as the command exits: a shell's codes
+ * for SIGINT and SIGTERM, timeout(1)'s for a timeout); 130 for any other reason.
+ */
+export const interruptedExit = (reason: string): 124 | 130 | 143 =>
+  reason === "SIGTERM" ? 143 : reason === "timeout" ? 124 : 130
 
 /** What each guarantee promises (docs/contract.md), in the summary's words. */
 export const guaranteeTitles: { readonly [G in Guarantee]: string } = {
@@ -35,8 +39,8 @@ export const replayCommand = (source: string, seed: number): string =>
 export const verdictOf = (record: RunRecord): RunVerdict["verdict"] =>
   record.interrupted !== undefined ? "interrupted" : passed(record) ? "passed" : "failed"
 
-const exitCodeOf = (verdict: RunVerdict["verdict"]): RunVerdict["exitCode"] =>
-  verdict === "passed" ? 0 : verdict === "failed" ? 1 : INTERRUPTED_EXIT
+const exitCodeOf = (record: RunRecord): RunVerdict["exitCode"] =>
+  record.interrupted !== undefined ? interruptedExit(record.interrupted.reason) : passed(record) ? 0 : 1
 
 const guaranteeResults = (record: RunRecord): Array<GuaranteeResult> =>
   guarantees.map((guarantee) => {
@@ -50,7 +54,7 @@ export const toJson = (record: RunRecord, source: RunSource): RunVerdict => {
   return {
     version: FORMAT_VERSION,
     verdict,
-    exitCode: exitCodeOf(verdict),
+    exitCode: exitCodeOf(record),
     summary: interrupted === undefined
       ? Summary.verdict(record)
       : `interrupted at ${interrupted.at} ms of virtual time (${interrupted.reason}); ${Summary.verdict(record)}`,
@@ -74,6 +78,14 @@ export const toJson = (record: RunRecord, source: RunSource): RunVerdict => {
     ...(interrupted === undefined ? {} : { interrupted: { reason: interrupted.reason, at: interrupted.at } }),
     dropped: { trace: dropped.trace }
   }
+}
+
+export const toJsonAll = (runs: ReadonlyArray<{ readonly record: RunRecord; readonly source: RunSource }>): RunsVerdict => {
+  const verdicts = runs.map(({ record, source }) => toJson(record, source))
+  const worst = (["interrupted", "failed"] as const).find((v) => verdicts.some((r) => r.verdict === v)) ?? "passed"
+  // The exit code of the first run with the worst verdict (an interrupted run stops the rest).
+  const exitCode = verdicts.find((r) => r.verdict === worst)?.exitCode ?? 0
+  return { version: FORMAT_VERSION, verdict: worst, exitCode, runs: verdicts }
 }
 
 // ---------------------------------------------------------------------------------------
