@@ -35,3 +35,23 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
   }
 }
 
+
+/**
+ * A run stopped from outside: SIGINT (exit code 130), SIGTERM (143) or `--timeout` (124).
+ * Its summary and files were still written; `message` is the line printed at the stop.
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunInterrupted extends Data.TaggedError("RunInterrupted")<{
+  readonly scenario: string
+  /** What stopped it. */
+  readonly reason: "SIGINT" | "SIGTERM" | "timeout"
+  /** The exit code: 130 for SIGINT, 143 for SIGTERM, 124 for a timeout. */
+  readonly code: 130 | 143 | 124
+  /** Virtual time of the stop, in milliseconds. */
+  readonly at: number
+}> {
+  override get message() {
+    return `interrupted at ${this.at.toFixed(3)} ms of virtual time (${this.reason})`
+  }
+}

@@ -10,12 +10,16 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scenario from "../Scenario.js"
 import * as Scenarios from "../Scenario.js"
-import { GuaranteesBroken, UsageError } from "./errors.js"
+import { ansiAllowed } from "./ansi.js"
+import { GuaranteesBroken, RunInterrupted, UsageError } from "./errors.js"
+import { oneLine } from "./input.js"
 import type { RunFlags } from "./options.js"
 import * as Perfetto from "./perfetto.js"
+import * as Display from "./progress.js"
 import { passed, type RunRecord } from "./record.js"
 import * as Report from "./report.js"
 import * as Runner from "./runner.js"
+import * as Stop from "./stop.js"
 import * as Summary from "./summary.js"
 import type { RunSource as VerdictSource } from "../Verdict.js"
 import * as Verdict from "./verdict.js"
@@ -67,7 +71,7 @@ export const emitVerdicts = (runs: ReadonlyArray<Ran>, flags: RunFlags, failed: 
  * the verdicts of all its runs (`emitVerdicts`); without, this run's are emitted here.
  */
 export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "demo", ran?: Array<Ran>) =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     if (Option.isSome(flags.trace) && Option.isSome(flags.report) && path.resolve(flags.trace.value) === path.resolve(flags.report.value)) {
@@ -81,11 +85,14 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
     // With --json, stdout carries the JSON document only: the human output goes to stderr.
     const out = flags.json ? process.stderr : process.stdout
     const say = (text: string) => Effect.sync(() => void out.write(`${text}\n`))
-    const tty = out.isTTY === true && !flags.quiet
+    const tty = out.isTTY === true
+    // Progress: redrawn in place on a terminal, a plain line every few seconds elsewhere,
+    // none with --quiet; ANSI escapes only on a terminal without NO_COLOR.
+    const shown = Display.display(out, { live: tty && !flags.quiet, plain: !tty && !flags.quiet, ansi: ansiAllowed(out) })
     const seedUsed = Option.getOrElse(flags.seed, () => scenario.seed ?? 1)
     if (!flags.quiet) {
       yield* say(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time)`)
-      if (scenario.description) yield* say(`  ${scenario.description}`)
+      if (scenario.description) yield* say(`  ${oneLine(scenario.description)}`)
       yield* say(
         `  devices: ${scenario.devices.map((d) => `${d.name} (${d.kind})`).join(", ")}; drivers: ${
           scenario.drivers.map((d) => d.kind + (d.bug ? ` [bug: ${d.bug}]` : "")).join(", ")
@@ -93,20 +100,38 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
       )
       yield* printWarnings("  scenario", Scenarios.warnings(scenario), say)
     }
-    const line = (text: string) => {
-      if (tty) out.write("\r\x1b[K")
-      out.write(`${text}\n`)
-    }
+    const timeout = Option.getOrUndefined(flags.timeout ?? Option.none())
+    // SIGINT, SIGTERM and --timeout stop the run through its signal, for this run only; a
+    // second signal (while the run winds down or its files are written) exits at once.
+    const stopper = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        Stop.watch(timeout?.millis, (code, reason) => {
+          shown.clear()
+          process.stderr.write(`\ndevscope: ${reason} again: exiting now, without the rest of the files (exit code ${code})\n`)
+          process.exit(code)
+        })
+      ),
+      (stopper) => Effect.sync(() => stopper.dispose())
+    )
     const record: RunRecord = yield* Runner.run(scenario, {
       seed: seedUsed,
-      onProgress: tty ? (p) => out.write(`\r${Summary.progressLine(p)}\x1b[K`) : undefined,
+      signal: stopper.signal,
+      onProgress: flags.quiet ? undefined : shown.progress,
       onAction: flags.quiet ? undefined : (entry, p) => {
-        line(Summary.actionLine(entry))
-        out.write(`${tty ? "" : "    "}${Summary.progressLine(p)}${tty ? "" : "\n"}`)
+        shown.print(Summary.actionLine(entry))
+        if (tty) shown.progress(p)
+        else out.write(`    ${Summary.progressLine(p)}\n`)
       },
-      onNote: flags.quiet ? undefined : (note) => line(`  ! ${note}`)
+      onNote: flags.quiet ? undefined : (note) => shown.print(`  ! ${note}`)
     })
-    if (tty) out.write("\r\x1b[K")
+    stopper.ran()
+    shown.clear()
+    if (record.interrupted !== undefined) {
+      const reason = record.interrupted.reason === "timeout" && timeout !== undefined
+        ? `timeout: --timeout ${timeout.text} of wall time`
+        : record.interrupted.reason
+      yield* say(`devscope: interrupted at ${record.interrupted.at.toFixed(3)} ms of virtual time (${reason})`)
+    }
     yield* say(`\n${Summary.summary(record)}`)
     // The run happened: write what it recorded even when it failed; a write that fails now
     // is reported, and does not hide the verdict.
@@ -128,6 +153,17 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
       yield* write("junit", flags.junit, (record) => Verdict.junitXml([{ record, source: from }]), "JUnit XML")
       if (flags.json) yield* Effect.sync(() => void process.stdout.write(`${JSON.stringify(Verdict.toJson(record, from), null, 2)}\n`))
     }
+    const stoppedBy = stopper.reason()
+    if (stoppedBy !== undefined) {
+      // Stopped: the exit code says by what, whatever the verdict of what ran (the summary has it).
+      if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
+      return yield* new RunInterrupted({
+        scenario: scenario.name,
+        reason: stoppedBy,
+        code: Stop.exitCodes[stoppedBy],
+        at: record.interrupted?.at ?? record.endedAt
+      })
+    }
     if (!passed(record)) {
       if (unwritten.length > 0) yield* Console.error(unwritten.map((u) => `devscope: could not write ${u}`).join("\n"))
       return yield* new GuaranteesBroken({
@@ -138,5 +174,4 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
       })
     }
     if (unwritten.length > 0) return yield* new UsageError({ reason: unwritten.map((u) => `could not write ${u}`).join("\n") })
-  })
-
+  }))

@@ -121,3 +121,18 @@ export const echo = (value: unknown): string => {
   }
   return text.length <= MAX_ECHO ? text : `${text.slice(0, MAX_ECHO)}… (${plural(text.length, "character")} in all)`
 }
+
+/**
+ * A text for a one-line echo (a scenario's description in the run header): its first line,
+ * blanks collapsed, cut to `max` characters (default `MAX_ECHO`). Reads only the start of
+ * a long text.
+ */
+export const oneLine = (text: string, max: number = MAX_ECHO): string => {
+  const head = text.slice(0, 4 * max)
+  const nl = head.search(/[\r\n]/)
+  const first = (nl < 0 ? head : head.slice(0, nl)).replace(/\s+/g, " ").trim()
+  const more = text.length > head.length || (nl >= 0 && head.slice(nl).trim() !== "")
+  if (first.length > max) return `${first.slice(0, max - 1)}…`
+  if (!more) return first
+  return `${first.length > max - 1 ? first.slice(0, max - 1) : first}…`
+}

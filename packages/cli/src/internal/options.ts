@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scenario from "../Scenario.js"
+import { parseDuration } from "./stop.js"
 
 export const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
 
@@ -79,7 +80,31 @@ export const junit = Options.file("junit").pipe(
   Options.withDescription("Write a JUnit XML file of the verdict to this file (a test case per guarantee and per device), for CI; checked writable before the run"),
   Options.optional
 )
-export const quiet = Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("Only print the summary"))
+export const quiet = Options.boolean("quiet").pipe(
+  Options.withAlias("q"),
+  Options.withDescription("Only print the summary (and errors): no header, no timeline lines, no progress")
+)
+
+/** A `--timeout`: wall milliseconds, and the text given (for messages). */
+export interface Timeout {
+  readonly millis: number
+  readonly text: string
+}
+
+export const timeout = Options.text("timeout").pipe(
+  Options.withPseudoName("duration"),
+  Options.mapEffect((text): Effect.Effect<Timeout, ValidationError.ValidationError> => {
+    const parsed = parseDuration(text)
+    return "millis" in parsed
+      ? Effect.succeed({ millis: parsed.millis, text })
+      : invalid(`--timeout ${JSON.stringify(text).slice(0, 40)}: ${parsed.problem}`)
+  }),
+  Options.withDescription(
+    "Stop the run after this much wall time (30s, 2 minutes, 1.5h), as Ctrl-C does: the summary, trace and report " +
+      "of what ran are still written; exit code 124"
+  ),
+  Options.optional
+)
 
 export interface RunFlags {
   readonly seed: Option.Option<number>
@@ -89,5 +114,7 @@ export interface RunFlags {
   /** Print the verdict as JSON on stdout, the human output on stderr. */
   readonly json: boolean
   readonly junit: Option.Option<string>
+  /** `--timeout`: stop the run after this much wall time (exit code 124). */
+  readonly timeout?: Option.Option<Timeout> | undefined
 }
 
