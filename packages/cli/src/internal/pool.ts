@@ -90,6 +90,23 @@ interface Slot<J, R> {
   dead: boolean
 }
 
+/**
+ * The parent's options a worker keeps: module resolution and loaders (`--conditions`,
+ * `--import`, `--require`, `--loader`); process-wide ones (`--expose-gc`...) are refused by
+ * worker threads.
+ */
+export const workerArgv = (argv: ReadonlyArray<string>): Array<string> => {
+  const kept: Array<string> = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    const name = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg
+    if (!["--conditions", "-C", "--import", "--require", "-r", "--loader", "--experimental-loader"].includes(name)) continue
+    kept.push(arg)
+    if (!arg.includes("=") && i + 1 < argv.length) kept.push(argv[++i]!)
+  }
+  return kept
+}
+
 /** Options of {@link workers}. */
 export interface Options {
   /** Workers at most (started as jobs need them). */
@@ -108,9 +125,10 @@ export const workers = <J, R>(options: Options): Effect.Effect<Executor<J, R>, n
     const deadline = options.deadline ?? DEFAULT_DEADLINE
     const entry = options.entry.href
     const typescript = entry.endsWith(".ts")
-    const execArgv = typescript && !process.execArgv.some((a) => a.startsWith("--conditions=@devscope/source"))
-      ? [...process.execArgv, "--conditions=@devscope/source"]
-      : process.execArgv
+    const inherited = workerArgv(process.execArgv)
+    const execArgv = typescript && !inherited.includes("--conditions=@devscope/source")
+      ? [...inherited, "--conditions=@devscope/source"]
+      : inherited
     const boot: Boot = { entry, tsx: typescript ? tsxApi() : undefined, data: options.data }
     const slots = new Set<Slot<J, R>>()
     const queue: Array<Pending<J, R>> = []
@@ -164,7 +182,13 @@ export const workers = <J, R>(options: Options): Effect.Effect<Executor<J, R>, n
         let slot = [...slots].find((s) => s.busy === undefined && !s.dead)
         if (slot === undefined) {
           if (slots.size >= options.workers) return
-          slot = spawn()
+          try {
+            slot = spawn()
+          } catch (error) {
+            // Node refused to start a worker at all: every queued job fails with the reason.
+            for (const pending of queue.splice(0)) pending.resume({ _tag: "Crashed", error: `no worker could start: ${describe(error)}` })
+            return
+          }
         }
         const pending = queue.shift()!
         const id = nextId++

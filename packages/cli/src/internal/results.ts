@@ -6,7 +6,7 @@ import type { Campaign, CaseRecord, Crash, Failure, FuzzCoverage, ShrunkRecord, 
 import { FORMAT } from "./campaign.js"
 
 /** Failing cases printed in the text output (all are in the JSON). */
-const SHOWN = 30
+const SHOWN = 20
 
 const cut = (text: string, max = 240) => text.length <= max ? text : `${text.slice(0, max - 1)}…`
 
@@ -27,9 +27,9 @@ export const header = (c: Pick<Campaign, "command" | "seed" | "budget" | "shard"
 }
 
 const failureLines = (f: Pick<Failure, "failure" | "violations" | "violationCount">): Array<string> => [
-  ...(f.failure !== null ? [`      ${cut(f.failure)}`] : []),
-  ...f.violations.slice(0, 3).map((v) => `      ${v.guarantee} ${v.device}: ${cut(v.message)}`),
-  ...(f.violationCount > Math.min(3, f.violations.length) ? [`      (${f.violationCount - Math.min(3, f.violations.length)} more violation(s))`] : [])
+  ...(f.failure !== null ? [`      ${cut(f.failure, 160)}`] : []),
+  ...f.violations.slice(0, 1).map((v) => `      ${v.guarantee} ${v.device}: ${cut(v.message, 160)}`),
+  ...(f.violationCount > 1 ? [`      (${f.violationCount - 1} more violation(s))`] : [])
 ]
 
 /** The body of a campaign's text output: coverage, failures with their tokens, crashes. */
