@@ -17,7 +17,9 @@
  * Exit codes (`exitCode`): 0 every guarantee held; 1 a guarantee was broken or driver code
  * failed (a defect in an interrupt handler or a binding fiber, an action that hung, a stall);
  * 2 the scenario cannot run or the command line is wrong (an invalid or missing file, a bad
- * option, an output file that cannot be written), with a short message and nothing run.
+ * option, an output file that cannot be written), with a short message and nothing run;
+ * 130, 143, 124 a run stopped by SIGINT (Ctrl-C), SIGTERM or `--timeout`, after its summary
+ * and files of what ran were written.
  *
  * @since 0.1.0
  */
@@ -35,7 +37,8 @@ import * as errors from "./internal/errors.js"
 import { emitVerdicts, execute, printWarnings, type Ran } from "./internal/execute.js"
 import { helpArgs, optionProblem, wizardProblem } from "./internal/flags.js"
 import * as List from "./internal/list.js"
-import { json, junit, quiet, report, seed, trace } from "./internal/options.js"
+import { withPlainConsole } from "./internal/ansi.js"
+import { json, junit, quiet, report, seed, timeout, trace } from "./internal/options.js"
 import { allowLarge, files, runAll, validateAll } from "./internal/scenarioFiles.js"
 import * as Scenario from "./Scenario.js"
 
@@ -67,7 +70,7 @@ export const UsageError: typeof errors.UsageError = errors.UsageError
  */
 export type UsageError = errors.UsageError
 
-const demoCommand = Command.make("demo", { seed, trace, report, junit, json, quiet }, (flags) => execute(demo, flags)).pipe(
+const demoCommand = Command.make("demo", { seed, trace, report, junit, json, quiet, timeout }, (flags) => execute(demo, flags)).pipe(
   Command.withDescription(
     "Run the default scenario: two NICs on a cable, a block device and a sensor under load; " +
       "hot-unplug the disk and surprise-remove a NIC with operations in flight, plug both back, unload and reload a driver."
@@ -76,7 +79,7 @@ const demoCommand = Command.make("demo", { seed, trace, report, junit, json, qui
 
 const runCommand = Command.make(
   "run",
-  { files, seed, trace, report, junit, json, quiet, allowLarge },
+  { files, seed, trace, report, junit, json, quiet, allowLarge, timeout },
   (flags) =>
     Effect.gen(function*() {
       // --json and --junit cover every scenario file: one document, a testsuite per run.
@@ -176,7 +179,9 @@ function packageVersion(): string {
  * Runs the command and turns every outcome into an exit code, with a short message on
  * stderr: 0 every guarantee held (or help was shown); 1 a guarantee was broken or driver code
  * failed; 2 the scenario cannot run or the command line is wrong (@effect/cli has already
- * printed its diagnostic for usage errors). Never fails.
+ * printed its diagnostic for usage errors); 130 a run stopped by SIGINT, 143 by SIGTERM, 124
+ * by `--timeout` (its summary and files still written). Never fails. Nothing printed carries
+ * an ANSI escape unless its stream is a terminal and `NO_COLOR` is not set.
  *
  * @example
  * ```ts
@@ -194,7 +199,9 @@ function packageVersion(): string {
  * @since 0.1.0
  * @category running
  */
-export const exitCode = (argv: ReadonlyArray<string>): Effect.Effect<0 | 1 | 2, never, CliApp.CliApp.Environment> =>
+export const exitCode = (
+  argv: ReadonlyArray<string>
+): Effect.Effect<0 | 1 | 2 | 124 | 130 | 143, never, CliApp.CliApp.Environment> =>
   Effect.suspend(() => {
     const problem = optionProblem(argv.slice(2)) ?? wizardProblem(argv.slice(2), process.stdin.isTTY === true)
     return problem === undefined
@@ -202,9 +209,11 @@ export const exitCode = (argv: ReadonlyArray<string>): Effect.Effect<0 | 1 | 2, 
       : Effect.fail(new errors.UsageError({ reason: problem }))
   }).pipe(
     Effect.as(0 as const),
-    Effect.catchAll((e): Effect.Effect<1 | 2> => {
+    Effect.catchAll((e): Effect.Effect<1 | 2 | 124 | 130 | 143> => {
       if (ValidationError.isValidationError(e)) return Effect.succeed(2) // @effect/cli printed it
       switch (e._tag) {
+        case "RunInterrupted":
+          return Effect.succeed(e.code) // the run printed "interrupted at ..." and its summary
         case "GuaranteesBroken":
           return Effect.as(Console.error(`\ndevscope: FAILED: ${e.message}`), 1 as const)
         case "InvalidScenario":
@@ -219,5 +228,7 @@ export const exitCode = (argv: ReadonlyArray<string>): Effect.Effect<0 | 1 | 2, 
       Cause.isInterruptedOnly(cause)
         ? Effect.succeed(2 as const)
         : Effect.as(Console.error(`devscope: internal error (please report it):\n${Cause.pretty(cause)}`), 2 as const)
-    )
+    ),
+    // @effect/cli colours its help and errors whatever the output: strip where not allowed.
+    withPlainConsole
   )

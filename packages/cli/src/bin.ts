@@ -4,7 +4,9 @@
  * `pnpm devscope <command>` runs this source through tsx.
  *
  * Exit codes: 0 every guarantee held; 1 a guarantee was broken or driver code failed; 2 the
- * scenario cannot run or the command line is wrong; 130 interrupted (Ctrl-C).
+ * scenario cannot run or the command line is wrong; 130 a run stopped by SIGINT (Ctrl-C), 143
+ * by SIGTERM, 124 by --timeout (each after the summary and files of what ran), and 130 for
+ * Ctrl-C outside a run.
  *
  * @since 0.1.0
  */

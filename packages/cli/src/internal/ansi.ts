@@ -9,6 +9,7 @@ import * as Console from "effect/Console"
 import type * as Effect from "effect/Effect"
 
 /** CSI sequences (colours, cursor, erase), OSC sequences (titles, links) and two-byte escapes. */
+// eslint-disable-next-line no-control-regex -- matching escape sequences is the point
 const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]/g
 
 /** `text` without ANSI escape sequences. */

@@ -344,6 +344,31 @@ export const toChromeTrace = (record: RunRecord): ChromeTrace => {
       args: { outcome: stall.outcome, device: stall.device, waitSites: stall.waitSites }
     })
   }
+  // What the trace does not show, stated in it: a stop from outside, and dropped events.
+  if (record.interrupted !== undefined) {
+    events.push({
+      name: `interrupted (${record.interrupted.reason})`,
+      ph: "i",
+      s: "g",
+      cat: "interrupted",
+      ts: us(record.interrupted.at),
+      pid: PID.scenario,
+      tid: actionsTid,
+      args: { reason: record.interrupted.reason, virtualMillis: record.interrupted.at }
+    })
+  }
+  if (record.dropped.trace > 0) {
+    events.push({
+      name: `${record.dropped.trace} older simulator events dropped (trace limit)`,
+      ph: "i",
+      s: "g",
+      cat: "dropped",
+      ts: us(record.trace[0]?.at ?? 0),
+      pid: PID.scenario,
+      tid: actionsTid,
+      args: { dropped: record.dropped.trace, kept: record.trace.length }
+    })
+  }
 
   events.sort((a, b) => a.ts - b.ts)
   return {
@@ -358,7 +383,9 @@ export const toChromeTrace = (record: RunRecord): ChromeTrace => {
       "devscope-violations": record.violations.map((v) => `${v.guarantee} ${v.device}: ${v.message}`),
       "devscope-driver-failures": record.failures.map((f) => `${f.device}: ${f.where}: ${f.error} (x${f.count})`),
       "devscope-stalls": record.stalls.map((s) => `${s.outcome} at ${s.at} ms: ${s.what}; waiting in: ${s.waitSites.join("; ") || "-"}`),
-      ...(unplaced.length > 0 ? { "devscope-iommu-faults-without-time": unplaced } : {})
+      ...(unplaced.length > 0 ? { "devscope-iommu-faults-without-time": unplaced } : {}),
+      "devscope-dropped-trace-events": record.dropped.trace,
+      ...(record.interrupted === undefined ? {} : { "devscope-interrupted": record.interrupted })
     }
   }
 }

@@ -68,6 +68,23 @@ const section = (heading: string, content: string) => `<h2>${escape(heading)}</h
 const table = (head: ReadonlyArray<string>, rows: ReadonlyArray<string>) =>
   `<table><thead><tr>${head.map((h) => `<th>${escape(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`
 
+/** A stop from outside and dropped events, stated at the top of the page. */
+const cutNotice = (record: RunRecord): string => {
+  const items = [
+    ...(record.interrupted === undefined ? [] : [
+      `<li class="interrupted">Interrupted at ${escape(ms(record.interrupted.at))} of virtual time ` +
+      `(${escape(record.interrupted.reason)}): this is what ran until then.</li>`
+    ]),
+    ...(record.dropped.trace > 0
+      ? [
+        `<li class="dropped">${record.dropped.trace} older simulator events were dropped from the trace ` +
+        `(it keeps the last ${record.trace.length}); IOMMU faults, violations and lifecycle events are all kept.</li>`
+      ]
+      : [])
+  ]
+  return items.length === 0 ? "" : `<div class="card"><ul class="violations">${items.join("")}</ul></div>`
+}
+
 /** Renders a run record as a self-contained HTML page. */
 export const toHtml = (record: RunRecord): string => {
   const pass = passed(record)
@@ -193,6 +210,7 @@ export const toHtml = (record: RunRecord): string => {
 <span>devices <b>${record.devices.length}</b></span>
 <span>simulator events <b>${record.trace.length}</b></span>
 <span>trace events <b>${Perfetto.toChromeTrace(record).traceEvents.length}</b></span></div>
+${cutNotice(record)}
 ${section(record.violationCount === 0 ? "Guarantees" : `Violations (${record.violationCount})`, violations)}
 ${failures}
 ${stalls}

@@ -64,6 +64,26 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n")
 }
 
+/** What the record does not hold in full: a stop from outside, events dropped by a capped buffer. */
+export const boundLines = (record: RunRecord): Array<string> => {
+  const lines: Array<string> = []
+  if (record.interrupted !== undefined) {
+    lines.push(
+      `Interrupted at ${ms(record.interrupted.at)} of virtual time (${record.interrupted.reason}): ` +
+        "this is what ran until then (operations in flight at the stop are not counted lost).",
+      ""
+    )
+  }
+  if (record.dropped.trace > 0) {
+    lines.push(
+      `${fmt(record.dropped.trace)} older simulator events were dropped from the trace (it keeps the last ${fmt(record.trace.length)}); ` +
+        "IOMMU faults, violations and lifecycle events are all kept.",
+      ""
+    )
+  }
+  return lines
+}
+
 export const summary = (record: RunRecord): string => {
   const header = [
     "device",
@@ -104,6 +124,7 @@ export const summary = (record: RunRecord): string => {
     table(header, rows, new Set([2, 3, 4, 8, 9, 10])),
     ""
   ]
+  lines.push(...boundLines(record))
   if (record.stalls.length > 0) {
     lines.push("The run did not end on its own:", ...stallLines(record), "")
   }
