@@ -4,8 +4,10 @@
  * - `devscope demo`: the default scenario (two NICs on a cable, a disk and a sensor under
  *   load; hot-unplug, surprise removal, re-plug, driver unload) with a live display and a
  *   summary table;
- * - `devscope run <scenario.json>`: a scenario file, validated before anything runs;
- * - `devscope validate <scenario.json>`: only the validation (and the warnings);
+ * - `devscope run <scenario.json>...`: scenario files (paths, quoted globs, `-` for stdin),
+ *   all validated before anything runs, then run in turn;
+ * - `devscope validate <scenario.json>...`: only the validation (and the warnings), including
+ *   the limits on a run's work (`Scenario.limits`; `--allow-large` lifts them);
  * - `devscope schema`: the scenario format as JSON Schema;
  * - `devscope list`: device kinds, drivers, planted bugs, fault kinds and timeline actions.
  *
