@@ -306,7 +306,7 @@ export const replayCommand = Command.make(
 )
 
 const results = Args.file({ name: "result.json", exists: "yes" }).pipe(
-  Args.withDescription("The --json results of explore or fuzz with --shard i/n, one per shard"),
+  Args.withDescription("The JSON results of the shards of one explore or fuzz run (each with its shard i/n), one file per shard"),
   Args.atLeast(1)
 )
 
@@ -334,7 +334,7 @@ export const mergeCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Merge the --json results of the shards of one explore or fuzz run into one verdict (refused: results of different files, seeds, " +
+    "Merge the JSON results of the shards of one explore or fuzz run into one verdict (refused: results of different files, seeds, " +
       "budgets or shard counts, a shard given twice or missing). Exit code 0: no case failed; 1: one did; 2: bad input"
   )
 )
