@@ -18,7 +18,7 @@ import { median } from "./harness.js"
 import type { Section } from "./report.js"
 
 const FILE = "examples/scenarios/demo.json"
-const POINTS = Number(process.env.B6_POINTS ?? 20)
+const POINTS = Number(process.env.B6_POINTS ?? 50)
 const ROUNDS = Number(process.env.B6_ROUNDS ?? 2)
 const HORIZON = 2
 

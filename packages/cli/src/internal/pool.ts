@@ -109,7 +109,7 @@ export const workerArgv = (argv: ReadonlyArray<string>): Array<string> => {
 
 /** Options of {@link workers}. */
 export interface Options {
-  /** Workers at most (started as jobs need them). */
+  /** Workers (all started at once; one that dies is replaced when a job needs it). */
   readonly workers: number
   /** The worker module (one that calls {@link serve}). */
   readonly entry: URL
@@ -199,6 +199,13 @@ export const workers = <J, R>(options: Options): Effect.Effect<Executor<J, R>, n
         slot.busy = { id, pending, timer }
         slot.worker.postMessage({ id, job: pending.job })
       }
+    }
+
+    // Every worker starts now: loading the sources (seconds, from TypeScript) overlaps.
+    try {
+      for (let i = 0; i < options.workers; i++) spawn()
+    } catch {
+      // Reported to the first job (pump spawns again and fails it with the reason).
     }
 
     yield* Effect.addFinalizer(() =>
