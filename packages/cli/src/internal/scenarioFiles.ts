@@ -112,7 +112,8 @@ export const validateAll = (
   })
 
 /** The exit code an error of a run maps to (as `Cli.exitCode` maps it). */
-const codeOf = (e: { readonly _tag: string }) => (e._tag === "GuaranteesBroken" ? 1 : 2)
+/** How bad an error is, to pick the one the command exits with: a stop from outside is the worst (it ends everything). */
+const codeOf = (e: { readonly _tag: string }) => (e._tag === "RunInterrupted" ? 3 : e._tag === "GuaranteesBroken" ? 1 : 2)
 
 /**
  * `run`: every file read and validated first (nothing runs if one is invalid), then each run
@@ -153,6 +154,8 @@ export const runAll = <E extends { readonly _tag: string; readonly message: stri
       const result = yield* Effect.either(run(scenario, r.source))
       outcomes.push({ source: r.source, error: Either.isLeft(result) ? result.left : undefined })
       if (Either.isLeft(result)) yield* Console.error(`devscope: ${r.source}: ${result.left.message}`)
+      // A stop (SIGINT, SIGTERM, --timeout) stops every run, not just this one.
+      if (Either.isLeft(result) && result.left._tag === "RunInterrupted") break
     }
     const failed = outcomes.filter((o) => o.error !== undefined)
     yield* log(
