@@ -44,6 +44,8 @@ export interface Outcome {
   readonly wallMs: number
   /** From the child's own report at exit; undefined if it did not exit normally. */
   readonly maxRssBytes: number | undefined
+  /** User and system CPU time, from the same report: tells a slow machine from a slow command. */
+  readonly cpuMs?: number | undefined
   readonly stdout: string
   /** Without the RSS marker line. */
   readonly stderr: string
@@ -139,7 +141,7 @@ export const build = async (dir: string): Promise<string> => {
   fs.mkdirSync(path.dirname(outfile), { recursive: true })
   fs.copyFileSync(path.join(cliRoot, "package.json"), path.join(dir, "package.json"))
   const report = `process.on("exit", (code) => { try { process.stderr.write("\\n" + ${JSON.stringify(MARK)} + ` +
-    `JSON.stringify({ maxRssKb: process.resourceUsage().maxRSS, code }) + "\\n") } catch {} });`
+    `JSON.stringify((({ maxRSS, userCPUTime, systemCPUTime }) => ({ maxRssKb: maxRSS, cpuMicros: userCPUTime + systemCPUTime, code }))(process.resourceUsage())) + "\\n") } catch {} });`
   await esbuild.build({
     entryPoints: [path.join(cliRoot, "src", "bin.ts")],
     absWorkingDir: workspaceRoot,
@@ -212,18 +214,21 @@ export const runOne = (entry: Entry, bundle: string, cwd: string): Promise<Outco
       const rawStderr = Buffer.concat(keep.stderr).toString("utf8")
       const markAt = rawStderr.lastIndexOf(MARK)
       let maxRssBytes: number | undefined
+      let cpuMs: number | undefined
       let stderr = rawStderr
       if (markAt >= 0) {
         const line = rawStderr.slice(markAt + MARK.length).split("\n")[0]!
         try {
-          maxRssBytes = (JSON.parse(line) as { readonly maxRssKb: number }).maxRssKb * 1024
+          const report = JSON.parse(line) as { readonly maxRssKb: number; readonly cpuMicros: number }
+          maxRssBytes = report.maxRssKb * 1024
+          cpuMs = report.cpuMicros / 1000
         } catch {
           maxRssBytes = undefined
         }
         stderr = rawStderr.slice(0, markAt).replace(/\n$/, "") + rawStderr.slice(markAt + MARK.length + line.length + 1)
         outputBytes -= MARK.length + line.length + 2
       }
-      resolve({ code, signal, killed, wallMs, maxRssBytes, stdout, stderr, outputBytes })
+      resolve({ code, signal, killed, wallMs, maxRssBytes, cpuMs, stdout, stderr, outputBytes })
     })
   })
 
@@ -265,7 +270,7 @@ export const line = (checked: Checked): string => {
   const { outcome } = checked
   const rss = outcome.maxRssBytes === undefined ? "?" : `${Math.round(outcome.maxRssBytes / 1e6)} MB`
   const head = `${checked.problems.length === 0 ? "ok  " : "FAIL"} ${checked.name}: exit ${outcome.code ?? outcome.signal}, ` +
-    `${(outcome.wallMs / 1000).toFixed(2)} s, ${rss}`
+    `${(outcome.wallMs / 1000).toFixed(2)} s${outcome.cpuMs === undefined ? "" : ` (cpu ${(outcome.cpuMs / 1000).toFixed(2)} s)`}, ${rss}`
   return checked.problems.length === 0 ? head : `${head}\n       - ${checked.problems.join("\n       - ")}`
 }
 
