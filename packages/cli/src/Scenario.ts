@@ -355,6 +355,20 @@ export const FaultRule = Schema.Union(
 export type FaultRule = typeof FaultRule.Type
 
 /**
+ * A scenario's name, printed in headers and summaries: one line of printable characters, at
+ * most 120 (a control character would reach the terminal as an escape sequence).
+ */
+const ScenarioName = Schema.String.pipe(
+  Schema.minLength(1),
+  Schema.maxLength(120, { message: (issue) => `expected a name of at most 120 characters, got ${show(issue.actual)}` }),
+  Schema.filter((name) =>
+    // eslint-disable-next-line no-control-regex
+    !/[\u0000-\u001f\u007f-\u009f]/.test(name) ||
+    `expected a name with no control characters (no line breaks or escapes), got ${show(name)}`
+  )
+)
+
+/**
  * A whole scenario.
  * @since 0.1.0
  * @category schemas
@@ -362,7 +376,7 @@ export type FaultRule = typeof FaultRule.Type
 export const Scenario = Schema.Struct({
   /** The JSON Schema an editor validates the file with (`scenario.schema.json`); ignored. */
   $schema: optional(Schema.String),
-  name: Schema.String.pipe(Schema.minLength(1)),
+  name: ScenarioName,
   description: optional(Schema.String),
   seed: optional(Seed),
   /** When the workload stops and every driver is unloaded (virtual time). */

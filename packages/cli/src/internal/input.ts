@@ -122,6 +122,12 @@ export const echo = (value: unknown): string => {
   return text.length <= MAX_ECHO ? text : `${text.slice(0, MAX_ECHO)}… (${plural(text.length, "character")} in all)`
 }
 
+// Control characters (C0, DEL, C1) would reach the terminal as escape sequences: each is shown
+// as its JSON escape instead.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g
+const visible = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`
+
 /**
  * A text for a one-line echo (a scenario's description in the run header): its first line,
  * blanks collapsed, cut to `max` characters (default `MAX_ECHO`). Reads only the start of
@@ -130,7 +136,7 @@ export const echo = (value: unknown): string => {
 export const oneLine = (text: string, max: number = MAX_ECHO): string => {
   const head = text.slice(0, 4 * max)
   const nl = head.search(/[\r\n]/)
-  const first = (nl < 0 ? head : head.slice(0, nl)).replace(/\s+/g, " ").trim()
+  const first = (nl < 0 ? head : head.slice(0, nl)).replace(/\s+/g, " ").trim().replace(CONTROL, visible)
   const more = text.length > head.length || (nl >= 0 && head.slice(nl).trim() !== "")
   if (first.length > max) return `${first.slice(0, max - 1)}…`
   if (!more) return first

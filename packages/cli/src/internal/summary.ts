@@ -101,7 +101,10 @@ export const summary = (record: RunRecord): string => {
   const rows = record.devices.map((d) => {
     const worstVirtual = Math.max(0, ...d.unbinds.map((u) => u.virtualMillis))
     const worstWall = Math.max(0, ...d.unbinds.map((u) => u.wallMillis))
-    const causes = d.unbinds.map((u) => u.cause).join(",")
+    // Grouped by cause (a device unplugged 150 times is one cell, not 150 words).
+    const byCause = new Map<string, number>()
+    for (const u of d.unbinds) byCause.set(u.cause, (byCause.get(u.cause) ?? 0) + 1)
+    const causes = [...byCause].map(([cause, n]) => (n === 1 ? cause : `${cause} x${n}`)).join(", ")
     return [
       d.device,
       d.kind,
