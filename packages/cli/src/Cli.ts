@@ -35,7 +35,7 @@ import * as Effect from "effect/Effect"
 import { readFileSync } from "node:fs"
 import * as Campaigns from "./internal/campaignCommands.js"
 import { demo } from "./internal/demo.js"
-import * as errors from "./internal/errors.js"
+import * as errors from "./Errors.js"
 import { emitVerdicts, execute, printWarnings, type Ran } from "./internal/execute.js"
 import { helpArgs, optionProblem, wizardProblem } from "./internal/flags.js"
 import * as List from "./internal/list.js"
@@ -46,31 +46,12 @@ import * as Scenario from "./Scenario.js"
 
 /**
  * A run in which a guarantee G1-G5 (docs/contract.md) was broken, or driver code failed
- * (exit code 1).
+ * (exit code 1); the command line asks for something that cannot be done before anything
+ * runs, or an output file could not be written (exit code 2). Both are defined in `Errors`.
  * @since 0.1.0
  * @category errors
  */
-export const GuaranteesBroken: typeof errors.GuaranteesBroken = errors.GuaranteesBroken
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type GuaranteesBroken = errors.GuaranteesBroken
-
-/**
- * The command line asks for something that cannot be done before anything runs, or an
- * output file could not be written (exit code 2).
- * @since 0.1.0
- * @category errors
- */
-export const UsageError: typeof errors.UsageError = errors.UsageError
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type UsageError = errors.UsageError
+export { GuaranteesBroken, UsageError } from "./Errors.js"
 
 const demoCommand = Command.make("demo", { seed, trace, report, junit, json, quiet, timeout }, (flags) => execute(demo, flags)).pipe(
   Command.withDescription(

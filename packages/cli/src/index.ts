@@ -26,3 +26,9 @@ export * as Scenario from "./Scenario.js"
  * @since 0.1.0
  */
 export * as Verdict from "./Verdict.js"
+
+/**
+ * The errors of the `devscope` command, each with its exit code.
+ * @since 0.1.0
+ */
+export * as Errors from "./Errors.js"

@@ -144,6 +144,9 @@ describe("the public models, as users write them", () => {
         case "TimedOut":
           expectTypeOf(outcome.exit).toEqualTypeOf<Exit.Exit<number, never> | undefined>()
           return outcome.virtualMillis
+        case "Interrupted":
+          expectTypeOf(outcome).toEqualTypeOf<VirtualTime.Interrupted<number, never>>()
+          return outcome.virtualMillis
       }
     }
     expectTypeOf(show).returns.toEqualTypeOf<number>()

@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import * as path from "node:path"
 import { glob } from "tinyglobby"
 import * as Scenario from "../Scenario.js"
-import { UsageError } from "./errors.js"
+import { UsageError } from "../Errors.js"
 import { readScenario, readStdin, STDIN } from "./sources.js"
 
 export const files = Args.text({ name: "scenario.json" }).pipe(

@@ -1,6 +1,9 @@
 /**
- * The command's own errors (re-exported by Cli.ts).
- * @internal
+ * The errors of the `devscope` command, each with its exit code: a broken guarantee (1), a
+ * command line or file that cannot run (2), a run stopped from outside (124, 130, 143).
+ * `GuaranteesBroken` and `UsageError` are also exported by `Cli`.
+ *
+ * @since 0.1.0
  */
 import * as Data from "effect/Data"
 
