@@ -46,12 +46,31 @@ import * as Scenario from "./Scenario.js"
 
 /**
  * A run in which a guarantee G1-G5 (docs/contract.md) was broken, or driver code failed
- * (exit code 1); the command line asks for something that cannot be done before anything
- * runs, or an output file could not be written (exit code 2). Both are defined in `Errors`.
+ * (exit code 1). Defined in `Errors`.
  * @since 0.1.0
  * @category errors
  */
-export { GuaranteesBroken, UsageError } from "./Errors.js"
+export const GuaranteesBroken: typeof errors.GuaranteesBroken = errors.GuaranteesBroken
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type GuaranteesBroken = errors.GuaranteesBroken
+
+/**
+ * The command line asks for something that cannot be done before anything runs, or an
+ * output file could not be written (exit code 2). Defined in `Errors`.
+ * @since 0.1.0
+ * @category errors
+ */
+export const UsageError: typeof errors.UsageError = errors.UsageError
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type UsageError = errors.UsageError
 
 const demoCommand = Command.make("demo", { seed, trace, report, junit, json, quiet, timeout }, (flags) => execute(demo, flags)).pipe(
   Command.withDescription(
