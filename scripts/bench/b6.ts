@@ -5,15 +5,17 @@
  * (in this thread) and `--workers 2` (a pool of two worker threads, their start included),
  * measured in the same run, in alternating order. Target: at least 1.6x with 2 workers on a
  * 2-core machine.
+ *
+ * The workers run the worker module compiled to JavaScript, as the built command's `dist/` does:
+ * bundled once with esbuild before the rounds. From the TypeScript sources each worker would
+ * compile them through tsx at its start (about 2.5 s of a 15 s round), a cost of the workspace,
+ * not of the command.
  */
-import { Effect } from "effect"
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as os from "node:os"
-import { performance } from "node:perf_hooks"
-import * as Campaign from "../../packages/cli/src/internal/campaign.js"
-import * as Jobs from "../../packages/cli/src/internal/jobs.js"
-import * as Pool from "../../packages/cli/src/internal/pool.js"
-import * as Scenario from "../../packages/cli/src/Scenario.js"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { median } from "./harness.js"
 import type { Section } from "./report.js"
 
@@ -22,40 +24,46 @@ const POINTS = Number(process.env.B6_POINTS ?? 50)
 const ROUNDS = Number(process.env.B6_ROUNDS ?? 2)
 const HORIZON = 2
 
-const explore = async (workers: number) => {
-  const scenario = Effect.runSync(Scenario.parse(fs.readFileSync(FILE, "utf8"), FILE))
-  const seed = scenario.seed ?? 1
-  const context: Jobs.Context = { scenario, seed, horizon: HORIZON }
-  const started = performance.now()
-  const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const executor = workers === 1
-      ? yield* Pool.local(Jobs.handler(context))
-      : yield* Pool.workers<Jobs.Job, Jobs.Result>({
-        workers,
-        entry: new URL("../../packages/cli/src/internal/worker.ts", import.meta.url),
-        data: context
-      })
-    return yield* Campaign.explore({ scenario, seed, shard: undefined, executor, points: POINTS, horizon: HORIZON })
-  })))
-  const seconds = (performance.now() - started) / 1000
-  if (result.verdict !== "passed") throw new Error(`b6: the exploration of ${FILE} failed: ${result.failures[0]?.token}`)
-  return { cases: result.cases.length, seconds, rate: result.cases.length / seconds }
+/** Bundles the worker module into one JavaScript file under a temporary directory. */
+const bundle = async (dir: string, entry: string, name: string): Promise<string> => {
+  // tsx's own esbuild: tsx is a root devDependency; esbuild is its dependency.
+  const fromTsx = createRequire(createRequire(path.resolve("package.json")).resolve("tsx/package.json"))
+  const esbuild = fromTsx("esbuild") as { readonly build: (options: Record<string, unknown>) => Promise<unknown> }
+  const outfile = path.join(dir, name)
+  await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile,
+    conditions: ["@devscope/source"],
+    logLevel: "error",
+    banner: { js: `import { createRequire as __b6Require } from "node:module"; const require = __b6Require(import.meta.url);` }
+  })
+  return outfile
 }
 
+/** The exploration of one round, as `explore.ts` (bundled) exports it. */
+type Explore = (o: { file: string; workers: number; entry: URL; points: number; horizon: number }) => Promise<{ cases: number; seconds: number }>
 export const run = async (): Promise<Section> => {
   const one: Array<number> = []
   const two: Array<number> = []
   const ratios: Array<number> = []
   let cases = 0
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "devscope-b6-"))
+  const entry = pathToFileURL(await bundle(dir, "packages/cli/src/internal/worker.ts", "worker.mjs"))
+  const explore = (await import(pathToFileURL(await bundle(dir, "scripts/bench/b6-explore.ts", "explore.mjs")).href) as { explore: Explore }).explore
   for (let round = 0; round < ROUNDS; round++) {
     // Alternating order: drift on a shared machine moves both figures of a round alike.
     const order = round % 2 === 0 ? [1, 2] : [2, 1]
     const rates = new Map<number, number>()
     for (const workers of order) {
-      const r = await explore(workers)
+      const r = await explore({ file: FILE, workers, entry, points: POINTS, horizon: HORIZON })
+      const rate = r.cases / r.seconds
       cases = r.cases
-      rates.set(workers, r.rate)
-      console.log(`  round ${round + 1}, --workers ${workers}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (${r.rate.toFixed(1)} cases/s)`)
+      rates.set(workers, rate)
+      console.log(`  round ${round + 1}, --workers ${workers}: ${r.cases} cases in ${r.seconds.toFixed(1)} s (${rate.toFixed(1)} cases/s)`)
     }
     one.push(rates.get(1)!)
     two.push(rates.get(2)!)
@@ -68,8 +76,8 @@ export const run = async (): Promise<Section> => {
     intro: `
 The exploration \`devscope explore ${FILE} --points ${POINTS}\` runs (${cases} cases: each device removed by surprise,
 in order and by surprise during its unbind, at up to ${POINTS} points per mode, horizon ${HORIZON} ms), in cases
-per second of wall time, with \`--workers 1\` (this thread) and \`--workers 2\` (two worker threads; starting them,
-which loads the sources in each, is included). ${ROUNDS} round(s) in alternating order; the speed-up is the median
+per second of wall time, with \`--workers 1\` (this thread) and \`--workers 2\` (two worker threads running the worker module
+compiled to one JavaScript file, as the built command's \`dist/\` is; their start is included). ${ROUNDS} round(s) in alternating order; the speed-up is the median
 of the rounds' ratios. This machine: ${os.cpus().length} CPU(s). Target: at least 1.6x with 2 workers on a 2-core machine.`,
     tables: [
       {

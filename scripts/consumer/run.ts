@@ -15,6 +15,7 @@
  *        `moduleResolution` NodeNext and Bundler, with a `@ts-expect-error` on a token of the
  *        wrong driver (the Bound brand survives publishing);
  *    (c) `npx devscope demo` from the installed cli;
+ *    (e) `npx devscope explore --workers 2`: worker threads start from the installed `dist/`;
  *    (d) the project's own vitest runs a test that uses `@devscope/testing` (the oracle and an
  *        exploration of a small driver).
  *
@@ -182,6 +183,7 @@ const main = () => {
 
   fs.cpSync(fixture, project, { recursive: true })
   fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "devscope-consumer", private: true, type: "module" }, null, 2))
+  fs.copyFileSync(path.join(root, "examples/scenarios/demo.json"), path.join(project, "demo.json"))
   const installed = run("npm install the tarballs, effect, @effect/platform-node", "npm", [
     "install", "--no-audit", "--no-fund", "--loglevel=error",
     ...packed,
@@ -211,6 +213,9 @@ const main = () => {
       }
       run(`[${version}] (c) npx devscope demo`, "npx", ["--no-install", "devscope", "demo"], opts(300_000, (out) =>
         out.includes("All guarantees held") ? undefined : `no "All guarantees held" in:\n${tail(out, 30)}`))
+      // Worker threads load the installed dist/ worker module (the workspace's tests load src/).
+      run(`[${version}] (e) npx devscope explore demo.json --workers 2`, "npx", ["--no-install", "devscope", "explore", "demo.json", "--workers", "2", "--points", "1"], opts(300_000, (out) =>
+        out.includes("passed: 20 case(s), no guarantee broken") && out.includes("2 workers") ? undefined : `unexpected output:\n${tail(out, 30)}`))
       run(`[${version}] (d) vitest run (oracle and exploration from @devscope/testing)`, node, [
         "node_modules/vitest/vitest.mjs", "run", "--reporter=verbose"
       ], opts(300_000, (out) => /Tests\s+2 passed/.test(out) ? undefined : "expected 2 passing tests"))
