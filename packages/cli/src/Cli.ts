@@ -216,6 +216,8 @@ export const exitCode = (
       switch (e._tag) {
         case "RunInterrupted":
           return Effect.succeed(e.code) // the run printed "interrupted at ..." and its summary
+        case "CampaignInterrupted":
+          return Effect.succeed(e.code) // the campaign printed "interrupted ..." and its result
         case "GuaranteesBroken":
           return Effect.as(Console.error(`\ndevscope: FAILED: ${e.message}`), 1 as const)
         case "InvalidScenario":

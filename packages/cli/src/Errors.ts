@@ -58,3 +58,25 @@ export class RunInterrupted extends Data.TaggedError("RunInterrupted")<{
     return `interrupted at ${this.at.toFixed(3)} ms of virtual time (${this.reason})`
   }
 }
+
+/**
+ * An exploration or fuzzing campaign stopped from outside: SIGINT (exit code 130), SIGTERM
+ * (143) or `--timeout` (124). The result of the cases that ran was still printed.
+ * @since 0.1.0
+ * @category errors
+ */
+export class CampaignInterrupted extends Data.TaggedError("CampaignInterrupted")<{
+  readonly command: "explore" | "fuzz"
+  readonly scenario: string
+  /** What stopped it. */
+  readonly reason: "SIGINT" | "SIGTERM" | "timeout"
+  /** The exit code: 130 for SIGINT, 143 for SIGTERM, 124 for a timeout. */
+  readonly code: 130 | 143 | 124
+  /** Cases run before the stop, and cases planned that did not run. */
+  readonly casesRun: number
+  readonly notRun: number
+}> {
+  override get message() {
+    return `${this.command} interrupted (${this.reason}) after ${this.casesRun} case(s), ${this.notRun} not run`
+  }
+}

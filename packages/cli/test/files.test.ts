@@ -67,6 +67,14 @@ describe("scenario files on the command line", () => {
       expect(none.stderr).toContain(`devscope: pattern ${path.join(dir, "*.yaml")} matches no file`)
     }), 120_000)
 
+  it.effect("a glob skips JSON Schemas: the sample scenarios' pattern is the sample scenarios", () =>
+    Effect.gen(function*() {
+      const samples = yield* devscope(["validate", path.join(root, "examples/scenarios/*.json")])
+      expect(samples.code, samples.stderr).toBe(0)
+      expect(samples.stdout).toContain("demo.json: valid scenario \"demo\"")
+      expect(samples.stdout + samples.stderr).not.toContain("scenario.schema.json")
+    }), 120_000)
+
   it.effect("- reads the scenario from stdin, with the 1 MiB limit enforced while reading", () =>
     Effect.gen(function*() {
       const ok = yield* devscope(["validate", "-"], JSON.stringify(tiny("piped")))

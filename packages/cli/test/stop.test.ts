@@ -1,6 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
-import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -14,51 +13,9 @@ import * as InternalRunner from "../src/internal/runner.js"
 import { parseDuration } from "../src/internal/stop.js"
 import * as Summary from "../src/internal/summary.js"
 
-const root = path.resolve(__dirname, "../../..")
-const bin = path.join(root, "packages/cli/src/bin.ts")
-const tsx = path.join(root, "node_modules/.bin/tsx")
+import { devscope, root } from "./command.js"
+
 const dir = mkdtempSync(path.join(tmpdir(), "devscope-stop-"))
-
-interface Ran {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-  /** Wall ms from the signal to the exit. */
-  readonly afterSignal: number
-}
-
-/**
- * Runs the real command; once its output shows `ready` (and `settle` ms more), sends
- * `signal` (none: waits for the command to end on its own).
- */
-const devscope = (args: ReadonlyArray<string>, options: { readonly signal?: NodeJS.Signals | undefined; readonly env?: NodeJS.ProcessEnv } = {}) =>
-  Effect.async<Ran>((resume) => {
-    const child = spawn(tsx, ["--conditions=@devscope/source", bin, ...args], {
-      cwd: root,
-      env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    let sentAt: number | undefined
-    const kill = setTimeout(() => child.kill("SIGKILL"), 90_000)
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString()
-      if (options.signal !== undefined && sentAt === undefined && stdout.includes("devices:")) {
-        sentAt = -1
-        // Some wall time into the run, so that it is busy simulating when the signal comes.
-        setTimeout(() => {
-          sentAt = performance.now()
-          child.kill(options.signal)
-        }, 700)
-      }
-    })
-    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
-    child.on("close", (code) => {
-      clearTimeout(kill)
-      resume(Effect.succeed({ code, stdout, stderr, afterSignal: sentAt === undefined ? 0 : performance.now() - sentAt }))
-    })
-  })
 
 /** An hour of virtual time: far longer than any test waits (the work estimate needs --allow-large). */
 const long = path.join(dir, "long.json")

@@ -13,6 +13,7 @@ import * as FuzzCases from "./fuzz.js"
 import type { Job, Result } from "./jobs.js"
 import type { Executor, Outcome } from "./pool.js"
 import { owns, type Shard } from "./shard.js"
+import type { StopReason } from "./stop.js"
 
 /** The format tag of a campaign's JSON. */
 export const FORMAT = "devscope-campaign/1"
@@ -89,6 +90,17 @@ export interface Campaign {
   /** fuzz: the lowest failing case shrunk; `null` if none failed (or for explore). */
   readonly shrunk: ShrunkRecord | null
   readonly verdict: "passed" | "failed"
+  /**
+   * Set when SIGINT, SIGTERM or `--timeout` stopped the campaign: the cases it did not run
+   * (of this shard's; an exploration stopped while planning knows only the cases planned by
+   * then). The verdict is of the cases run; `merge` refuses an interrupted result.
+   */
+  readonly interrupted: {
+    readonly reason: StopReason
+    readonly notRun: number
+    /** Stopped before every target's cases were known (explore's baselines and probes). */
+    readonly planning: boolean
+  } | null
   /** How this result was produced (not part of the verdict; `merge` sums the wall time). */
   readonly run: { readonly workers: number; readonly wallMillis: number }
 }
@@ -106,7 +118,28 @@ interface Common {
   readonly shard: Shard | undefined
   readonly executor: Executor<Job, Result>
   readonly onProgress?: OnProgress | undefined
+  /** Aborted (with a `StopReason`) to stop: no case starts after it, running ones are interrupted. */
+  readonly signal?: AbortSignal | undefined
 }
+
+/** Settles when `signal` is aborted (one listener per signal, however many cases wait on it). */
+const abortions = new WeakMap<AbortSignal, Promise<undefined>>()
+const aborted = (signal: AbortSignal): Promise<undefined> => {
+  let promise = abortions.get(signal)
+  if (promise === undefined) {
+    promise = new Promise((resolve) => signal.addEventListener("abort", () => resolve(undefined), { once: true }))
+    abortions.set(signal, promise)
+  }
+  return promise
+}
+
+/** `effect`, or `undefined` if `signal` is aborted before it ends (it is then interrupted). */
+const stoppable = <A>(signal: AbortSignal | undefined, effect: Effect.Effect<A>): Effect.Effect<A | undefined> =>
+  signal === undefined ? effect : Effect.suspend(() =>
+    signal.aborted ? Effect.succeed(undefined) : Effect.raceFirst(effect, Effect.promise(() => aborted(signal))))
+
+const interruption = (signal: AbortSignal | undefined, notRun: number, planning = false): Campaign["interrupted"] =>
+  signal?.aborted === true ? { reason: signal.reason as StopReason, notRun, planning } : null
 
 const verdictOf = (failures: ReadonlyArray<unknown>, crashes: ReadonlyArray<unknown>) =>
   failures.length === 0 && crashes.length === 0 ? "passed" as const : "failed" as const
@@ -147,17 +180,17 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
     const started = performance.now()
     const devices = ExploreCases.targets(o.scenario)
     const run = (device: string, c: Explore.Case, timeout: number) =>
-      Effect.map(o.executor.run({ _tag: "explore", job: { device, case: c, timeout } }), (r) => unwrap(r, "explore"))
+      stoppable(o.signal, Effect.map(o.executor.run({ _tag: "explore", job: { device, case: c, timeout } }), (r) => unwrap(r, "explore")))
     const baselines = yield* Effect.forEach(
       devices,
       (device) => run(device, { mode: "baseline", point: 0 }, ExploreCases.BASELINE_TIMEOUT),
       { concurrency: "unbounded" }
     )
-    const timeouts = baselines.map((b) => b._tag === "Done" ? ExploreCases.caseTimeout(b.value.result.virtualMillis) : 0)
+    const timeouts = baselines.map((b) => b?._tag === "Done" ? ExploreCases.caseTimeout(b.value.result.virtualMillis) : 0)
     type Known = Outcome<Extract<Result, { _tag: "explore" }>>
     const probes = yield* Effect.forEach(devices, (device, i): Effect.Effect<Known | undefined> => {
-      const baseline = baselines[i]!
-      return baseline._tag === "Done"
+      const baseline = baselines[i]
+      return baseline?._tag === "Done"
         ? run(device, { mode: "unplug", point: ExploreCases.middle(baseline.value.result) }, timeouts[i]!)
         : Effect.succeed(undefined)
     }, { concurrency: "unbounded" })
@@ -166,7 +199,9 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
     const planned: Array<Planned> = []
     const add = (p: Omit<Planned, "index">) => planned.push({ ...p, index: planned.length })
     devices.forEach((device, i) => {
-      const baseline = baselines[i]!
+      const baseline = baselines[i]
+      // Stopped before the baseline ended: the target's cases are not known.
+      if (baseline === undefined) return
       add({ device, mode: "baseline", job: { device, case: { mode: "baseline", point: 0 }, timeout: ExploreCases.BASELINE_TIMEOUT }, known: baseline })
       if (baseline._tag === "Crashed") return
       const timeout = timeouts[i]!
@@ -183,22 +218,26 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
       }
     })
     const mine = planned.filter((p) => owns(o.shard, p.index))
+    // As many at a time as the executor runs: after a stop, each case left returns at once
+    // (thousands of fibers queued on the executor would each have to be interrupted).
     let done = 0
     let failing = 0
     const outcomes = yield* Effect.forEach(mine, (p) =>
       Effect.map(p.known !== undefined ? Effect.succeed(p.known) : run(p.device, p.job.case, p.job.timeout), (outcome) => {
+        if (outcome === undefined) return undefined
         done++
         if (outcome._tag === "Crashed" || ExploreCases.failed(outcome.value.result)) failing++
         o.onProgress?.(done, mine.length, failing)
         return outcome
-      }), { concurrency: "unbounded" })
+      }), { concurrency: o.executor.workers })
 
     const cases: Array<CaseRecord> = []
     const failures: Array<Failure> = []
     const crashes: Array<Crash> = []
     const counts = new Map<string, { cases: number; injected: number }>()
     mine.forEach((p, i) => {
-      const outcome = outcomes[i]!
+      const outcome = outcomes[i]
+      if (outcome === undefined) return
       const token = exploreToken(o, p.device, p.job.case)
       if (outcome._tag === "Crashed") {
         cases.push({ index: p.index, token, passed: false })
@@ -229,8 +268,8 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
     })
     const targets: Array<TargetCoverage> = []
     devices.forEach((device, i) => {
-      const baseline = baselines[i]!
-      if (baseline._tag === "Crashed") return
+      const baseline = baselines[i]
+      if (baseline === undefined || baseline._tag === "Crashed") return
       const probe = probes[i]
       const modes = (["surprise", "unplug", "surprise-in-remove"] as const).map((mode): Explore.ModeCoverage => {
         const c = counts.get(`${device}\u0000${mode}`) ?? { cases: 0, injected: 0 }
@@ -256,6 +295,11 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
       coverage: { targets },
       shrunk: null,
       verdict: verdictOf(failures, crashes),
+      interrupted: interruption(
+        o.signal,
+        mine.length - cases.length,
+        baselines.some((b) => b === undefined) || probes.some((p, i) => p === undefined && baselines[i]?._tag === "Done")
+      ),
       run: { workers: o.executor.workers, wallMillis: Math.round(performance.now() - started) }
     } satisfies Campaign
   })
@@ -282,13 +326,14 @@ export const fuzz = (o: FuzzOptions): Effect.Effect<Campaign> =>
     let done = 0
     let failing = 0
     const outcomes = yield* Effect.forEach(mine, (c) =>
-      Effect.map(o.executor.run({ _tag: "fuzz", sequence: c.sequence }), (r) => {
+      Effect.map(stoppable(o.signal, o.executor.run({ _tag: "fuzz", sequence: c.sequence })), (r) => {
+        if (r === undefined) return undefined
         const outcome = unwrap(r, "fuzz")
         done++
         if (outcome._tag === "Crashed" || FuzzCases.failed(outcome.value.result)) failing++
         o.onProgress?.(done, mine.length, failing)
         return outcome
-      }), { concurrency: "unbounded" })
+      }), { concurrency: o.executor.workers })
     const cases: Array<CaseRecord> = []
     const failures: Array<Failure> = []
     const crashes: Array<Crash> = []
@@ -297,7 +342,8 @@ export const fuzz = (o: FuzzOptions): Effect.Effect<Campaign> =>
     let faultsFired = 0
     let probeFailures = 0
     mine.forEach((c, i) => {
-      const outcome = outcomes[i]!
+      const outcome = outcomes[i]
+      if (outcome === undefined) return
       const token = FuzzCases.token(o.scenario.name, o.seed, String(c.index))
       if (outcome._tag === "Crashed") {
         cases.push({ index: c.index, token, passed: false })
@@ -328,8 +374,10 @@ export const fuzz = (o: FuzzOptions): Effect.Effect<Campaign> =>
     })
     let shrunk: ShrunkRecord | null = null
     const first = failures[0]
-    if (first !== undefined) {
-      const outcome = unwrap(yield* o.executor.run({ _tag: "shrink", index: first.index }), "shrink")
+    const shrinking = first === undefined ? undefined : yield* stoppable(o.signal, o.executor.run({ _tag: "shrink", index: first.index }))
+    // Not shrunk when stopped: the failures are still listed with their tokens.
+    if (first !== undefined && shrinking !== undefined) {
+      const outcome = unwrap(shrinking, "shrink")
       if (outcome._tag === "Crashed") {
         crashes.push({ index: first.index, token: first.token, error: `while shrinking: ${outcome.error}` })
       } else {
@@ -359,6 +407,7 @@ export const fuzz = (o: FuzzOptions): Effect.Effect<Campaign> =>
       coverage: { steps, operations, faultsFired, probeFailures },
       shrunk,
       verdict: verdictOf(failures, crashes),
+      interrupted: interruption(o.signal, mine.length - cases.length),
       run: { workers: o.executor.workers, wallMillis: Math.round(performance.now() - started) }
     } satisfies Campaign
   })

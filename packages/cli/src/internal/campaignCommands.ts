@@ -15,14 +15,15 @@ import * as Option from "effect/Option"
 import { Explore, Fuzz } from "@devscope/testing"
 import type * as Scenario from "../Scenario.js"
 import * as Campaign from "./campaign.js"
-import { GuaranteesBroken, UsageError } from "../Errors.js"
+import { CampaignInterrupted, GuaranteesBroken, UsageError } from "../Errors.js"
 import * as ExploreCases from "./explore.js"
 import * as FuzzCases from "./fuzz.js"
 import * as Jobs from "./jobs.js"
-import { seed } from "./options.js"
+import { seed, type Timeout, timeout } from "./options.js"
 import * as Pool from "./pool.js"
 import * as Results from "./results.js"
 import * as Shard from "./shard.js"
+import * as Stop from "./stop.js"
 import { readScenario } from "./sources.js"
 
 /** The most workers `--workers` accepts. */
@@ -133,31 +134,65 @@ const campaignCommand = <K extends "explore" | "fuzz">(
     readonly shard: Option.Option<Shard.Shard>
     readonly json: boolean
     readonly quiet: boolean
+    readonly timeout: Option.Option<Timeout>
   },
   start: (scenario: Scenario.Scenario, seed: number, common: {
     readonly shard: Shard.Shard | undefined
     readonly onProgress: Campaign.OnProgress | undefined
+    readonly signal: AbortSignal
   }) => {
     readonly context: Jobs.Context
     readonly header: string
     readonly run: (executor: Pool.Executor<Jobs.Job, Jobs.Result>) => Effect.Effect<Campaign.Campaign>
   }
 ) =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const scenario = yield* readScenario(flags.file)
     const seedUsed = Option.getOrElse(flags.seed, () => scenario.seed ?? 1)
     const n = Option.getOrElse(flags.workers, () => 1)
+    const limit = Option.getOrUndefined(flags.timeout)
+    // SIGINT, SIGTERM and --timeout stop the campaign: no case starts after, running ones are
+    // interrupted (their workers terminated), and the result of what ran is printed. A second
+    // signal exits at once.
+    const stopper = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        Stop.watch(limit?.millis, (code, reason) => {
+          process.stderr.write(`\ndevscope ${command}: ${reason} again: exiting now (exit code ${code})\n`)
+          process.exit(code)
+        })
+      ),
+      (stopper) => Effect.sync(() => stopper.dispose())
+    )
     const plan = start(scenario, seedUsed, {
       shard: Option.getOrUndefined(flags.shard),
-      onProgress: progress(command, !flags.quiet)
+      onProgress: progress(command, !flags.quiet),
+      signal: stopper.signal
     })
     const say = (line: string) => flags.json ? Console.error(line) : Console.log(line)
     if (!flags.quiet) yield* say(plan.header)
     const result = yield* Effect.scoped(Effect.flatMap(executor(plan.context, { workers: n }), plan.run))
+    stopper.ran()
+    if (result.interrupted !== null) {
+      const why = result.interrupted.reason === "timeout" && limit !== undefined
+        ? `timeout: --timeout ${limit.text} of wall time`
+        : result.interrupted.reason
+      yield* say(`devscope ${command}: interrupted (${why}) after ${result.cases.length} case(s) in ${(result.run.wallMillis / 1000).toFixed(1)} s`)
+    }
     if (flags.json) yield* Console.log(JSON.stringify(result, null, 2))
     else yield* Console.log(Results.body(result, flags.file))
+    if (result.interrupted !== null) {
+      const reason = result.interrupted.reason
+      return yield* new CampaignInterrupted({
+        command,
+        scenario: scenario.name,
+        reason,
+        code: Stop.exitCodes[reason],
+        casesRun: result.cases.length,
+        notRun: result.interrupted.notRun
+      })
+    }
     return yield* verdict(result)
-  })
+  }))
 
 const verdict = (result: Campaign.Campaign) =>
   result.verdict === "passed" ? Effect.void : Effect.fail(
@@ -176,7 +211,7 @@ const horizonOf = (scenario: Scenario.Scenario, flag: Option.Option<number>) =>
 /** @internal */
 export const exploreCommand = Command.make(
   "explore",
-  { file, seed, points, horizon, workers, shard, json, quiet },
+  { file, seed, points, horizon, workers, shard, json, quiet, timeout },
   (flags) =>
     campaignCommand("explore", flags, (scenario, seed, common) => {
       const h = horizonOf(scenario, flags.horizon)
@@ -197,14 +232,15 @@ export const exploreCommand = Command.make(
   Command.withDescription(
     "Explore removal at every suspension point: each device of the file (present at the start, with a driver) removed by surprise, " +
       "in order, and by surprise during its own unbind, at points spread over the run; each case judged by the invariant oracle. " +
-      "Exit code 0: no case failed; 1: a case failed (each printed with its replay token); 2: bad input"
+      "Exit code 0: no case failed; 1: a case failed (each printed with its replay token); 2: bad input; " +
+      "130, 143, 124: stopped by SIGINT, SIGTERM or --timeout (the result of the cases run still printed)"
   )
 )
 
 /** @internal */
 export const fuzzCommand = Command.make(
   "fuzz",
-  { file, seed, cases, workers, shard, json, quiet },
+  { file, seed, cases, workers, shard, json, quiet, timeout },
   (flags) =>
     campaignCommand("fuzz", flags, (scenario, seed, common) => {
       const n = Option.getOrElse(flags.cases, () => FuzzCases.DEFAULT_CASES)
@@ -221,7 +257,8 @@ export const fuzzCommand = Command.make(
 ).pipe(
   Command.withDescription(
     "Fuzz the file's machine: random sequences of plug, I/O, unbind, removals, driver unload and reload, waits and faults, " +
-      "each judged by the invariant oracle; the lowest failing one is shrunk. Exit code 0: no sequence failed; 1: one did; 2: bad input"
+      "each judged by the invariant oracle; the lowest failing one is shrunk. Exit code 0: no sequence failed; 1: one did; 2: bad input; " +
+      "130, 143, 124: stopped by SIGINT, SIGTERM or --timeout (the result of the sequences run still printed)"
   )
 )
 

@@ -96,7 +96,7 @@ const exploreScenario = (scenario: Scenario.Scenario, device: string, settings: 
         registered.push(driver.kind)
       }
       for (const spec of scenario.devices) if (spec.present !== false) yield* Effect.orDie(machine.plug(spec))
-      const workload = yield* Effect.fork(machine.workload(oracle))
+      const workload = yield* Effect.fork(machine.workload(Machine.oracleLoads(oracle)))
       yield* Effect.sleep(settings.horizon)
       // The end, as a run's: no new operations, every driver unloaded (the operations in
       // flight resolve), then a bounded time for them to come back.

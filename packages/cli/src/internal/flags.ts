@@ -19,8 +19,8 @@ export const commands: Readonly<Record<string, CommandFlags>> = {
   validate: { valued: [], switches: ["--allow-large"] },
   schema: { valued: [], switches: [] },
   list: { valued: [], switches: ["--json"] },
-  explore: { valued: ["--seed", "--points", "--horizon", "--workers", "--shard"], switches: ["--json", "--quiet", "-q"] },
-  fuzz: { valued: ["--seed", "--cases", "--workers", "--shard"], switches: ["--json", "--quiet", "-q"] },
+  explore: { valued: ["--seed", "--points", "--horizon", "--workers", "--shard", "--timeout"], switches: ["--json", "--quiet", "-q"] },
+  fuzz: { valued: ["--seed", "--cases", "--workers", "--shard", "--timeout"], switches: ["--json", "--quiet", "-q"] },
   replay: { valued: [], switches: ["--json"] },
   merge: { valued: [], switches: ["--json"] }
 }

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import { type DeviceError, Hardware } from "@devscope/core"
+import { type DeviceError, type Driver, Hardware } from "@devscope/core"
 import { BlkModel, BlockDevices, driver as blkDriver, makeBlockDevices } from "@devscope/example-blk"
 import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devscope/example-nic"
 import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
@@ -18,8 +18,26 @@ import type { Simulator } from "@devscope/sim"
 import type { Oracle } from "@devscope/testing"
 import * as Scenario from "../Scenario.js"
 import type { LogBook } from "./logbook.js"
-import { defaults, plant } from "./runner.js"
+import { workloadDefaults } from "./defaults.js"
 import * as Workloads from "./workloads.js"
+
+/** Never resumes, and holds no timer: a wait for an interrupt that never comes. */
+const neverInterrupted = Effect.withSpan(
+  Effect.async<void>(() => {}),
+  "waiting for an interrupt that never comes (planted bug hang-in-remove)"
+)
+
+/** `hang-in-remove`, a planted bug added to any driver: its remove does its work, then waits forever. */
+export const plant = <D extends Driver.Any>(driver: D, bug: Scenario.Bug | undefined): D =>
+  bug !== "hang-in-remove" ? driver : {
+    ...driver,
+    remove: (device) =>
+      Effect.withSpan(
+        Effect.zipRight(driver.remove?.(device) ?? Effect.void, neverInterrupted),
+        "devscope.remove",
+        { attributes: { device: device.name, driver: driver.name, bug } }
+      )
+  }
 
 /** The bus a kind of device sits on (and its driver registers on). */
 export const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
@@ -33,8 +51,8 @@ export interface Machine {
   readonly load: (kind: Scenario.Kind) => Effect.Effect<void, DeviceError.DriverAlreadyRegistered | DeviceError.BusShutDown>
   /** Plugs a device of the scenario (a fresh model on the same cable or medium). */
   readonly plug: (device: Scenario.DeviceSpec) => Effect.Effect<void, DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding>
-  /** The scenario's workload on its devices, through `oracle` (until `oracle.ops.stopping`). */
-  readonly workload: (oracle: Oracle.Oracle) => Effect.Effect<void>
+  /** The scenario's workload on its devices (until `context.ops.stopping`). */
+  readonly workload: (context: Workloads.LoadContext) => Effect.Effect<void>
 }
 
 /**
@@ -104,16 +122,8 @@ export const make = (scenario: Scenario.Scenario, sim: Simulator.Service, seed: 
         return Effect.asVoid(sim.plug({ bus: "platform", name: spec.name, ids: SensorModel.ids, model: SensorModel.model() }))
     }
   }
-  const workload = (oracle: Oracle.Oracle) => {
-    const config = defaults(scenario.workload)
-    const context: Workloads.LoadContext = {
-      ops: oracle.ops,
-      busy: new Workloads.Busy(),
-      bindingsEnded: (device) =>
-        oracle.lifecycle.filter(({ event }) => event._tag === "Unbound" && event.device.name === device).length,
-      // What a load sees broken itself counts as a problem of the device for the oracle.
-      violation: (v) => oracle.ops.problem(v.device, `${v.guarantee}: ${v.message}`)
-    }
+  const workload = (context: Workloads.LoadContext) => {
+    const config = workloadDefaults(scenario.workload)
     const loads = scenario.devices.map((device, index) => {
       switch (device.kind) {
         case "nic":
@@ -128,6 +138,15 @@ export const make = (scenario: Scenario.Scenario, sim: Simulator.Service, seed: 
   }
   return { net, disks, hwmon, load, plug, workload }
 }
+
+/** The load context of a workload judged by `oracle` (exploration and fuzzing). */
+export const oracleLoads = (oracle: Oracle.Oracle): Workloads.LoadContext => ({
+  ops: oracle.ops,
+  busy: new Workloads.Busy(),
+  bindingsEnded: (device) => oracle.lifecycle.filter(({ event }) => event._tag === "Unbound" && event.device.name === device).length,
+  // What a load sees broken itself counts as a problem of the device for the oracle.
+  violation: (v) => oracle.ops.problem(v.device, `${v.guarantee}: ${v.message}`)
+})
 
 /**
  * From now on, what the current fiber and the fibers it forks log goes to `book` (not the

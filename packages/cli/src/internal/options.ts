@@ -100,8 +100,8 @@ export const timeout = Options.text("timeout").pipe(
       : invalid(`--timeout ${JSON.stringify(text).slice(0, 40)}: ${parsed.problem}`)
   }),
   Options.withDescription(
-    "Stop the run after this much wall time (30s, 2 minutes, 1.5h), as Ctrl-C does: the summary, trace and report " +
-      "of what ran are still written; exit code 124"
+    "Stop after this much wall time (30s, 2 minutes, 1.5h), as Ctrl-C does: what ran is still reported (a run's summary, " +
+      "trace and report; a campaign's result of the cases run); exit code 124"
   ),
   Options.optional
 )

@@ -64,8 +64,13 @@ export const body = (c: Campaign, file: string): string => {
   if (c.shrunk !== null) lines.push(...shrunkLines(c.shrunk))
   const example = c.shrunk?.token ?? c.failures[0]?.token ?? c.crashes[0]?.token
   if (example !== undefined) lines.push(`replay one case: devscope replay ${quote(file)} ${quote(example)}`)
+  const stopped = c.interrupted ?? null
   lines.push(
-    c.verdict === "passed"
+    stopped !== null
+      ? `INTERRUPTED (${stopped.reason}): ${c.cases.length} case(s) run, ${c.failures.length} failing, ${c.crashes.length} crashed; ${
+        stopped.planning ? "stopped while planning (the cases of some targets are not known)" : `${stopped.notRun} not run`
+      }`
+      : c.verdict === "passed"
       ? `passed: ${c.cases.length} case(s), no guarantee broken`
       : `FAILED: ${c.failures.length} failing case(s), ${c.crashes.length} crashed, of ${c.cases.length} run`
   )
@@ -111,6 +116,9 @@ export const merge = (sources: ReadonlyArray<Source>): Campaign | string => {
   const a = first.campaign
   for (const { campaign: b, file } of results) {
     if (b.shard === null) return `${file}: not a shard (it was run without --shard): nothing to merge it with`
+    if (b.interrupted !== null && b.interrupted !== undefined) {
+      return `${file}: shard ${b.shard.index}/${b.shard.count} was interrupted (${b.interrupted.reason}, ${b.interrupted.notRun} case(s) not run): run it again`
+    }
     const differs = (what: string, x: unknown, y: unknown) =>
       JSON.stringify(x) === JSON.stringify(y) ? undefined : `${first.file} and ${file} are not shards of one campaign: ${what} ${JSON.stringify(x)} and ${JSON.stringify(y)}`
     const problem = differs("command", a.command, b.command) ??
@@ -166,6 +174,7 @@ export const merge = (sources: ReadonlyArray<Source>): Campaign | string => {
     },
     shrunk,
     verdict: failures.length === 0 && crashes.length === 0 ? "passed" : "failed",
+    interrupted: null,
     run: {
       workers: Math.max(...results.map((r) => r.campaign.run.workers)),
       wallMillis: results.reduce((n, r) => n + r.campaign.run.wallMillis, 0)

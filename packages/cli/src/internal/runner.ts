@@ -11,7 +11,6 @@
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -19,16 +18,14 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
-import { type DeviceError, type Driver, Hardware, type Lifecycle } from "@devscope/core"
-import { BlkModel, BlockDevices, driver as blkDriver, makeBlockDevices } from "@devscope/example-blk"
-import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devscope/example-nic"
-import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
+import type { Lifecycle } from "@devscope/core"
 import { type Iommu, Simulator, type Trace, VirtualTime } from "@devscope/sim"
 import { Oracle } from "@devscope/testing"
 import type { Progress, RunOptions } from "../Runner.js"
 import * as Scenario from "../Scenario.js"
 import type { DeviceSummary, DriverFailure, Note, RunRecord, Stall, TimelineEntry, UnbindSummary, Violation } from "./record.js"
 import { describeError, describeSpan, LogBook, trackingTracer } from "./logbook.js"
+import * as Machine from "./machine.js"
 import * as Workloads from "./workloads.js"
 import { workloadDefaults } from "./defaults.js"
 
@@ -78,27 +75,6 @@ const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].
 
 /** The workload with every field filled in (shared with the estimate of a run's work). */
 export const defaults = workloadDefaults
-
-// ---------------------------------------------------------------------------------------
-// Planted bugs the runner adds to any driver.
-
-/** Never resumes, and holds no timer: a wait for an interrupt that never comes. */
-const neverInterrupted = Effect.withSpan(
-  Effect.async<void>(() => {}),
-  "waiting for an interrupt that never comes (planted bug hang-in-remove)"
-)
-
-/** `hang-in-remove`: the driver's remove does its work, then waits forever. */
-export const plant = <D extends Driver.Any>(driver: D, bug: Scenario.Bug | undefined): D =>
-  bug !== "hang-in-remove" ? driver : {
-    ...driver,
-    remove: (device) =>
-      Effect.withSpan(
-        Effect.zipRight(driver.remove?.(device) ?? Effect.void, neverInterrupted),
-        "devscope.remove",
-        { attributes: { device: device.name, driver: driver.name, bug } }
-      )
-  }
 
 /** Keeps at most a few violations of one kind per device, as the oracle does. */
 const capped = (list: ReadonlyArray<Violation>, max = 5): Array<Violation> => {
@@ -206,74 +182,8 @@ export const run = (
       })
       simulator = sim
       worldClock = yield* Effect.clock
-      const netDevices = makeNetDevices()
-      const blockDevices = makeBlockDevices()
-      const hwmon = makeHwmon()
-      const context = Context.make(Hardware.Hardware, sim.hardware).pipe(
-        Context.add(NetDevices, netDevices),
-        Context.add(BlockDevices, blockDevices),
-        Context.add(Hwmon, hwmon)
-      )
-
-      const driverSpecs = new Map(scenario.drivers.map((d) => [d.kind, d]))
-      const load = (kind: Scenario.Kind): Effect.Effect<void, DeviceError.DriverAlreadyRegistered | DeviceError.BusShutDown> => {
-        const bug = driverSpecs.get(kind)?.bug
-        const own = bug === "free-dma-before-stop" ? bug : undefined
-        switch (kind) {
-          case "nic":
-            return Effect.provide(sim.pci.registerDriver(plant(nicDriver({ bug: own }), bug)), context)
-          case "blk":
-            return Effect.provide(sim.pci.registerDriver(plant(blkDriver({ bug: own }), bug)), context)
-          case "sensor":
-            return Effect.provide(sim.platform.registerDriver(plant(sensorDriver(), bug)), context)
-        }
-      }
-
-      const cables = new Map<string, NicModel.Cable>()
-      const ports = new Map<string, 0 | 1>()
-      const stores = new Map<string, BlkModel.BackingStore>()
-      for (const device of scenario.devices) {
-        if (device.kind === "nic" && device.cable !== undefined) {
-          if (!cables.has(device.cable)) cables.set(device.cable, NicModel.cable())
-        }
-        if (device.kind === "blk") stores.set(device.store ?? device.name, BlkModel.store(device.sectors ?? 4096))
-      }
-      // Cable ends: the first NIC named on a cable is port 0, the second port 1.
-      const cableEnds = new Map<string, number>()
-      for (const device of scenario.devices) {
-        if (device.kind === "nic" && device.cable !== undefined) {
-          const end = cableEnds.get(device.cable) ?? 0
-          ports.set(device.name, end === 0 ? 0 : 1)
-          cableEnds.set(device.cable, end + 1)
-        }
-      }
-
-      const plug = (spec: Scenario.DeviceSpec): Effect.Effect<void, DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding> => {
-        switch (spec.kind) {
-          case "nic":
-            return Effect.asVoid(sim.plug({
-              bus: "pci",
-              name: spec.name,
-              ids: NicModel.ids,
-              model: NicModel.model({
-                cable: spec.cable === undefined ? undefined : cables.get(spec.cable),
-                port: ports.get(spec.name),
-                loopback: spec.loopback,
-                latency: spec.latency
-              })
-            }))
-          case "blk":
-            return Effect.asVoid(sim.plug({
-              bus: "pci",
-              name: spec.name,
-              ids: BlkModel.ids,
-              model: BlkModel.model({ store: stores.get(spec.store ?? spec.name)!, latency: spec.latency })
-            }))
-          case "sensor":
-            return Effect.asVoid(sim.plug({ bus: "platform", name: spec.name, ids: SensorModel.ids, model: SensorModel.model() }))
-        }
-      }
-
+      const machine = Machine.make(scenario, sim, seed)
+      const { load, plug } = machine
       const registered = new Set<Scenario.Kind>()
       for (const driver of scenario.drivers) {
         yield* Effect.orDie(load(driver.kind))
@@ -286,24 +196,12 @@ export const run = (
       }
 
       // The workload: user code, started once, for the whole run.
-      const config = defaults(scenario.workload)
-      const loadContext: Workloads.LoadContext = {
+      const workload = yield* Effect.fork(machine.workload({
         ops,
         busy,
         bindingsEnded: (device) => ended.get(device) ?? 0,
         violation: (v) => void seen.push(v)
-      }
-      const loads = scenario.devices.map((device, index) => {
-        switch (device.kind) {
-          case "nic":
-            return Workloads.nicLoad(loadContext, netDevices, device.name, index, seed + index, config.nic)
-          case "blk":
-            return Workloads.blkLoad(loadContext, blockDevices, device.name, seed + index, config.blk)
-          case "sensor":
-            return Workloads.sensorLoad(loadContext, hwmon, device.name, seed + index, config.sensor)
-        }
-      })
-      const workload = yield* Effect.fork(Effect.all(loads, { concurrency: "unbounded", discard: true }))
+      }))
 
       const act = (event: Scenario.TimelineEvent): Effect.Effect<string | undefined> => {
         const spec = "device" in event ? scenario.devices.find((d) => d.name === event.device)! : undefined

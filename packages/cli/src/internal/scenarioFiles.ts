@@ -64,7 +64,9 @@ export const expand = (args: ReadonlyArray<string>) =>
         continue
       }
       const matched = yield* Effect.tryPromise({
-        try: () => glob([arg], { onlyFiles: true, expandDirectories: false, absolute: path.isAbsolute(arg) }),
+        // JSON Schemas (`*.schema.json`, as the one beside the sample scenarios) are not
+        // scenarios: a pattern skips them; named explicitly, one is read (and refused).
+        try: () => glob([arg], { onlyFiles: true, expandDirectories: false, absolute: path.isAbsolute(arg), ignore: ["**/*.schema.json"] }),
         catch: (e) => new UsageError({ reason: `pattern ${arg}: ${(e as Error).message}` })
       })
       if (matched.length === 0) return yield* new UsageError({ reason: `pattern ${arg} matches no file` })
