@@ -1,4 +1,9 @@
 /**
  * @since 0.1.0
  */
-export {}
+
+/**
+ * QEMU's device models as devscope hardware, over the qtest protocol.
+ * @since 0.1.0
+ */
+export * as Qemu from "./Qemu.js"

@@ -1,0 +1,239 @@
+/**
+ * The QEMU backend as a service: a devscope PCI bus whose devices are QEMU's, the `Hardware`
+ * drivers run on (MMIO through qtest, INTx through the IOAPIC intercept, DMA over shared guest
+ * RAM), QEMU's clock driven from devscope's, and removal through the root ports' hotplug.
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { Bus, type Device, DeviceError, Hardware, type Lifecycle } from "@devscope/core"
+import type { Iommu } from "@devscope/sim"
+import { type Booted, boot, type BootOptions } from "./boot.js"
+import * as Memory from "./memory.js"
+import * as Pci from "./pci.js"
+import * as Pcie from "./pcie.js"
+import type { QemuExit } from "./process.js"
+import * as Hotplug from "./hotplug.js"
+import { type Entry, guarded, intxLine, lost, QemuLost, regionOf, type State } from "./state.js"
+
+/** Options of {@link make}. */
+export interface Options extends BootOptions {
+  /**
+   * How far devscope's clock may run ahead of QEMU's: every `quantum` of virtual time QEMU's
+   * clock is stepped to devscope's, then interrupts and DMA are looked at (default 100 µs).
+   * Device timers fire at most a quantum late.
+   */
+  readonly quantum?: Duration.DurationInput | undefined
+  /** Options of the PCI bus. */
+  readonly bus?: Omit<Bus.Options, "name"> | undefined
+  /** How long an orderly removal waits for QEMU's steps (attention button, DEVICE_DELETED). Default 5 s of wall time. */
+  readonly removalTimeout?: Duration.DurationInput | undefined
+}
+
+/** A device of the machine, seen from the backend. */
+export interface QemuDevice {
+  readonly name: string
+  readonly model: string
+  /** `absent` (not in its slot), `present`, `gone` (removed: reads all-ones until unbound). */
+  readonly state: "absent" | "present" | "gone"
+  /** On the bus while present or gone and not yet unbound. */
+  readonly device: Device.Device | undefined
+  /** Bus, device, function of the device in its slot (`bb:dd.f`), while it is there. */
+  readonly address: string | undefined
+}
+
+/** The service. */
+export interface Service {
+  readonly pci: Bus.Service
+  readonly hardware: Hardware.Service
+  /** Puts a device on the bus (cold-plugged ones are in QEMU already; others are `device_add`ed), binding its driver. */
+  plug(name: string): Effect.Effect<Device.Device, DeviceError.DeviceNotFound | DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding | Hotplug.HotplugFailed | QemuLost>
+  /** Orderly removal: `device_del`, the attention button, the driver's unbind while the device works, slot power off, `DEVICE_DELETED`. */
+  unplug(name: string): Effect.Effect<Lifecycle.UnbindReport | undefined, DeviceError.DeviceNotFound | Hotplug.HotplugFailed | QemuLost>
+  /** Surprise removal: the slot's power cut with no warning, then the unbind (reads all-ones meanwhile). */
+  surpriseRemove(name: string): Effect.Effect<Lifecycle.UnbindReport | undefined, DeviceError.DeviceNotFound | QemuLost>
+  device(name: string): Option.Option<QemuDevice>
+  /** DMA faults seen (a bad free or unmap, a device write into freed memory), in order. */
+  readonly dmaFaults: () => ReadonlyArray<Iommu.Fault>
+  /** Driver code that threw in an interrupt handler, and other problems the backend caught. */
+  readonly problems: () => ReadonlyArray<string>
+  /** Set once QEMU has gone away unasked (a device model's abort, a kill). */
+  readonly lost: () => QemuLost | undefined
+  /** QEMU's clock, ns. */
+  readonly qemuClock: () => bigint
+  /** The booted machine (qtest, QMP, config space), for tests and tools. */
+  readonly machine: Booted
+}
+
+/** Makes the backend in the current scope: QEMU stops, and every device is unbound, when it closes. */
+export const make = (options: Options): Effect.Effect<Service, import("./boot.js").QemuUnavailable | import("./boot.js").MachineInvalid | import("./process.js").QemuError | import("./qmp.js").QmpConnectFailed | import("./qmp.js").QmpError | import("./qmp.js").QmpClosed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const booted = yield* boot(options)
+    const { qtest, cfg, memory } = booted
+    // At least 1 µs: a smaller quantum would cost a qtest round trip per few ns of virtual time.
+    const quantumNs = BigInt(Math.max(1000, Math.round(Duration.toMillis(Duration.decode(options.quantum ?? "100 micros")) * 1e6)))
+    const removalTimeout = Duration.decode(options.removalTimeout ?? "5 seconds")
+    const pci = yield* Bus.make({ ...options.bus, name: "pci" })
+    const clock = yield* Effect.clock
+    const state: State = {
+      booted,
+      entries: new Map(),
+      byPin: new Map(),
+      dmaFaults: [],
+      problems: [],
+      lost: undefined,
+      qemuNs: 0n,
+      startNs: clock.unsafeCurrentTimeNanos()
+    }
+    const onFault = (fault: Iommu.Fault) => void state.dmaFaults.push({ ...fault, at: clock.unsafeCurrentTimeMillis() })
+
+    for (const slot of booted.slots) {
+      state.entries.set(slot.spec.name, {
+        slot,
+        fn: undefined,
+        bars: [],
+        route: undefined,
+        port: Memory.makePort({ device: slot.spec.name, memory, onFault }),
+        line: undefined,
+        status: slot.spec.present === false ? "absent" : "present",
+        // (Its slot is powered off below.)
+        device: undefined
+      })
+      Pcie.enableHotplugInterrupts(cfg, slot.port.address)
+    }
+    const attach = (entry: Entry) => {
+      const fn = booted.functions.find((f) => f.address.bus === entry.slot.bus && f.address.function === 0) ??
+        Pci.enumerate(cfg).find((f) => f.address.bus === entry.slot.bus && f.address.function === 0)
+      if (fn === undefined) return false
+      entry.fn = fn
+      entry.bars = Pci.barsOf(booted.resources, fn).length > 0 ? Pci.barsOf(booted.resources, fn) : []
+      entry.route = Pci.intxRoute(fn)
+      return true
+    }
+    for (const entry of state.entries.values()) {
+      attach(entry)
+      if (entry.slot.spec.present === false) {
+        Pcie.powerOffSlot(cfg, entry.slot.port.address)
+        Pcie.acknowledgeSlotEvents(cfg, entry.slot.port.address)
+      }
+    }
+
+    // --- interrupts: IOAPIC pins to the lines of the devices on them ------------------------
+    qtest.onIrq((event) => {
+      if (event.level !== "raise") return
+      for (const line of state.byPin.get(event.line) ?? []) line.raise()
+    })
+
+    // --- the Hardware service ------------------------------------------------------------
+    const hardware: Hardware.Service = {
+      region: (device, index) =>
+        Effect.suspend(() => {
+          const entry = state.entries.get(device.name)
+          const bar = entry?.bars.find((b) => b.index === index && b.kind !== "io")
+          if (entry === undefined || bar === undefined) return Effect.fail(new Hardware.NoSuchRegion({ device: device.name, index }))
+          return Effect.succeed(regionOf(state, entry, bar.address, bar.size))
+        }),
+      irq: (device, line) =>
+        Effect.suspend(() => {
+          const entry = state.entries.get(device.name)
+          if (entry === undefined || line !== 0 || entry.route === undefined) return Effect.fail(new Hardware.NoSuchIrq({ device: device.name, line }))
+          if (entry.line === undefined) {
+            entry.line = intxLine(state, entry, device.name)
+            const pin = entry.route.ioapicPin
+            state.byPin.set(pin, [...(state.byPin.get(pin) ?? []), entry.line])
+          }
+          return Effect.succeed(entry.line)
+        }),
+      dma: (device) => {
+        const entry = state.entries.get(device.name)
+        if (entry === undefined) throw new Error(`no QEMU device ${device.name}`)
+        return entry.port
+      }
+    }
+
+    // --- QEMU's clock follows devscope's -----------------------------------------------------
+    const step = Effect.sync(() => {
+      if (state.lost !== undefined) return
+      const target = (clock.unsafeCurrentTimeNanos() - state.startNs)
+      if (target <= state.qemuNs) return
+      guarded(state, "clock_step", () => {
+        for (const entry of state.entries.values()) entry.port.flush()
+        state.qemuNs = qtest.clockStep(target - state.qemuNs)
+        for (const entry of state.entries.values()) entry.port.refresh()
+        for (const hit of memory.overwritten()) {
+          onFault({ device: hit.owner.device, iova: hit.addr + hit.offset, length: 1, access: "write", reason: "stale", by: "the device (a write into freed guest RAM, seen at a clock step)", window: hit.owner.window })
+        }
+      })
+    })
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Duration.nanos(quantumNs)), step)))
+
+    // --- QEMU going away unasked -----------------------------------------------------------
+    let closing = false
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (closing = true)))
+    yield* Effect.forkScoped(Effect.flatMap(Deferred.await(booted.machine.exited), (exit: QemuExit) =>
+      closing ? Effect.void : Effect.suspend(() => {
+        // (A request may have found QEMU gone first: then this only adds how it ended.)
+        lost(state, new QemuLost({ code: exit.code, signal: exit.signal, stderr: exit.stderr.slice(-4000), during: "the run" }))
+        return Effect.forEach([...state.entries.values()].filter((e) => e.device !== undefined), (e) =>
+          Effect.ignore(pci.removeDevice(e.device!, { cause: "surprise" })), { discard: true })
+      })))
+
+    const find = (name: string) => {
+      const entry = state.entries.get(name)
+      return entry === undefined ? Effect.fail(new DeviceError.DeviceNotFound({ device: name })) : Effect.succeed(entry)
+    }
+    const alive = Effect.suspend(() => state.lost === undefined ? Effect.void : Effect.fail(state.lost))
+
+    const service: Service = {
+      pci,
+      hardware,
+      plug: (name) =>
+        Effect.gen(function*() {
+          const entry = yield* find(name)
+          yield* alive
+          if (entry.device !== undefined) return yield* new DeviceError.DeviceExists({ device: name })
+          if (entry.status !== "present") {
+            yield* Hotplug.plugIn(state, entry, removalTimeout)
+            entry.port = Memory.makePort({ device: name, memory, onFault })
+            entry.line = undefined
+          }
+          entry.status = "present"
+          const fn = entry.fn!
+          const device = yield* pci.addDevice({
+            name,
+            ids: { vendor: fn.vendorId, device: fn.deviceId, class: fn.classCode, revision: fn.revision, subsystemVendor: fn.subsystemVendorId, subsystem: fn.subsystemId }
+          })
+          entry.device = device
+          return device
+        }),
+      unplug: (name) =>
+        Effect.gen(function*() {
+          const entry = yield* find(name)
+          yield* alive
+          return yield* Hotplug.orderlyRemoval(state, entry, pci, removalTimeout)
+        }),
+      surpriseRemove: (name) =>
+        Effect.gen(function*() {
+          const entry = yield* find(name)
+          yield* alive
+          return yield* Hotplug.surpriseRemoval(state, entry, pci)
+        }),
+      device: (name) =>
+        Option.map(Option.fromNullable(state.entries.get(name)), (e) => ({
+          name,
+          model: e.slot.spec.model,
+          state: e.status,
+          device: e.device,
+          address: e.status === "present" ? e.fn?.name : undefined
+        })),
+      dmaFaults: () => state.dmaFaults.slice(),
+      problems: () => state.problems.slice(),
+      lost: () => state.lost,
+      qemuClock: () => state.qemuNs,
+      machine: booted
+    }
+    return service
+  })
