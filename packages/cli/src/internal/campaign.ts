@@ -138,6 +138,9 @@ const stoppable = <A>(signal: AbortSignal | undefined, effect: Effect.Effect<A>)
   signal === undefined ? effect : Effect.suspend(() =>
     signal.aborted ? Effect.succeed(undefined) : Effect.raceFirst(effect, Effect.promise(() => aborted(signal))))
 
+/** Cases handed to the executor at a time (see explore). */
+const inFlight = (executor: Executor<Job, Result>) => executor.workers === 1 ? 1 : executor.workers * 2
+
 const interruption = (signal: AbortSignal | undefined, notRun: number, planning = false): Campaign["interrupted"] =>
   signal?.aborted === true ? { reason: signal.reason as StopReason, notRun, planning } : null
 
@@ -218,8 +221,10 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
       }
     })
     const mine = planned.filter((p) => owns(o.shard, p.index))
-    // As many at a time as the executor runs: after a stop, each case left returns at once
-    // (thousands of fibers queued on the executor would each have to be interrupted).
+    // Twice as many at a time as the executor runs (a worker that finishes finds its next case
+    // waiting in the pool, with no round trip through this thread), not all at once: after a
+    // stop each case left returns at once (thousands of fibers queued on the executor would
+    // each have to be interrupted).
     let done = 0
     let failing = 0
     const outcomes = yield* Effect.forEach(mine, (p) =>
@@ -229,7 +234,7 @@ export const explore = (o: ExploreOptions): Effect.Effect<Campaign> =>
         if (outcome._tag === "Crashed" || ExploreCases.failed(outcome.value.result)) failing++
         o.onProgress?.(done, mine.length, failing)
         return outcome
-      }), { concurrency: o.executor.workers })
+      }), { concurrency: inFlight(o.executor) })
 
     const cases: Array<CaseRecord> = []
     const failures: Array<Failure> = []
@@ -333,7 +338,7 @@ export const fuzz = (o: FuzzOptions): Effect.Effect<Campaign> =>
         if (outcome._tag === "Crashed" || FuzzCases.failed(outcome.value.result)) failing++
         o.onProgress?.(done, mine.length, failing)
         return outcome
-      }), { concurrency: o.executor.workers })
+      }), { concurrency: inFlight(o.executor) })
     const cases: Array<CaseRecord> = []
     const failures: Array<Failure> = []
     const crashes: Array<Crash> = []
