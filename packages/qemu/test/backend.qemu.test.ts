@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { VirtualTime } from "@devscope/sim"
 import { RustDriverPci } from "@devscope/example-rust-samples"
 import { Qemu } from "@devscope/qemu"
 import { locate } from "../src/internal/install.js"
@@ -62,4 +63,39 @@ describe.skipIf(skip)("the QEMU backend", () => {
       const again = yield* Effect.flip(q.plug("testdev0"))
       expect(again._tag).toBe("QemuLost")
     }).pipe(Effect.provide(machine([{ name: "testdev0", model: "pci-testdev" }]))), 60_000)
+})
+
+describe.skipIf(skip)("QEMU's clock under devscope's virtual time", () => {
+  it.live("a backend made outside a VirtualTime world: edu's 100 ms DMA completes at 100 ms of virtual time, deterministically", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const q = yield* Qemu.make({ devices: [{ name: "edu0", model: "edu" }], clock: "manual" })
+      const device = yield* q.plug("edu0")
+      const bar = yield* q.hardware.region(device, 0)
+      const run = () => VirtualTime.run(Effect.gen(function*() {
+        yield* Effect.fork(q.runClock)
+        const started = q.qemuClock()
+        // RAM to edu's buffer: 4 bytes from guest address 0x200000.
+        bar.write32(0x80, 0x200000)
+        bar.write32(0x88, 0x40000)
+        bar.write32(0x90, 4)
+        bar.write32(0x98, 1)
+        const seen: Array<number> = []
+        for (let i = 0; i < 120; i++) {
+          yield* Effect.sleep("1 millis")
+          if ((bar.read32(0x98) & 1) === 0) {
+            seen.push(Number(q.qemuClock() - started) / 1e6)
+            break
+          }
+        }
+        return seen
+      }))
+      const first = yield* run()
+      expect(first._tag).toBe("Done")
+      const at = first._tag === "Done" && first.exit._tag === "Success" ? first.exit.value : []
+      // QEMU truncates the start to whole milliseconds and adds 100 ms; the clock is stepped every 100 µs.
+      expect(at.length).toBe(1)
+      expect(at[0]!).toBeGreaterThanOrEqual(99)
+      expect(at[0]!).toBeLessThanOrEqual(101.2)
+      expect(first.virtualMillis).toBeLessThan(102)
+    })), 60_000)
 })

@@ -4,6 +4,7 @@
  * RAM), QEMU's clock driven from devscope's, and removal through the root ports' hotplug.
  * @internal
  */
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -29,6 +30,13 @@ export interface Options extends BootOptions {
   readonly quantum?: Duration.DurationInput | undefined
   /** Options of the PCI bus. */
   readonly bus?: Omit<Bus.Options, "name"> | undefined
+  /**
+   * `auto` (the default): QEMU's clock is driven from the clock of the scope that makes the
+   * backend. `manual`: nothing drives it until `runClock` runs, typically as a fiber of a
+   * VirtualTime world that uses a backend made outside it (QEMU's start is real I/O, which a
+   * virtual world would take for a stall).
+   */
+  readonly clock?: "auto" | "manual" | undefined
   /** How long an orderly removal waits for QEMU's steps (attention button, DEVICE_DELETED). Default 5 s of wall time. */
   readonly removalTimeout?: Duration.DurationInput | undefined
 }
@@ -64,6 +72,12 @@ export interface Service {
   readonly lost: () => QemuLost | undefined
   /** QEMU's clock, ns. */
   readonly qemuClock: () => bigint
+  /**
+   * Drives QEMU's clock from the running fiber's `Clock` until interrupted: every quantum,
+   * QEMU's clock is stepped to it (QEMU's 0 is the clock when this starts, less QEMU's time).
+   * Run it once (the `auto` clock does).
+   */
+  readonly runClock: Effect.Effect<never>
   /** The booted machine (qtest, QMP, config space), for tests and tools. */
   readonly machine: Booted
 }
@@ -77,7 +91,6 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     const quantumNs = BigInt(Math.max(1000, Math.round(Duration.toMillis(Duration.decode(options.quantum ?? "100 micros")) * 1e6)))
     const removalTimeout = Duration.decode(options.removalTimeout ?? "5 seconds")
     const pci = yield* Bus.make({ ...options.bus, name: "pci" })
-    const clock = yield* Effect.clock
     const state: State = {
       booted,
       entries: new Map(),
@@ -85,10 +98,10 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       dmaFaults: [],
       problems: [],
       lost: undefined,
-      qemuNs: 0n,
-      startNs: clock.unsafeCurrentTimeNanos()
+      qemuNs: 0n
     }
-    const onFault = (fault: Iommu.Fault) => void state.dmaFaults.push({ ...fault, at: clock.unsafeCurrentTimeMillis() })
+    // Faults are stamped with QEMU's clock: the virtual time of the machine, in ms.
+    const onFault = (fault: Iommu.Fault) => void state.dmaFaults.push({ ...fault, at: Number(state.qemuNs) / 1e6 })
 
     for (const slot of booted.slots) {
       state.entries.set(slot.spec.name, {
@@ -155,20 +168,27 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     }
 
     // --- QEMU's clock follows devscope's -----------------------------------------------------
-    const step = Effect.sync(() => {
-      if (state.lost !== undefined) return
-      const target = (clock.unsafeCurrentTimeNanos() - state.startNs)
-      if (target <= state.qemuNs) return
+    /** Steps QEMU's clock to `targetNs` (from the clock's epoch), with the DMA sync around it. */
+    const stepTo = (targetNs: bigint) => {
+      if (state.lost !== undefined || targetNs <= state.qemuNs) return
       guarded(state, "clock_step", () => {
         for (const entry of state.entries.values()) entry.port.flush()
-        state.qemuNs = qtest.clockStep(target - state.qemuNs)
+        state.qemuNs = qtest.clockStep(targetNs - state.qemuNs)
         for (const entry of state.entries.values()) entry.port.refresh()
         for (const hit of memory.overwritten()) {
           onFault({ device: hit.owner.device, iova: hit.addr + hit.offset, length: 1, access: "write", reason: "stale", by: "the device (a write into freed guest RAM, seen at a clock step)", window: hit.owner.window })
         }
       })
+    }
+    const runClock = Effect.gen(function*() {
+      // QEMU's clock 0 is the caller's clock now (a VirtualTime world's, a TestClock's, the real one).
+      const epoch = (yield* Clock.currentTimeNanos) - state.qemuNs
+      for (;;) {
+        yield* Effect.sleep(Duration.nanos(quantumNs))
+        stepTo((yield* Clock.currentTimeNanos) - epoch)
+      }
     })
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Duration.nanos(quantumNs)), step)))
+    if ((options.clock ?? "auto") === "auto") yield* Effect.forkScoped(runClock)
 
     // --- QEMU going away unasked -----------------------------------------------------------
     let closing = false
@@ -233,6 +253,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       problems: () => state.problems.slice(),
       lost: () => state.lost,
       qemuClock: () => state.qemuNs,
+      runClock,
       machine: booted
     }
     return service

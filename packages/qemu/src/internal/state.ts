@@ -63,8 +63,6 @@ export interface State {
   lost: QemuLost | undefined
   /** QEMU's clock, ns, as its last `clock_step` answered. */
   qemuNs: bigint
-  /** devscope's clock when the machine booted, ns: QEMU's clock 0. */
-  readonly startNs: bigint
 }
 
 /**
