@@ -22,7 +22,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { Hardware } from "@devscope/core"
+import { Hardware, type Lifecycle } from "@devscope/core"
 import * as backend from "./internal/backend.js"
 import type { MachineInvalid, QemuUnavailable } from "./internal/boot.js"
 import type { QemuError } from "./internal/process.js"
@@ -127,3 +127,29 @@ export const layer = (options: Options): Layer.Layer<Qemu | Hardware.Hardware, S
   Layer.scopedContext(
     Effect.map(backend.make(options), (qemu) => Context.make(Qemu, qemu).pipe(Context.add(Hardware.Hardware, qemu.hardware)))
   )
+
+/**
+ * The machine as an exploration platform (`Explore.exploreOn` of `@devscope/testing`): each
+ * case boots a fresh QEMU outside its virtual world, drives QEMU's clock from the world's, and
+ * removes the device with `surpriseRemove` or `unplug`; the oracle judges the backend's trace
+ * and DMA faults.
+ *
+ * @example
+ * ```ts
+ * import { Qemu } from "@devscope/qemu"
+ *
+ * const platform = Qemu.platform({ devices: [{ name: "testdev0", model: "pci-testdev" }] })
+ * // Explore.exploreOn({ name: "testdev", device: "testdev0", platform, run: ({ platform, oracle }) => ... })
+ * ```
+ * @since 0.1.0
+ * @category exploring
+ */
+export const platform = (options: Omit<Options, "clock" | "onLifecycle">) => ({
+  outside: true as const,
+  make: (ctx: { readonly onLifecycle: (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => void }) =>
+    backend.make({ ...options, clock: "manual", onLifecycle: ctx.onLifecycle }),
+  inWorld: (qemu: Service) => qemu.runClock,
+  surpriseRemove: (qemu: Service, device: string) => qemu.surpriseRemove(device),
+  unplug: (qemu: Service, device: string) => qemu.unplug(device),
+  evidence: (qemu: Service) => qemu
+})

@@ -6,7 +6,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { VirtualTime } from "@devscope/sim"
+import { Hardware } from "@devscope/core"
 import { RustDriverPci } from "@devscope/example-rust-samples"
+import { Explore } from "@devscope/testing"
 import { Qemu } from "@devscope/qemu"
 import { locate } from "../src/internal/install.js"
 
@@ -98,4 +100,26 @@ describe.skipIf(skip)("QEMU's clock under devscope's virtual time", () => {
       expect(at[0]!).toBeLessThanOrEqual(101.2)
       expect(first.virtualMillis).toBeLessThan(102)
     })), 60_000)
+})
+
+describe.skipIf(skip)("Explore and the oracle on QEMU", () => {
+  it.live("rust_driver_pci on QEMU's pci-testdev: a surprise removal at every suspension point, every case judged, none fails", () =>
+    Effect.gen(function*() {
+      const report = yield* Explore.exploreOn({
+        name: "testdev-on-qemu",
+        device: "testdev0",
+        platform: Qemu.platform({ devices: [{ name: "testdev0", model: "pci-testdev" }] }),
+        run: ({ platform }) =>
+          Effect.gen(function*() {
+            yield* Effect.provideService(platform.pci.registerDriver(RustDriverPci.driver()), Hardware.Hardware, platform.hardware)
+            yield* platform.plug("testdev0")
+            yield* Effect.sleep("1 millis")
+            yield* Effect.ignore(platform.surpriseRemove("testdev0"))
+          })
+      }, { modes: ["surprise"], maxPoints: 8 })
+      expect(report.failures).toEqual([])
+      expect(report.points.bound).toBeGreaterThan(0)
+      expect(report.modes[0]!.cases).toBeGreaterThan(0)
+      expect(report.modes[0]!.injected).toBeGreaterThan(0)
+    }), 120_000)
 })

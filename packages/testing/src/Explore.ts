@@ -22,6 +22,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { Lifecycle } from "@devscope/core"
 import type { Simulator } from "@devscope/sim"
 import * as internal from "./internal/explore.js"
 import type * as Oracle from "./Oracle.js"
@@ -135,6 +136,49 @@ export interface CaseResult {
   }
   /** Virtual time the case took, in milliseconds. */
   readonly virtualMillis: number
+}
+
+/**
+ * Where the cases of an exploration run: what makes the platform of one case, how it removes
+ * a device, and what the oracle judges of it. The simulator is the default platform; another
+ * backend (`@devscope/qemu`) provides its own.
+ * @since 0.1.0
+ * @category models
+ */
+export interface Platform<P, PE = unknown> {
+  /**
+   * Makes the platform of one case with the case's seed and the oracle's `onLifecycle`; its
+   * scope is the case's. Inside the case's virtual world unless `outside`.
+   */
+  readonly make: (ctx: {
+    readonly seed: number
+    readonly onLifecycle: (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => void
+  }) => Effect.Effect<P, PE, Scope.Scope>
+  /**
+   * Make it outside the world, in real time (its start does real I/O, which a virtual world
+   * would take for a stall); a start that fails is the case's failure.
+   */
+  readonly outside?: boolean | undefined
+  /** Forked in the world before the scenario runs, for the case (e.g. a clock that follows the world's). */
+  readonly inWorld?: ((platform: P) => Effect.Effect<unknown>) | undefined
+  readonly surpriseRemove: (platform: P, device: string) => Effect.Effect<unknown, unknown>
+  readonly unplug: (platform: P, device: string) => Effect.Effect<unknown, unknown>
+  /** What the oracle judges: the trace and the DMA faults. */
+  readonly evidence: (platform: P) => Oracle.SimEvidence
+}
+
+/**
+ * A scenario on a platform of its own (see {@link Platform}): as {@link Scenario}, with the
+ * platform in place of the simulator.
+ * @since 0.1.0
+ * @category models
+ */
+export interface PlatformScenario<P, E = never, PE = unknown> {
+  readonly name: string
+  readonly device: string
+  readonly seed?: number | undefined
+  readonly platform: Platform<P, PE>
+  readonly run: (ctx: { readonly platform: P; readonly oracle: Oracle.Oracle }) => Effect.Effect<void, E, Scope.Scope>
 }
 
 /**
@@ -253,6 +297,22 @@ export interface Report {
  * @category exploring
  */
 export const explore: <E>(scenario: Scenario<E>, options?: Options) => Effect.Effect<Report> = internal.explore
+
+/**
+ * Explores a scenario on a platform of its own (see {@link Platform}): the cases, points,
+ * tokens and verdicts of {@link explore}.
+ * @since 0.1.0
+ * @category exploring
+ */
+export const exploreOn: <P, E, PE>(scenario: PlatformScenario<P, E, PE>, options?: Options) => Effect.Effect<Report> = internal.exploreOn
+
+/**
+ * Runs one case of a scenario on a platform of its own.
+ * @since 0.1.0
+ * @category exploring
+ */
+export const runCaseOn: <P, E, PE>(scenario: PlatformScenario<P, E, PE>, seed: number, c: Case, timeout: number) => Effect.Effect<CaseResult> =
+  internal.runCaseOn
 
 /**
  * Runs one case.

@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { Bus, type Device, DeviceError, Hardware, type Lifecycle } from "@devscope/core"
-import type { Iommu } from "@devscope/sim"
+import { type Iommu, Trace } from "@devscope/sim"
 import { type Booted, boot, type BootOptions } from "./boot.js"
 import * as Memory from "./memory.js"
 import * as Pci from "./pci.js"
@@ -28,8 +28,12 @@ export interface Options extends BootOptions {
    * Device timers fire at most a quantum late.
    */
   readonly quantum?: Duration.DurationInput | undefined
-  /** Options of the PCI bus. */
+  /** Options of the PCI bus (its `onEvent` is called too). */
   readonly bus?: Omit<Bus.Options, "name"> | undefined
+  /** Called synchronously with every lifecycle event of the bus, after it is in the trace (an oracle's `onLifecycle`). */
+  readonly onLifecycle?: ((bus: "pci", event: Lifecycle.LifecycleEvent) => void) | undefined
+  /** Most recent trace events kept (default 100,000). */
+  readonly traceLimit?: number | undefined
   /**
    * `auto` (the default): QEMU's clock is driven from the clock of the scope that makes the
    * backend. `manual`: nothing drives it until `runClock` runs, typically as a fiber of a
@@ -66,6 +70,10 @@ export interface Service {
   device(name: string): Option.Option<QemuDevice>
   /** DMA faults seen (a bad free or unmap, a device write into freed memory), in order. */
   readonly dmaFaults: () => ReadonlyArray<Iommu.Fault>
+  /** The same, under the simulator's name: with `trace`, what an oracle judges (`Oracle.judge(qemu)`). */
+  readonly iommuFaults: () => ReadonlyArray<Iommu.Fault>
+  /** Lifecycle events of the bus and the drivers' DMA allocations and mappings, stamped with QEMU's clock (ms). */
+  readonly trace: Trace.Service
   /** Driver code that threw in an interrupt handler, and other problems the backend caught. */
   readonly problems: () => ReadonlyArray<string>
   /** Set once QEMU has gone away unasked (a device model's abort, a kill). */
@@ -82,6 +90,18 @@ export interface Service {
   readonly machine: Booted
 }
 
+/** A lifecycle event's detail in the trace, as the simulator writes it (the oracle reads it). */
+const lifecycleDetail = (event: Lifecycle.LifecycleEvent): string | undefined =>
+  event._tag === "Unbound"
+    ? `${event.cause}; released ${event.report.released.join(", ") || "nothing"}; ${event.report.leaks.length} leak(s)`
+    : event._tag === "Unbinding" || event._tag === "DeviceRemoved"
+    ? event.cause
+    : event._tag === "ProbeDeferred"
+    ? event.reason
+    : "driver" in event
+    ? event.driver
+    : undefined
+
 /** Makes the backend in the current scope: QEMU stops, and every device is unbound, when it closes. */
 export const make = (options: Options): Effect.Effect<Service, import("./boot.js").QemuUnavailable | import("./boot.js").MachineInvalid | import("./process.js").QemuError | import("./qmp.js").QmpConnectFailed | import("./qmp.js").QmpError | import("./qmp.js").QmpClosed, Scope.Scope> =>
   Effect.gen(function*() {
@@ -90,7 +110,15 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     // At least 1 µs: a smaller quantum would cost a qtest round trip per few ns of virtual time.
     const quantumNs = BigInt(Math.max(1000, Math.round(Duration.toMillis(Duration.decode(options.quantum ?? "100 micros")) * 1e6)))
     const removalTimeout = Duration.decode(options.removalTimeout ?? "5 seconds")
-    const pci = yield* Bus.make({ ...options.bus, name: "pci" })
+    let qemuMillis = () => 0
+    const trace = Trace.make({ now: () => qemuMillis(), limit: options.traceLimit })
+    // Bus events go into the trace synchronously, in order with the DMA events.
+    const onEvent = (event: Lifecycle.LifecycleEvent) => {
+      trace.record({ _tag: "Lifecycle", device: "device" in event ? event.device.name : "leak" in event ? event.leak.device : "-", event: event._tag, detail: lifecycleDetail(event) })
+      options.bus?.onEvent?.(event)
+      options.onLifecycle?.("pci", event)
+    }
+    const pci = yield* Bus.make({ ...options.bus, name: "pci", onEvent })
     const state: State = {
       booted,
       entries: new Map(),
@@ -100,6 +128,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       lost: undefined,
       qemuNs: 0n
     }
+    qemuMillis = () => Number(state.qemuNs) / 1e6
     // Faults are stamped with QEMU's clock: the virtual time of the machine, in ms.
     const onFault = (fault: Iommu.Fault) => void state.dmaFaults.push({ ...fault, at: Number(state.qemuNs) / 1e6 })
 
@@ -109,7 +138,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         fn: undefined,
         bars: [],
         route: undefined,
-        port: Memory.makePort({ device: slot.spec.name, memory, onFault }),
+        port: Memory.makePort({ device: slot.spec.name, memory, onFault, trace }),
         line: undefined,
         status: slot.spec.present === false ? "absent" : "present",
         // (Its slot is powered off below.)
@@ -217,7 +246,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
           if (entry.device !== undefined) return yield* new DeviceError.DeviceExists({ device: name })
           if (entry.status !== "present") {
             yield* Hotplug.plugIn(state, entry, removalTimeout)
-            entry.port = Memory.makePort({ device: name, memory, onFault })
+            entry.port = Memory.makePort({ device: name, memory, onFault, trace })
             entry.line = undefined
           }
           entry.status = "present"
@@ -250,6 +279,8 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
           address: e.status === "present" ? e.fn?.name : undefined
         })),
       dmaFaults: () => state.dmaFaults.slice(),
+      iommuFaults: () => state.dmaFaults.slice(),
+      trace,
       problems: () => state.problems.slice(),
       lost: () => state.lost,
       qemuClock: () => state.qemuNs,

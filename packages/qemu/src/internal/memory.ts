@@ -26,7 +26,7 @@
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import { Hardware } from "@devscope/core"
-import type { Iommu } from "@devscope/sim"
+import type { Iommu, Trace } from "@devscope/sim"
 
 /** Pages are the unit of allocation (DMA buffers never share a page). */
 export const PAGE = 4096
@@ -192,11 +192,13 @@ export interface PortOptions {
   readonly memory: GuestMemory
   /** Called with each fault the port sees (a bad free or unmap, a write into freed memory). */
   readonly onFault: (fault: Iommu.Fault) => void
+  /** Where the driver's allocations and mappings are recorded (as the simulator's IOMMU does). */
+  readonly trace?: Trace.Service | undefined
 }
 
 /** Makes a device's DMA port over guest RAM. */
 export const makePort = (options: PortOptions): Port => {
-  const { device, memory } = options
+  const { device, memory, trace } = options
   const live = new Map<number, Mapping>()
   /** Freed windows by address, kept to name both sites of a later fault. */
   const stale = new Map<number, Iommu.Window>()
@@ -248,6 +250,7 @@ export const makePort = (options: PortOptions): Port => {
       return undefined
     }
     live.delete(iova)
+    trace?.record({ _tag: "Dma", device, op: kind === "coherent" ? "free-coherent" : "unmap", iova, length: m.memory.length, direction: m.direction })
     const window = windowOf(m, String(site))
     stale.set(iova, window)
     if (stale.size > 4096) stale.delete(stale.keys().next().value!)
@@ -273,6 +276,7 @@ export const makePort = (options: PortOptions): Port => {
         memory.write(iova, cpu)
         live.set(iova, { iova, kind: "coherent", direction: "bidirectional", memory: cpu, shadow: new Uint8Array(size), mappedAt: site, owner: "device" })
         stale.delete(iova)
+        trace?.record({ _tag: "Dma", device, op: "alloc-coherent", iova, length: size, direction: "bidirectional" })
         return Effect.succeed({ memory: cpu, iova })
       }),
     freeCoherent: (iova, site) => void release(iova, site, "coherent"),
@@ -286,6 +290,7 @@ export const makePort = (options: PortOptions): Port => {
         live.set(iova, m)
         stale.delete(iova)
         if (direction !== "from-device") copyIn(m)
+        trace?.record({ _tag: "Dma", device, op: "map", iova, length: buffer.length, direction })
         return Effect.succeed(iova)
       }),
     unmap: (iova, site) => {

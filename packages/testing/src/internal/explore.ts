@@ -3,7 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Lifecycle } from "@devscope/core"
 import { Simulator, VirtualTime } from "@devscope/sim"
-import type { Case, CaseResult, ModeCoverage, Options, Report, Scenario } from "../Explore.js"
+import type { Case, CaseResult, ModeCoverage, Options, Platform, PlatformScenario, Report, Scenario } from "../Explore.js"
 import * as Oracle from "../Oracle.js"
 
 export const token = (scenario: string, seed: number, c: Case): string =>
@@ -19,9 +19,29 @@ export const parseToken = (text: string): { readonly scenario: string; readonly 
   }
 }
 
+/** The simulator as a platform: made inside each case's world. */
+export const simulatorPlatform = (options: Scenario<unknown>["simulator"]): Platform<Simulator.Service> => ({
+  make: ({ seed, onLifecycle }) => Simulator.make({ ...options, seed, onLifecycle }),
+  surpriseRemove: (sim, device) => sim.surpriseRemove(device),
+  unplug: (sim, device) => sim.unplug(device),
+  evidence: (sim) => sim
+})
+
+const onSimulator = <E>(scenario: Scenario<E>): PlatformScenario<Simulator.Service, E> => ({
+  name: scenario.name,
+  device: scenario.device,
+  seed: scenario.seed,
+  platform: simulatorPlatform(scenario.simulator),
+  run: ({ platform, oracle }) => scenario.run({ sim: platform, oracle })
+})
+
 /** Runs one case in its own virtual world and judges it. */
 export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout: number): Effect.Effect<CaseResult> =>
-  Effect.gen(function*() {
+  runCaseOn(onSimulator(scenario), seed, c, timeout)
+
+/** Runs one case on a platform (made outside the world if it says so) and judges it. */
+export const runCaseOn = <P, E, PE>(scenario: PlatformScenario<P, E, PE>, seed: number, c: Case, timeout: number): Effect.Effect<CaseResult> =>
+  Effect.scoped(Effect.gen(function*() {
     const oracle = Oracle.make()
     let phase: "absent" | "bound" | "unbinding" = "absent"
     let bound = 0
@@ -29,7 +49,8 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
     let removalPoints = 0
     let injected = false
     let innerInjected = false
-    let sim: Simulator.Service | undefined
+    let sim: P | undefined
+    const { platform } = scenario
     const onLifecycle = (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => {
       oracle.onLifecycle(bus, event)
       if (!("device" in event) || event.device.name !== scenario.device) return
@@ -39,7 +60,7 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
     }
     const remove = (mode: "surprise" | "unplug") => {
       const s = sim!
-      return Effect.ignore(mode === "surprise" ? s.surpriseRemove(scenario.device) : s.unplug(scenario.device))
+      return Effect.ignore(mode === "surprise" ? platform.surpriseRemove(s, scenario.device) : platform.unplug(s, scenario.device))
     }
     const onTask = (control: VirtualTime.Control) => {
       if (phase === "bound") {
@@ -58,14 +79,19 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
         }
       }
     }
+    // A platform made outside the world (real I/O at its start: QEMU) lives for the case.
+    const outside = platform.outside === true ? yield* Effect.either(platform.make({ seed, onLifecycle })) : undefined
+    if (outside?._tag === "Left") return failedToStart(scenario.name, seed, c, outside.left)
+    if (outside !== undefined) sim = outside.right
     const program = Effect.scoped(Effect.gen(function*() {
-      sim = yield* Simulator.make({ ...scenario.simulator, seed, onLifecycle })
-      yield* scenario.run({ sim, oracle })
+      if (sim === undefined) sim = yield* platform.make({ seed, onLifecycle })
+      if (platform.inWorld !== undefined) yield* Effect.forkScoped(platform.inWorld(sim))
+      yield* scenario.run({ platform: sim, oracle })
     }))
-    const ran = yield* VirtualTime.run(program, { onTask, until: timeout })
+    const ran = yield* VirtualTime.run(program as Effect.Effect<void, unknown>, { onTask, until: timeout })
     // No signal is passed, so a run is never Interrupted (the type allows it).
     const outcome = ran._tag === "Interrupted" ? { ...ran, _tag: "TimedOut" as const } : ran
-    const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(sim, outcome._tag)
+    const verdict = sim === undefined ? { count: 0, violations: [], omitted: [] } : oracle.judge(platform.evidence(sim), outcome._tag)
     let failure: string | undefined
     if (outcome._tag === "Stalled") {
       // Fiber ids differ from run to run (they are process-wide); spans do not.
@@ -89,7 +115,21 @@ export const runCase = <E>(scenario: Scenario<E>, seed: number, c: Case, timeout
       points: { bound, unbinding, removal: removalPoints },
       virtualMillis: outcome.virtualMillis
     }
-  })
+  }))
+
+/** A case whose platform could not be made: a failure, with the reason. */
+const failedToStart = (name: string, seed: number, c: Case, error: unknown): CaseResult => ({
+  case: c,
+  token: token(name, seed, c),
+  outcome: "Done",
+  injected: false,
+  violations: [],
+  violationCount: 0,
+  omitted: [],
+  failure: `the platform did not start: ${(error as { readonly message?: unknown })?.message ?? String(error)}`,
+  points: { bound: 0, unbinding: 0, removal: 0 },
+  virtualMillis: 0
+})
 
 const spread = (count: number, max: number): Array<number> => {
   if (count <= max) return Array.from({ length: count }, (_, i) => i + 1)
@@ -100,8 +140,11 @@ const spread = (count: number, max: number): Array<number> => {
 
 const failed = (r: CaseResult) => r.failure !== undefined || r.violationCount > 0
 
-export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect.Effect<Report> =>
+export const explore = <E>(scenario: Scenario<E>, options: Options = {}): Effect.Effect<Report> => exploreOn(onSimulator(scenario), options)
+
+export const exploreOn = <P, E, PE>(scenario: PlatformScenario<P, E, PE>, options: Options = {}): Effect.Effect<Report> =>
   Effect.gen(function*() {
+    const runCase = runCaseOn
     const seed = scenario.seed ?? 1
     const modes = options.modes ?? ["surprise", "unplug", "surprise-in-remove"]
     const max = options.maxPoints ?? 200
