@@ -83,9 +83,10 @@ describe.skipIf(skip)("the edu driver on QEMU's edu", () => {
         const report = yield* q.surpriseRemove("edu0")
         expect(report?.cause).toBe("surprise")
         expect(report?.leaks).toEqual([])
-        for (const exit of [yield* Fiber.await(inFlight), yield* Fiber.await(queued)]) {
-          expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error instanceof DeviceError.DeviceGone).toBe(true)
-        }
+        const gone = (exit: Exit.Exit<unknown, unknown>) =>
+          Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error instanceof DeviceError.DeviceGone
+        expect(gone(yield* Fiber.await(inFlight))).toBe(true)
+        expect(gone(yield* Fiber.await(queued))).toBe(true)
         const stats = probed().engine.stats()
         expect(stats.inFlight).toBe(0)
         expect(probed().engine.resolutions).toBe(stats.started)
