@@ -8,11 +8,10 @@ import { Effect, Exit, Fiber, Option } from "effect"
 import { DeviceError, Hardware } from "@devscope/core"
 import { driver, EduDevices, makeEduDevices, type Probed } from "@devscope/example-edu"
 import { Qemu } from "@devscope/qemu"
-import { locate } from "../src/internal/install.js"
+import { skipReason } from "./qemuAvailable.js"
 
-const qemu = locate()
-const skip = !qemu.available && process.env.CI === undefined
-if (skip) console.warn(`skipping the edu-on-QEMU tests: ${qemu.available ? "" : `${qemu.reason} (${qemu.hint})`}`)
+// Without QEMU (outside CI) these are skipped, with the reason printed by qemuAvailable.ts.
+const skip = skipReason !== undefined
 
 const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff)
 
