@@ -11,10 +11,11 @@ import * as b3 from "./bench/b3.js"
 import * as b4 from "./bench/b4.js"
 import * as b5 from "./bench/b5.js"
 import * as b6 from "./bench/b6.js"
+import * as b7 from "./bench/b7.js"
 import { document, printSection, type Section } from "./bench/report.js"
 import { sink } from "./bench/harness.js"
 
-const suites = { b1, b2, b3, b4, b5, b6 } as const
+const suites = { b1, b2, b3, b4, b5, b6, b7 } as const
 type Id = keyof typeof suites
 
 const requested = process.argv.slice(2).map((a) => a.toLowerCase())
