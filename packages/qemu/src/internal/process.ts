@@ -1,8 +1,9 @@
 /**
- * Launching one QEMU machine for the qtest backend: a private temp dir with the qtest FIFOs and
- * the QMP socket, guest RAM in a /dev/shm file the process can read and write, and QEMU itself
- * under `setpriv --pdeathsig SIGKILL` so that it cannot outlive us. Everything is released with
- * the scope: SIGTERM, up to 2 s of grace, SIGKILL, then the files.
+ * Launching one QEMU machine for the qtest backend: a private temp dir with the qtest FIFOs, the
+ * synchronous QMP channel's FIFOs and the QMP socket, guest RAM in a /dev/shm file the process
+ * can read and write, and QEMU itself under `setpriv --pdeathsig SIGKILL` so that it cannot
+ * outlive us. Everything is released with the scope: SIGTERM, up to 2 s of grace, SIGKILL,
+ * then the files.
  *
  * @since 0.1.0
  */
@@ -106,6 +107,13 @@ export interface Machine {
   readonly dir: string
   /** `-qtest pipe:<qtestBase>`: QEMU reads `<qtestBase>.in` and writes `<qtestBase>.out`. */
   readonly qtestBase: string
+  /**
+   * `-chardev pipe,path=<qmpFifoBase>` under a second QMP monitor, for the synchronous QMP
+   * client (qmpSync.ts): QEMU reads `<qmpFifoBase>.in` and writes `<qmpFifoBase>.out`.
+   * Always there: until a client sends `qmp_capabilities` QEMU sends it no events, so an
+   * unused channel holds only QEMU's greeting.
+   */
+  readonly qmpFifoBase: string
   readonly qmpSocket: string
   /** The guest RAM file: guest physical address A (below 4 GiB) is file offset A. */
   readonly memPath: string
@@ -155,6 +163,7 @@ const shmName = () => `devscope-qemu-${process.pid}-${randomBytes(6).toString("h
  */
 export const commandLine = (options: LaunchOptions, files: {
   readonly qtestBase: string
+  readonly qmpFifoBase: string
   readonly qmpSocket: string
   readonly memPath: string
 }): Array<string> => {
@@ -168,6 +177,8 @@ export const commandLine = (options: LaunchOptions, files: {
     "-qtest-log", "/dev/null",
     "-chardev", `socket,path=${files.qmpSocket},server=on,wait=off,id=qmp0`,
     "-mon", "chardev=qmp0,mode=control",
+    "-chardev", `pipe,id=qmpsync,path=${files.qmpFifoBase}`,
+    "-mon", "chardev=qmpsync,mode=control",
     "-display", "none",
     "-nodefaults",
     "-m", `${mib}M`,
@@ -194,6 +205,7 @@ const start = (options: LaunchOptions) =>
     }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "devscope-qemu-"))
     const qtestBase = path.join(dir, "qtest")
+    const qmpFifoBase = path.join(dir, "qmpsync")
     const qmpSocket = path.join(dir, "qmp.sock")
     const memPath = path.join("/dev/shm", shmName())
     const cleanup = () => {
@@ -206,14 +218,15 @@ const start = (options: LaunchOptions) =>
       return yield* new QemuStartFailed({ reason: `socket path too long: ${qmpSocket} (set TMPDIR)`, stderr: "" })
     }
     try {
-      execFileSync("mkfifo", ["-m", "0600", `${qtestBase}.in`, `${qtestBase}.out`], { stdio: "pipe" })
+      const fifos = [qtestBase, qmpFifoBase].flatMap((base) => [`${base}.in`, `${base}.out`])
+      execFileSync("mkfifo", ["-m", "0600", ...fifos], { stdio: "pipe" })
     } catch (cause) {
       cleanup()
       return yield* new QemuStartFailed({ reason: "mkfifo failed", stderr: "", cause })
     }
     const binary = options.binary ?? "qemu-system-x86_64"
     const setpriv = options.setpriv === undefined ? "setpriv" : options.setpriv
-    const qemuArgs = commandLine(options, { qtestBase, qmpSocket, memPath })
+    const qemuArgs = commandLine(options, { qtestBase, qmpFifoBase, qmpSocket, memPath })
     const [file, args] = setpriv === null
       ? [binary, qemuArgs]
       : [setpriv, ["--pdeathsig", "SIGKILL", "--", binary, ...qemuArgs]]
@@ -241,6 +254,7 @@ const start = (options: LaunchOptions) =>
       pid: child.pid,
       dir,
       qtestBase,
+      qmpFifoBase,
       qmpSocket,
       memPath,
       memoryBytes: mib * 1024 * 1024,

@@ -8,8 +8,11 @@
  */
 import * as fs from "node:fs"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { QemuStartFailed } from "./process.js"
+import * as Exit from "effect/Exit"
+import { type Machine, QemuExited, QemuStartFailed } from "./process.js"
 
 /**
  * A request was refused before anything was sent (an argument out of range, say).
@@ -192,7 +195,7 @@ export class Encoder {
   }
 }
 
-/** The longest line we accept: a 1 MiB `b64read` answer is ~1.4 MB. */
+/** The longest qtest line we accept: a 1 MiB `b64read` answer is ~1.4 MB. */
 const MAX_LINE = 4 * 1024 * 1024
 
 /**
@@ -209,10 +212,11 @@ export class LineReader {
   private scanned = 0
   private ls = 0
   private le = 0
-  /** Set when a line exceeded MAX_LINE: `next` then fails like EOF. */
+  /** Set when a line exceeded `maxLine`: `next` then fails like EOF. */
   overlong = false
 
-  constructor(private readonly fd: number) {}
+  /** `maxLine`: the longest line accepted (qtest's 4 MiB by default; QMP uses 1 MiB). */
+  constructor(private readonly fd: number, private readonly maxLine: number = MAX_LINE) {}
 
   /** Makes the next line current, reading (blocking) as needed; false on EOF or error. */
   next(): boolean {
@@ -226,7 +230,7 @@ export class LineReader {
         this.start = 0
       }
       if (this.end === this.buf.length) {
-        if (this.buf.length >= MAX_LINE) {
+        if (this.buf.length >= this.maxLine) {
           this.overlong = true
           return false
         }
@@ -266,6 +270,10 @@ export class LineReader {
   }
   line(): string {
     return this.buf.toString("latin1", this.ls, this.le)
+  }
+  /** The current line decoded as UTF-8 (QMP's JSON). */
+  utf8(): string {
+    return this.buf.toString("utf8", this.ls, this.le)
   }
   /** The current line from byte `from` on, as text. */
   text(from: number): string {
@@ -337,3 +345,31 @@ export const openFifo = (file: string, flags: number, opened: Array<number>) =>
       timer.unref()
     })
   })
+
+/**
+ * Opens a FIFO pair chardev's two ends (`<base>.in` write-only, `<base>.out` read-only, the
+ * latter so that QEMU's death reads as EOF) off the main thread, racing QEMU's exit (then
+ * `QemuExited`, with its stderr) and a deadline. Whatever was opened is closed on failure.
+ * `what` names the channel in the timeout message.
+ * @internal
+ */
+export const openFifoPair = (machine: Machine, base: string, what: string, timeout: Duration.Duration) => {
+  const opened: Array<number> = []
+  return Effect.all([
+    openFifo(`${base}.in`, fs.constants.O_WRONLY, opened),
+    openFifo(`${base}.out`, fs.constants.O_RDONLY, opened)
+  ], { concurrency: 2 }).pipe(
+    Effect.raceFirst(Deferred.await(machine.exited).pipe(Effect.flatMap((exit) => new QemuExited(exit)))),
+    // Acquisition is uninterruptible; the race and the deadline must be able to interrupt.
+    Effect.interruptible,
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () =>
+        new QemuStartFailed({
+          reason: `QEMU did not open its ${what} FIFOs within ${Duration.format(timeout)}`,
+          stderr: machine.stderr()
+        })
+    }),
+    Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => opened.forEach(closeQuietly)))
+  )
+}
