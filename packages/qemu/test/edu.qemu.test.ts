@@ -6,7 +6,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option } from "effect"
 import { DeviceError, Hardware } from "@devscope/core"
-import { driver, EduDevices, makeEduDevices, type Probed } from "@devscope/example-edu"
+import { driver, type EduDevice, EduDevices, makeEduDevices, type Probed } from "@devscope/example-edu"
+import { Explore } from "@devscope/testing"
 import { Qemu } from "@devscope/qemu"
 import { skipReason } from "./qemuAvailable.js"
 
@@ -91,4 +92,38 @@ describe.skipIf(skip)("the edu driver on QEMU's edu", () => {
         expect(probed().engine.resolutions).toBe(stats.started)
         expect(q.problems()).toEqual([])
       })), 60_000)
+})
+
+describe.skipIf(skip)("Explore on QEMU's edu", () => {
+  it.live("the edu driver under load: surprise and orderly removal at points spread over the run, every operation resolved once", () =>
+    Effect.gen(function*() {
+      const report = yield* Explore.exploreOn({
+        name: "edu-on-qemu",
+        device: "edu0",
+        platform: Qemu.platform({ devices: [{ name: "edu0", model: "edu" }] }),
+        run: ({ platform, oracle }) =>
+          Effect.gen(function*() {
+            const devices = makeEduDevices()
+            yield* platform.pci.registerDriver(driver()).pipe(
+              Effect.provideService(Hardware.Hardware, platform.hardware),
+              Effect.provideService(EduDevices, devices),
+              Effect.orDie
+            )
+            yield* Effect.orDie(platform.plug("edu0"))
+            const ops: ReadonlyArray<readonly [string, (d: EduDevice) => Effect.Effect<unknown, unknown>]> = [
+              ["factorial", (d) => d.factorial(7)],
+              ["dma to device", (d) => d.dmaToDevice(pattern(128, 5))],
+              ["dma from device", (d) => d.dmaFromDevice(128)]
+            ]
+            for (const [what, op] of ops) {
+              const d = Option.getOrUndefined(devices.lookup("edu0"))
+              if (d !== undefined) yield* oracle.track("edu0", what, op(d))
+            }
+            yield* Effect.ignore(platform.unplug("edu0"))
+          })
+      }, { maxPoints: 4 })
+      expect(report.failures).toEqual([])
+      expect(report.modes[0]!.injected).toBeGreaterThan(0)
+      expect(report.modes[1]!.injected).toBeGreaterThan(0)
+    }), 180_000)
 })

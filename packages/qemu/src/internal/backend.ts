@@ -41,8 +41,6 @@ export interface Options extends BootOptions {
    * virtual world would take for a stall).
    */
   readonly clock?: "auto" | "manual" | undefined
-  /** How long an orderly removal waits for QEMU's steps (attention button, DEVICE_DELETED). Default 5 s of wall time. */
-  readonly removalTimeout?: Duration.DurationInput | undefined
 }
 
 /** A device of the machine, seen from the backend. */
@@ -109,7 +107,6 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     const { qtest, cfg, memory } = booted
     // At least 1 µs: a smaller quantum would cost a qtest round trip per few ns of virtual time.
     const quantumNs = BigInt(Math.max(1000, Math.round(Duration.toMillis(Duration.decode(options.quantum ?? "100 micros")) * 1e6)))
-    const removalTimeout = Duration.decode(options.removalTimeout ?? "5 seconds")
     let qemuMillis = () => 0
     const trace = Trace.make({ now: () => qemuMillis(), limit: options.traceLimit })
     // Bus events go into the trace synchronously, in order with the DMA events.
@@ -245,7 +242,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
           yield* alive
           if (entry.device !== undefined) return yield* new DeviceError.DeviceExists({ device: name })
           if (entry.status !== "present") {
-            yield* Hotplug.plugIn(state, entry, removalTimeout)
+            yield* Hotplug.plugIn(state, entry)
             entry.port = Memory.makePort({ device: name, memory, onFault, trace })
             entry.line = undefined
           }
@@ -262,7 +259,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         Effect.gen(function*() {
           const entry = yield* find(name)
           yield* alive
-          return yield* Hotplug.orderlyRemoval(state, entry, pci, removalTimeout)
+          return yield* Hotplug.orderlyRemoval(state, entry, pci)
         }),
       surpriseRemove: (name) =>
         Effect.gen(function*() {

@@ -14,6 +14,7 @@ import { GuestMemory, PAGE } from "./memory.js"
 import * as Pci from "./pci.js"
 import { launch, type Machine, type QemuError } from "./process.js"
 import * as Qmp from "./qmp.js"
+import * as QmpSync from "./qmpSync.js"
 import * as Qtest from "./qtest.js"
 
 /**
@@ -73,6 +74,8 @@ export interface Booted {
   readonly machine: Machine
   readonly qtest: Qtest.Qtest
   readonly qmp: Qmp.Qmp
+  /** QMP over a FIFO pair, synchronous like qtest: the hotplug path uses it (no real I/O wait in a virtual world). */
+  readonly qmpSync: QmpSync.QmpSync
   readonly cfg: Pci.ConfigSpace
   readonly memory: GuestMemory
   readonly slots: ReadonlyArray<Slot>
@@ -163,6 +166,7 @@ export const boot = (
     })
     const qtest = yield* Qtest.open(machine, { deadlineMs: options.deadlineMs ?? 10_000 })
     const qmp = yield* Qmp.connect(machine)
+    const qmpSync = yield* QmpSync.openSync(machine, { deadlineMs: options.deadlineMs ?? 10_000 })
     qtest.irqInterceptIn("ioapic")
     const cfg = new Pci.ConfigSpace(qtest)
     const functions = Pci.enumerate(cfg)
@@ -187,5 +191,5 @@ export const boot = (
       (fd) => Effect.sync(() => fs.closeSync(fd))
     )
     const memory = new GuestMemory(fd, machine.memoryBytes, RESERVED)
-    return { machine, qtest, qmp, cfg, memory, slots, functions, resources, mailboxes: { base: PAGE * 16, count: PAGE / 4 } }
+    return { machine, qtest, qmp, qmpSync, cfg, memory, slots, functions, resources, mailboxes: { base: PAGE * 16, count: PAGE / 4 } }
   })

@@ -1,16 +1,20 @@
 /**
  * Removal and re-plug through the root ports' native PCIe hotplug, as the platform (pciehp)
- * does it. Each sequence runs to its end once started, even if its caller is interrupted: a
+ * does it. Every step is synchronous (qtest and QMP over FIFO pairs, bounded polls, the
+ * watchdog's deadline), so a removal inside a VirtualTime world waits on no real I/O. Each sequence runs to its end once started, even if its caller is interrupted: a
  * half-done removal would leave QEMU and the bus disagreeing about the device.
  * @internal
  */
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import type { Bus, Lifecycle } from "@devscope/core"
 import { deviceArguments } from "./boot.js"
 import * as Pci from "./pci.js"
 import * as Pcie from "./pcie.js"
+import { QmpError } from "./qmp.js"
 import { type Entry, guarded, type QemuLost, type State } from "./state.js"
 
 /**
@@ -25,6 +29,18 @@ export class HotplugFailed extends Data.TaggedError("HotplugFailed")<{
 }> {
   override get message() {
     return `hotplug of ${this.device} failed at ${this.step}: ${this.reason}`
+  }
+}
+
+/** A QMP command: QEMU's refusal is returned (not a loss); anything else loses QEMU. */
+const qmpCall = (state: State, during: string, command: () => unknown): unknown => {
+  try {
+    return command()
+  } catch (error) {
+    if (error instanceof QmpError) return error
+    return guarded(state, during, () => {
+      throw error
+    })
   }
 }
 
@@ -59,26 +75,49 @@ const gone = (entry: Entry) => {
 export const orderlyRemoval = (
   state: State,
   entry: Entry,
-  pci: Bus.Service,
-  timeout: Duration.Duration
+  pci: Bus.Service
+): Effect.Effect<Lifecycle.UnbindReport | undefined, HotplugFailed | QemuLost> =>
+  Effect.suspend(() => {
+    // One orderly removal at a time: a second one waits for the first (and has nothing to report).
+    const running = entry.removal
+    if (running !== undefined) return Effect.as(Deferred.await(running), undefined)
+    const done = Deferred.unsafeMake<void>(FiberId.none)
+    entry.removal = done
+    return Effect.ensuring(orderly(state, entry, pci), Effect.sync(() => {
+      entry.removal = undefined
+      Deferred.unsafeDone(done, Exit.void)
+    }))
+  })
+
+/** Takes the device off the bus (a device the bus already removed, or is removing, is left to that). */
+const offTheBus = (pci: Bus.Service, entry: Entry, cause: "hot-unplug" | "surprise") =>
+  Effect.suspend(() => {
+    const device = entry.device
+    entry.device = undefined
+    return device === undefined ? Effect.succeed(undefined) : Effect.catchAll(pci.removeDevice(device, { cause }), () => Effect.succeed(undefined))
+  })
+
+const orderly = (
+  state: State,
+  entry: Entry,
+  pci: Bus.Service
 ): Effect.Effect<Lifecycle.UnbindReport | undefined, HotplugFailed | QemuLost> =>
   Effect.uninterruptible(Effect.gen(function*() {
-    const { qmp, cfg } = state.booted
+    const { qmpSync, cfg } = state.booted
     const name = entry.slot.spec.name
     const report = entry.status !== "present"
       ? undefined
       : yield* Effect.gen(function*() {
-        const after = qmp.lastSeq()
-        yield* qmp.execute("device_del", { id: entry.slot.qemuId }).pipe(
-          Effect.mapError((e) => new HotplugFailed({ device: name, step: "device_del", reason: e.message }))
-        )
+        const after = qmpSync.lastSeq()
+        const asked = qmpCall(state, "device_del", () => qmpSync.execute("device_del", { id: entry.slot.qemuId }))
+        if (lostOf(state) !== undefined) return yield* lostOf(state)!
+        if (asked instanceof QmpError) return yield* new HotplugFailed({ device: name, step: "device_del", reason: asked.message })
         if (!pollSlot(state, entry, (s) => s.attentionButtonPressed)) {
           if (lostOf(state) !== undefined) return yield* lostOf(state)!
           return yield* new HotplugFailed({ device: name, step: "attention button", reason: "Slot Status never showed the button pressed" })
         }
         // The platform's answer to the button: the driver lets go while the device works...
-        const unbound = entry.device === undefined ? undefined : yield* Effect.orDie(pci.removeDevice(entry.device, { cause: "hot-unplug" }))
-        entry.device = undefined
+        const unbound = yield* offTheBus(pci, entry, "hot-unplug")
         // ...then the slot's power goes off and QEMU removes the device.
         const step = guarded(state, "the slot power-off", () => Pcie.orderlyRemovalStep(cfg, entry.slot.port.address))
         gone(entry)
@@ -86,16 +125,20 @@ export const orderlyRemoval = (
         if (step?._tag !== "PoweredOff") {
           return yield* new HotplugFailed({ device: name, step: "slot power-off", reason: `the attention button was no longer pressed (${step?._tag})` })
         }
-        yield* qmp.waitForEvent("DEVICE_DELETED", {
-          after,
-          where: (e) => (e.data as { readonly device?: unknown } | undefined)?.device === entry.slot.qemuId,
-          timeout
-        }).pipe(Effect.mapError((e) => new HotplugFailed({ device: name, step: "DEVICE_DELETED", reason: e.message })))
+        // QEMU sends DEVICE_DELETED from a batched RCU callback, about 50 ms of wall time after
+        // the power-off; `drainRcu` has QEMU run its pending callbacks so one round trip sees it.
+        const deleted = guarded(state, "DEVICE_DELETED", () =>
+          qmpSync.waitForEvent("DEVICE_DELETED", {
+            after,
+            where: (e) => (e.data as { readonly device?: unknown } | undefined)?.device === entry.slot.qemuId,
+            drainRcu: true
+          }))
+        if (lostOf(state) !== undefined) return yield* lostOf(state)!
+        if (deleted === undefined) return yield* new HotplugFailed({ device: name, step: "DEVICE_DELETED", reason: "QEMU did not report the device deleted" })
         return unbound
       })
     // A device already gone (surprise-removed, QEMU lost) is only taken off the bus.
-    const late = entry.device === undefined ? undefined : yield* Effect.orDie(pci.removeDevice(entry.device, { cause: "surprise" }))
-    entry.device = undefined
+    const late = yield* offTheBus(pci, entry, "surprise")
     entry.status = "absent"
     return report ?? late
   }))
@@ -115,9 +158,9 @@ export const surpriseRemoval = (
       guarded(state, "the slot power cut", () => Pcie.powerOffSlot(state.booted.cfg, entry.slot.port.address))
       gone(entry)
     }
-    const report = entry.device === undefined ? undefined : yield* Effect.orDie(pci.removeDevice(entry.device, { cause: "surprise" }))
-    entry.device = undefined
-    entry.status = "absent"
+    const report = yield* offTheBus(pci, entry, "surprise")
+    // (An orderly removal running meanwhile finishes its own sequence and leaves the slot empty.)
+    if (entry.removal === undefined) entry.status = "absent"
     return report
   }))
 
@@ -126,18 +169,17 @@ export const surpriseRemoval = (
  * link, then the BARs the device had at boot programmed again (the bridge window above was
  * sized for them) and decoding and bus mastering turned on.
  */
-export const plugIn = (state: State, entry: Entry, timeout: Duration.Duration): Effect.Effect<void, HotplugFailed | QemuLost> =>
+export const plugIn = (state: State, entry: Entry): Effect.Effect<void, HotplugFailed | QemuLost> =>
   Effect.uninterruptible(Effect.gen(function*() {
-    const { qmp, cfg } = state.booted
+    const { qmpSync, cfg } = state.booted
     const name = entry.slot.spec.name
     const port = entry.slot.port.address
     const powered = guarded(state, "the slot power-on", () => Pcie.slotState(cfg, port).powered || Pcie.powerOnSlot(cfg, port).powered)
     if (lostOf(state) !== undefined) return yield* lostOf(state)!
     if (powered !== true) return yield* new HotplugFailed({ device: name, step: "slot power-on", reason: "the slot stayed off" })
-    yield* qmp.execute("device_add", deviceArguments(entry.slot.spec, entry.slot.index)).pipe(
-      Effect.timeoutFail({ duration: timeout, onTimeout: () => new HotplugFailed({ device: name, step: "device_add", reason: `no answer within ${Duration.format(timeout)}` }) }),
-      Effect.mapError((e) => e._tag === "HotplugFailed" ? e : new HotplugFailed({ device: name, step: "device_add", reason: e.message }))
-    )
+    const added = qmpCall(state, "device_add", () => qmpSync.execute("device_add", deviceArguments(entry.slot.spec, entry.slot.index)))
+    if (lostOf(state) !== undefined) return yield* lostOf(state)!
+    if (added instanceof QmpError) return yield* new HotplugFailed({ device: name, step: "device_add", reason: added.message })
     if (!pollSlot(state, entry, (s) => s.present)) {
       if (lostOf(state) !== undefined) return yield* lostOf(state)!
       return yield* new HotplugFailed({ device: name, step: "presence", reason: "Presence Detect State never showed the device" })

@@ -4,6 +4,7 @@
  * @internal
  */
 import * as Data from "effect/Data"
+import type * as Deferred from "effect/Deferred"
 import type { Device, Hardware, Mmio } from "@devscope/core"
 import type { Iommu } from "@devscope/sim"
 import type { Booted, Slot } from "./boot.js"
@@ -49,6 +50,8 @@ export interface Entry {
   line: IntxLine | undefined
   status: "absent" | "present" | "gone"
   device: Device.Device | undefined
+  /** Set while an orderly removal runs (completed when it ends). */
+  removal?: Deferred.Deferred<void> | undefined
 }
 
 /** The backend's state. */
