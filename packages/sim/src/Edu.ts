@@ -16,7 +16,15 @@ import * as Model from "./Model.js"
  * @since 0.1.0
  * @category constants
  */
-export const ids = { vendor: 0x1234, device: 0x11e8, class: 0x00ff00 } as const
+export const ids = {
+  vendor: 0x1234,
+  device: 0x11e8,
+  class: 0x00ff00,
+  // QEMU's edu: revision 0x10; QEMU's default subsystem ids.
+  revision: 0x10,
+  subsystemVendor: 0x1af4,
+  subsystem: 0x1100
+} as const
 
 /**
  * Where the device's internal buffer sits in the device's own address space (DMA_SRC or
@@ -114,15 +122,20 @@ export const model = (timing: Timing = {}) =>
       Effect.sync(() => {
         const [regs] = ctx.regions
         const buffer = new Uint8Array(BUFFER_SIZE)
+        // QEMU's `addr4`: a write stores the inverse, a read returns what is stored (0 at reset).
         let liveness = 0
         const raise = (bits: number) => {
           regs.set("IRQ_STATUS", regs.get("IRQ_STATUS") | bits)
-          ctx.raise(0)
+          // As QEMU's edu_raise_irq: an interrupt only while some status bit is set.
+          if (regs.get("IRQ_STATUS") !== 0) ctx.raise(0)
         }
-        regs.onWrite("LIVENESS", (value) => void (liveness = value))
-        regs.onRead("LIVENESS", () => ~liveness >>> 0)
-        regs.onWrite("FACT", (n) => {
-          if (regs.getField("STATUS", "COMPUTING") === 1) return
+        regs.onWrite("LIVENESS", (value) => void (liveness = ~value >>> 0))
+        regs.onRead("LIVENESS", () => liveness)
+        // QEMU's STATUS write only sets or clears IRQ_ON_DONE: COMPUTING is the device's.
+        regs.onWrite("STATUS", (_, previous) => regs.setField("STATUS", "COMPUTING", previous & 1))
+        regs.onWrite("FACT", (n, previous) => {
+          // QEMU ignores FACT writes while a factorial is being computed.
+          if (regs.getField("STATUS", "COMPUTING") === 1) return regs.set("FACT", previous)
           regs.setField("STATUS", "COMPUTING", 1)
           ctx.spawn(
             "edu factorial",
@@ -137,8 +150,16 @@ export const model = (timing: Timing = {}) =>
         })
         regs.onWrite("IRQ_RAISE", (bits) => raise(bits))
         regs.onWrite("IRQ_ACK", (bits) => regs.set("IRQ_STATUS", regs.get("IRQ_STATUS") & ~bits))
+        // As QEMU: while a transfer runs, writes to the DMA registers are ignored; a DMA_CMD
+        // write without START is ignored too.
+        const running = () => regs.getField("DMA_CMD", "START") === 1
+        for (const name of ["DMA_SRC", "DMA_DST", "DMA_CNT"] as const) {
+          regs.onWrite(name, (_, previous) => {
+            if (running()) regs.set(name, previous)
+          })
+        }
         regs.onWrite("DMA_CMD", (cmd, previous) => {
-          if ((previous & 1) === 1 || (cmd & 1) === 0) return
+          if ((previous & 1) === 1 || (cmd & 1) === 0) return regs.set("DMA_CMD", previous)
           const src = regs.get("DMA_SRC")
           const dst = regs.get("DMA_DST")
           const count = regs.get("DMA_CNT")

@@ -16,7 +16,15 @@ import * as Model from "./Model.js"
  * @since 0.1.0
  * @category constants
  */
-export const ids = { vendor: 0x1b36, device: 0x0005 } as const
+export const ids = {
+  vendor: 0x1b36,
+  device: 0x0005,
+  // As QEMU's pci-testdev: PCI_CLASS_OTHERS, revision 0, QEMU's default subsystem ids.
+  class: 0x00ff00,
+  revision: 0,
+  subsystemVendor: 0x1af4,
+  subsystem: 0x1100
+} as const
 
 /**
  * The tests the device offers: where the test's write goes, its width and data.
