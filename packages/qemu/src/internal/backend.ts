@@ -141,7 +141,10 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         // (Its slot is powered off below.)
         device: undefined
       })
-      Pcie.enableHotplugInterrupts(cfg, slot.port.address)
+      // The root ports' hotplug interrupts stay off: the backend polls Slot Status itself, and
+      // a root port's INTx shares the IOAPIC input of the device behind it (the swizzle through
+      // a PCIe port is the identity), so its events would reach the device's handlers.
+      Pcie.disableHotplugInterrupts(cfg, slot.port.address)
     }
     const attach = (entry: Entry) => {
       const fn = booted.functions.find((f) => f.address.bus === entry.slot.bus && f.address.function === 0) ??
@@ -161,6 +164,9 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     }
 
     // --- interrupts: IOAPIC pins to the lines of the devices on them ------------------------
+    // An interrupt is delivered when its IOAPIC input rises (QEMU reports changes of level).
+    // An input that stays high is not delivered again: a handler must clear every cause it
+    // finds (read the status until it is 0), as a level-triggered handler must anyway.
     qtest.onIrq((event) => {
       if (event.level !== "raise") return
       for (const line of state.byPin.get(event.line) ?? []) line.raise()
