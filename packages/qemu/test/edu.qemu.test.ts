@@ -16,10 +16,10 @@ const skip = skipReason !== undefined
 
 const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff)
 
-/** A QEMU machine with one edu, the driver registered, the device plugged. */
-const withEdu = <A, E>(f: (q: Qemu.Service, probed: () => Probed) => Effect.Effect<A, E, EduDevices>) =>
+/** A QEMU machine with one edu (interrupting by INTx or MSI), the driver registered, the device plugged. */
+const withEdu = <A, E>(f: (q: Qemu.Service, probed: () => Probed) => Effect.Effect<A, E, EduDevices>, interrupts: "intx" | "msi" = "intx") =>
   Effect.scoped(Effect.gen(function*() {
-    const q = yield* Qemu.make({ devices: [{ name: "edu0", model: "edu" }] })
+    const q = yield* Qemu.make({ devices: [{ name: "edu0", model: "edu", interrupts }] })
     const devices = makeEduDevices()
     let probed: Probed | undefined
     yield* q.pci.registerDriver(driver({ onProbe: (p) => (probed = p) })).pipe(
@@ -35,7 +35,7 @@ const withEdu = <A, E>(f: (q: Qemu.Service, probed: () => Probed) => Effect.Effe
 
 const edu = Effect.map(EduDevices, (d) => Option.getOrThrow(d.lookup("edu0")))
 
-describe.skipIf(skip)("the edu driver on QEMU's edu", () => {
+describe.skipIf(skip).each(["intx", "msi"] as const)("the edu driver on QEMU's edu, interrupting by %s", (interrupts) => {
   it.live("factorials, raised interrupts, DMA both ways (QEMU's 100 ms transfers)", () =>
     withEdu((q) =>
       Effect.gen(function*() {
@@ -50,7 +50,7 @@ describe.skipIf(skip)("the edu driver on QEMU's edu", () => {
         expect(d.stats().interrupts).toBeGreaterThan(0)
         expect(q.dmaFaults()).toEqual([])
         expect(q.problems()).toEqual([])
-      })), 60_000)
+      }), interrupts), 60_000)
 
   it.live("orderly unplug with a DMA in flight: the transfer ends before its buffer is freed; later calls get DeviceGone", () =>
     withEdu((q, probed) =>
@@ -71,7 +71,7 @@ describe.skipIf(skip)("the edu driver on QEMU's edu", () => {
         // Plugged again: a new binding works.
         yield* q.plug("edu0")
         expect(yield* (yield* edu).factorial(4)).toBe(24)
-      })), 60_000)
+      }), interrupts), 60_000)
 
   it.live("surprise removal with a DMA in flight: every call resolves once with DeviceGone, the unbind is clean", () =>
     withEdu((q, probed) =>
@@ -91,7 +91,7 @@ describe.skipIf(skip)("the edu driver on QEMU's edu", () => {
         expect(stats.inFlight).toBe(0)
         expect(probed().engine.resolutions).toBe(stats.started)
         expect(q.problems()).toEqual([])
-      })), 60_000)
+      }), interrupts), 60_000)
 })
 
 describe.skipIf(skip)("Explore on QEMU's edu", () => {

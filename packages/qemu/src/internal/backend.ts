@@ -12,13 +12,14 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { Bus, type Device, DeviceError, Hardware, type Lifecycle } from "@devscope/core"
 import { type Iommu, Trace } from "@devscope/sim"
-import { type Booted, boot, type BootOptions } from "./boot.js"
+import { type Booted, boot, type BootOptions, MachineInvalid } from "./boot.js"
 import * as Memory from "./memory.js"
 import * as Pci from "./pci.js"
 import * as Pcie from "./pcie.js"
-import type { QemuExit } from "./process.js"
+import { type QemuExit, QemuStartFailed } from "./process.js"
 import * as Hotplug from "./hotplug.js"
-import { type Entry, guarded, intxLine, lost, QemuLost, regionOf, type State } from "./state.js"
+import * as Msi from "./msi.js"
+import { deviceLine, type Entry, guarded, lost, pollMessages, QemuLost, regionOf, type State } from "./state.js"
 
 /** Options of {@link make}. */
 export interface Options extends BootOptions {
@@ -135,8 +136,11 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         fn: undefined,
         bars: [],
         route: undefined,
+        messages: slot.spec.interrupts === "msi" || slot.spec.interrupts === "msix"
+          ? Msi.make(booted, slot.index, slot.spec.interrupts, slot.spec.vectors ?? 1)
+          : undefined,
         port: Memory.makePort({ device: slot.spec.name, memory, onFault, trace }),
-        line: undefined,
+        lines: [],
         status: slot.spec.present === false ? "absent" : "present",
         // (Its slot is powered off below.)
         device: undefined
@@ -145,6 +149,20 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       // a root port's INTx shares the IOAPIC input of the device behind it (the swizzle through
       // a PCIe port is the identity), so its events would reach the device's handlers.
       Pcie.disableHotplugInterrupts(cfg, slot.port.address)
+    }
+    /**
+     * Programs MSI or MSI-X of the device in the slot (if asked for); why the device cannot
+     * have them (no capability, too few MSI-X entries). A failing request is thrown.
+     */
+    const programMessages = (entry: Entry): string | undefined => {
+      if (entry.messages === undefined || entry.fn === undefined) return undefined
+      try {
+        entry.messages.program(entry.fn, entry.bars)
+        return undefined
+      } catch (error) {
+        if (!(error instanceof Pci.PciCapabilityMissing || error instanceof Pci.PciBadArgument || error instanceof Msi.MessagesUnavailable)) throw error
+        return `${entry.slot.spec.name} (${entry.slot.spec.model}): ${entry.messages.kind} cannot be used: ${error.message}`
+      }
     }
     const attach = (entry: Entry) => {
       const fn = booted.functions.find((f) => f.address.bus === entry.slot.bus && f.address.function === 0) ??
@@ -157,6 +175,11 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     }
     for (const entry of state.entries.values()) {
       attach(entry)
+      const unprogrammable = yield* Effect.try({
+        try: () => programMessages(entry),
+        catch: (cause) => new QemuStartFailed({ reason: `programming ${entry.slot.spec.name}'s interrupts: ${(cause as Error)?.message ?? String(cause)}`, stderr: booted.machine.stderr(), cause })
+      })
+      if (unprogrammable !== undefined) return yield* new MachineInvalid({ reason: unprogrammable })
       if (entry.slot.spec.present === false) {
         Pcie.powerOffSlot(cfg, entry.slot.port.address)
         Pcie.acknowledgeSlotEvents(cfg, entry.slot.port.address)
@@ -184,13 +207,17 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       irq: (device, line) =>
         Effect.suspend(() => {
           const entry = state.entries.get(device.name)
-          if (entry === undefined || line !== 0 || entry.route === undefined) return Effect.fail(new Hardware.NoSuchIrq({ device: device.name, line }))
-          if (entry.line === undefined) {
-            entry.line = intxLine(state, entry, device.name)
-            const pin = entry.route.ioapicPin
-            state.byPin.set(pin, [...(state.byPin.get(pin) ?? []), entry.line])
+          const lines = entry === undefined ? 0 : entry.messages !== undefined ? entry.messages.vectors : entry.route !== undefined ? 1 : 0
+          if (entry === undefined || !Number.isInteger(line) || line < 0 || line >= lines) return Effect.fail(new Hardware.NoSuchIrq({ device: device.name, line }))
+          let irq = entry.lines[line]
+          if (irq === undefined) {
+            irq = entry.lines[line] = deviceLine(state, entry, device.name, line)
+            if (entry.messages === undefined) {
+              const pin = entry.route!.ioapicPin
+              state.byPin.set(pin, [...(state.byPin.get(pin) ?? []), irq])
+            }
           }
-          return Effect.succeed(entry.line)
+          return Effect.succeed(irq)
         }),
       dma: (device) => {
         const entry = state.entries.get(device.name)
@@ -207,6 +234,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         for (const entry of state.entries.values()) entry.port.flush()
         state.qemuNs = qtest.clockStep(targetNs - state.qemuNs)
         for (const entry of state.entries.values()) entry.port.refresh()
+        for (const entry of state.entries.values()) if (entry.messages !== undefined) pollMessages(entry)
         for (const hit of memory.overwritten()) {
           onFault({ device: hit.owner.device, iova: hit.addr + hit.offset, length: 1, access: "write", reason: "stale", by: "the device (a write into freed guest RAM, seen at a clock step)", window: hit.owner.window })
         }
@@ -250,7 +278,12 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
           if (entry.status !== "present") {
             yield* Hotplug.plugIn(state, entry)
             entry.port = Memory.makePort({ device: name, memory, onFault, trace })
-            entry.line = undefined
+            // The previous device's lines go with it (its handlers were released at its unbind).
+            for (const [pin, lines] of state.byPin) state.byPin.set(pin, lines.filter((l) => !entry.lines.includes(l)))
+            entry.lines = []
+            const unprogrammable = guarded(state, "MSI programming", () => programMessages(entry), undefined)
+            if (state.lost !== undefined) return yield* state.lost
+            if (unprogrammable !== undefined) return yield* new Hotplug.HotplugFailed({ device: name, step: "interrupts", reason: unprogrammable })
           }
           entry.status = "present"
           const fn = entry.fn!

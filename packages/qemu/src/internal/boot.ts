@@ -54,6 +54,14 @@ export interface DeviceSpec {
   readonly args?: ReadonlyArray<string> | undefined
   /** In its slot at the start (default `true`); else its slot is powered off after boot and `plug` `device_add`s it. */
   readonly present?: boolean | undefined
+  /**
+   * How the device interrupts (default `intx`): `msi` or `msix` are programmed by the backend
+   * when the device comes into its slot, the platform's choice as `pci_alloc_irq_vectors` makes
+   * it, so a driver requests line `i` for vector `i` whatever the kind.
+   */
+  readonly interrupts?: "intx" | "msi" | "msix" | undefined
+  /** Vectors of `msix` (1-32, default 1); `msi` has one (several share one message address). */
+  readonly vectors?: number | undefined
 }
 
 /** One root port and what sits below it. */
@@ -98,6 +106,9 @@ export interface BootOptions {
 /** The most devices a machine has: root ports take bus 0's slots 2-31. */
 export const MAX_DEVICES = 30
 
+/** The most MSI-X vectors of one device (its mailboxes: 30 devices of 32 fit in one page). */
+export const MAX_VECTORS = 32
+
 /** Guest RAM below this address is the backend's (mailboxes); allocations start here. */
 export const RESERVED = 0x100000
 
@@ -117,6 +128,14 @@ export const problemOf = (devices: ReadonlyArray<DeviceSpec>): string | undefine
     for (const [key, value] of Object.entries(d.properties ?? {})) {
       if (!NAME.test(key) || key === "id" || key === "bus" || key === "addr") return `${d.name}: property ${JSON.stringify(key).slice(0, 80)} cannot be set`
       if (!VALUE.test(String(value))) return `${d.name}: property ${key} = ${JSON.stringify(String(value)).slice(0, 80)} has characters QEMU's option parser treats specially`
+    }
+    const interrupts = d.interrupts ?? "intx"
+    if (interrupts !== "intx" && interrupts !== "msi" && interrupts !== "msix") {
+      return `${d.name}: interrupts ${JSON.stringify(String(interrupts)).slice(0, 80)} is not intx, msi or msix`
+    }
+    if (d.vectors !== undefined) {
+      if (!Number.isInteger(d.vectors) || d.vectors < 1 || d.vectors > MAX_VECTORS) return `${d.name}: vectors ${String(d.vectors).slice(0, 40)} is not an integer in 1-${MAX_VECTORS}`
+      if (interrupts !== "msix" && d.vectors !== 1) return `${d.name}: ${d.vectors} vectors need msix (${interrupts} has one)`
     }
   }
   return undefined

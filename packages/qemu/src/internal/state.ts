@@ -9,6 +9,7 @@ import type { Device, Hardware, Mmio } from "@devscope/core"
 import type { Iommu } from "@devscope/sim"
 import type { Booted, Slot } from "./boot.js"
 import type * as Memory from "./memory.js"
+import type * as Msi from "./msi.js"
 import type * as Pci from "./pci.js"
 
 /**
@@ -46,8 +47,11 @@ export interface Entry {
   fn: Pci.PciFunction | undefined
   bars: ReadonlyArray<Pci.Bar>
   route: Pci.IntxRoute | undefined
+  /** MSI or MSI-X, when the description asks for them (else the device uses INTx). */
+  readonly messages: Msi.Messages | undefined
   port: Memory.Port
-  line: IntxLine | undefined
+  /** The lines handed out for the current device in the slot (INTx: line 0; MSI: one per vector). */
+  lines: Array<Line | undefined>
   status: "absent" | "present" | "gone"
   device: Device.Device | undefined
   /** Set while an orderly removal runs (completed when it ends). */
@@ -59,7 +63,7 @@ export interface State {
   readonly booted: Booted
   readonly entries: Map<string, Entry>
   /** The INTx lines on each IOAPIC input (shared lines have several). */
-  readonly byPin: Map<number, Array<IntxLine>>
+  readonly byPin: Map<number, Array<Line>>
   readonly dmaFaults: Array<Iommu.Fault>
   readonly problems: Array<string>
   /** Set once, when QEMU is found gone unasked. */
@@ -148,16 +152,23 @@ export const regionOf = (state: State, entry: Entry, base: number, size: number)
   }
 }
 
+/** Raises the lines of the vectors whose messages arrived (a vector nobody requested is dropped). */
+export const pollMessages = (entry: Entry): void => {
+  if (entry.status !== "present") return
+  entry.messages!.poll((vector) => entry.lines[vector]?.raise())
+}
+
 /**
- * A device's INTx, as an `IrqLine`: called when its IOAPIC input rises (after the device's
- * coherent DMA memory is refreshed from guest RAM, so the handler sees what the device wrote).
+ * A device's interrupt line as an `IrqLine` (its INTx, or one MSI/MSI-X vector): `raise` is
+ * called when its IOAPIC input rises or its message arrives; listeners run after the device's
+ * coherent DMA memory is refreshed from guest RAM, so the handler sees what the device wrote.
  * A listener that throws is recorded as a problem; the others still run.
  */
-export interface IntxLine extends Hardware.IrqLine {
+export interface Line extends Hardware.IrqLine {
   raise(): void
 }
 
-export const intxLine = (state: State, entry: Entry, device: string): IntxLine => {
+export const deviceLine = (state: State, entry: Entry, device: string, line: number): Line => {
   const listeners = new Set<() => void>()
   let masked = false
   let pending = false
@@ -173,7 +184,7 @@ export const intxLine = (state: State, entry: Entry, device: string): IntxLine =
   }
   return {
     device,
-    line: 0,
+    line,
     listen: (listener) => {
       listeners.add(listener)
       return () => void listeners.delete(listener)
