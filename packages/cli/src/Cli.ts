@@ -9,7 +9,9 @@
  * - `devscope validate <scenario.json>...`: only the validation (and the warnings), including
  *   the limits on a run's work (`Scenario.limits`; `--allow-large` lifts them);
  * - `devscope schema`: the scenario format as JSON Schema;
- * - `devscope list`: device kinds, drivers, planted bugs, fault kinds and timeline actions.
+ * - `devscope list`: device kinds, drivers, planted bugs, fault kinds and timeline actions;
+ * - `devscope doctor`: what this machine can do (Node, CPUs for `--workers`, QEMU for the
+ *   QEMU backend, each missing piece with its fix); exit code 1 only when Node is too old.
  *
  * `--seed` replays a run exactly (time is virtual, randomness seeded); `--trace out.json`
  * writes a Chrome/Perfetto trace and `--report out.html` a self-contained HTML timeline;
@@ -35,6 +37,7 @@ import * as Effect from "effect/Effect"
 import { readFileSync } from "node:fs"
 import * as Campaigns from "./internal/campaignCommands.js"
 import { demo } from "./internal/demo.js"
+import { doctorCommand } from "./internal/doctor.js"
 import * as errors from "./Errors.js"
 import { emitVerdicts, execute, printWarnings, type Ran } from "./internal/execute.js"
 import { helpArgs, optionProblem, wizardProblem } from "./internal/flags.js"
@@ -159,7 +162,8 @@ export const devscope = Command.make("devscope").pipe(
     Campaigns.exploreCommand,
     Campaigns.fuzzCommand,
     Campaigns.replayCommand,
-    Campaigns.mergeCommand
+    Campaigns.mergeCommand,
+    doctorCommand
   ])
 )
 

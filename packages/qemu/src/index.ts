@@ -7,3 +7,9 @@
  * @since 0.1.0
  */
 export * as Qemu from "./Qemu.js"
+
+/**
+ * Whether this machine can run the QEMU backend: `locate` and `probe`.
+ * @since 0.1.0
+ */
+export * as Install from "./Install.js"

@@ -22,7 +22,8 @@ export const commands: Readonly<Record<string, CommandFlags>> = {
   explore: { valued: ["--seed", "--points", "--horizon", "--workers", "--shard", "--timeout"], switches: ["--json", "--quiet", "-q"] },
   fuzz: { valued: ["--seed", "--cases", "--workers", "--shard", "--timeout"], switches: ["--json", "--quiet", "-q"] },
   replay: { valued: [], switches: ["--json"] },
-  merge: { valued: [], switches: ["--json"] }
+  merge: { valued: [], switches: ["--json"] },
+  doctor: { valued: [], switches: ["--json", "--probe"] }
 }
 
 /** @effect/cli's own options, accepted everywhere. */
