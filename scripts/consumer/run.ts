@@ -10,10 +10,15 @@
  *    `@effect/vitest`, `@types/node`).
  * 3. With each Node given (`--node <path>`, repeatable; default: the Node running this):
  *    (a) `node main.mjs`: a plain ESM program binds a driver on the simulator,
- *        surprise-removes the device and prints the unbind report;
+ *        surprise-removes the device and prints the unbind report; runs the edu and
+ *        rust_driver_pci example drivers on the simulator; imports `Qemu` from
+ *        `@devscope/qemu` and has its Layer refuse a machine without devices (a check made
+ *        before QEMU is looked for) and `Install.locate` find nothing on an empty PATH (no
+ *        QEMU is needed);
  *    (b) `tsc` over a consumer .ts file, strict, `skipLibCheck: false`, under
  *        `moduleResolution` NodeNext and Bundler, with a `@ts-expect-error` on a token of the
- *        wrong driver (the Bound brand survives publishing);
+ *        wrong driver (the Bound brand survives publishing) and a program on
+ *        `Qemu.layer({ devices: [{ name: "edu0", model: "edu" }] })` (type-checked only);
  *    (c) `npx devscope demo` from the installed cli;
  *    (e) `npx devscope explore --workers 2`: worker threads start from the installed `dist/`;
  *    (d) the project's own vitest runs a test that uses `@devscope/testing` (the oracle and an
@@ -39,9 +44,12 @@ const fixture = path.join(root, "scripts/consumer/fixture")
 export const published = [
   "packages/core",
   "packages/sim",
+  "packages/qemu",
   "examples/sensor",
   "examples/nic",
   "examples/blk",
+  "examples/edu",
+  "examples/rust-samples",
   "packages/testing",
   "packages/cli"
 ] as const
@@ -202,12 +210,16 @@ const main = () => {
       const env = { ...process.env, PATH: `${path.dirname(node)}${path.delimiter}${process.env.PATH ?? ""}`, NO_COLOR: "1" }
       const opts = (timeoutMs: number, expect?: (out: string) => string | undefined) => ({ cwd: project, env, timeoutMs, ...(expect ? { expect } : {}) })
       console.log(`\nNode ${version} (${node})`)
-      run(`[${version}] (a) node main.mjs: bind, surprise removal, unbind report`, node, ["main.mjs"], opts(60_000, (out) =>
-        out.includes("unbind testdev0 (consumer-sample): cause surprise, released [BAR0]") && out.includes("remove: COUNT reads 0xffffffff")
+      run(`[${version}] (a) node main.mjs: bind, surprise removal, unbind report; edu and rust_driver_pci; @devscope/qemu`, node, ["main.mjs"], opts(60_000, (out) =>
+        out.includes("unbind testdev0 (consumer-sample): cause surprise, released [BAR0]") && out.includes("remove: COUNT reads 0xffffffff") &&
+          out.includes("edu on the simulator: 5! = 120") &&
+          out.includes("rust_driver_pci on the simulator: pci-testdev data-match count: 1") &&
+          out.includes("qemu: MachineInvalid (no devices)") &&
+          out.includes("qemu: Install.locate: qemu-system-x86_64 is not on PATH")
           ? undefined
           : `unexpected output:\n${out}`))
       for (const resolution of ["nodenext", "bundler"]) {
-        run(`[${version}] (b) tsc -p tsconfig.${resolution}.json (strict, skipLibCheck false, @ts-expect-error on the brand)`, node, [
+        run(`[${version}] (b) tsc -p tsconfig.${resolution}.json (strict, skipLibCheck false, @ts-expect-error on the brand, Qemu.layer)`, node, [
           "node_modules/typescript/bin/tsc", "-p", `tsconfig.${resolution}.json`
         ], opts(180_000))
       }

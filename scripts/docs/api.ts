@@ -36,6 +36,7 @@ const bin = (name: string) => path.join(root, "node_modules/.bin", name)
 const packageDirs = [
   "packages/core",
   "packages/sim",
+  "packages/qemu",
   "packages/testing",
   "packages/cli",
   "examples/sensor",
