@@ -5,7 +5,8 @@
  *   load; hot-unplug, surprise removal, re-plug, driver unload) with a live display and a
  *   summary table;
  * - `devscope run <scenario.json>...`: scenario files (paths, quoted globs, `-` for stdin),
- *   all validated before anything runs, then run in turn;
+ *   all validated before anything runs, then run in turn; `--backend qemu` runs them on
+ *   QEMU's own edu and pci-testdev models instead of the simulator's;
  * - `devscope validate <scenario.json>...`: only the validation (and the warnings), including
  *   the limits on a run's work (`Scenario.limits`; `--allow-large` lifts them);
  * - `devscope schema`: the scenario format as JSON Schema;
@@ -43,7 +44,7 @@ import { emitVerdicts, execute, printWarnings, type Ran } from "./internal/execu
 import { helpArgs, optionProblem, wizardProblem } from "./internal/flags.js"
 import * as List from "./internal/list.js"
 import { withPlainConsole } from "./internal/ansi.js"
-import { json, junit, quiet, report, seed, timeout, trace } from "./internal/options.js"
+import { backend, json, junit, quiet, report, seed, timeout, trace } from "./internal/options.js"
 import { allowLarge, files, runAll, validateAll } from "./internal/scenarioFiles.js"
 import * as Scenario from "./Scenario.js"
 
@@ -84,7 +85,7 @@ const demoCommand = Command.make("demo", { seed, trace, report, junit, json, qui
 
 const runCommand = Command.make(
   "run",
-  { files, seed, trace, report, junit, json, quiet, allowLarge, timeout },
+  { files, seed, trace, report, junit, json, quiet, allowLarge, timeout, backend },
   (flags) =>
     Effect.gen(function*() {
       // --json and --junit cover every scenario file: one document, a testsuite per run.
@@ -100,7 +101,8 @@ const runCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Run scenario files on the simulator, each in turn (all are validated first). Exit code 0: every guarantee held; " +
+    "Run scenario files on the simulator (or, with --backend qemu, on QEMU's device models), each in turn (all are validated first). " +
+      "Exit code 0: every guarantee held; " +
       "1: a guarantee was broken or driver code failed; 2: a file or the command line is invalid (nothing runs), " +
       "or the run's work is over the limits (--allow-large)"
   )
@@ -224,6 +226,8 @@ export const exitCode = (
           return Effect.succeed(e.code) // the campaign printed "interrupted ..." and its result
         case "GuaranteesBroken":
           return Effect.as(Console.error(`\ndevscope: FAILED: ${e.message}`), 1 as const)
+        case "MachineUnfit":
+          return Effect.as(Console.error(`devscope: this machine cannot run devscope: ${e.message}`), 1 as const)
         case "InvalidScenario":
           return Effect.as(Console.error(`devscope: ${e.message}`), 2 as const)
         case "UsageError":

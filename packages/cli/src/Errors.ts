@@ -38,6 +38,33 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason
   }
 }
 
+/**
+ * `devscope doctor` found that this machine cannot run devscope at all (a Node older than
+ * `engines.node`); the report was printed. Exit code 1.
+ * @since 0.1.0
+ * @category errors
+ */
+export class MachineUnfit extends Data.TaggedError("MachineUnfit")<{ readonly reason: string }> {
+  override get message() {
+    return this.reason
+  }
+}
+
+/**
+ * A scenario cannot run on the QEMU backend (a device QEMU has no model of, simulator fault
+ * rules), or QEMU cannot start here (not installed, no qtest accelerator module: `devscope
+ * doctor` says what is missing). Nothing ran. The command exits with code 2.
+ * @since 0.1.0
+ * @category errors
+ */
+export class BackendUnavailable extends Data.TaggedError("BackendUnavailable")<{
+  readonly backend: "qemu"
+  readonly reason: string
+}> {
+  override get message() {
+    return `the ${this.backend} backend cannot run this: ${this.reason}`
+  }
+}
 
 /**
  * A run stopped from outside: SIGINT (exit code 130), SIGTERM (143) or `--timeout` (124).

@@ -7,12 +7,14 @@
 import type * as Effect from "effect/Effect"
 import type { Lifecycle } from "@devscope/core"
 import type { Iommu, Trace } from "@devscope/sim"
+import type { BackendUnavailable } from "./Errors.js"
 import * as perfetto from "./internal/perfetto.js"
+import * as qemuRun from "./internal/qemuRun.js"
 import * as recordInternal from "./internal/record.js"
 import * as report from "./internal/report.js"
 import * as internal from "./internal/runner.js"
 import * as summary from "./internal/summary.js"
-import type { Scenario } from "./Scenario.js"
+import type { Issue, Scenario } from "./Scenario.js"
 
 /**
  * A guarantee of docs/contract.md a run can violate (G1-G5, as the oracle checks them).
@@ -232,6 +234,8 @@ export interface RunRecord {
     /** Virtual time of the stop, in milliseconds (also `endedAt`). */
     readonly at: number
   } | undefined
+  /** `"qemu"` for a run on QEMU's device models ({@link runOnQemu}); absent on the simulator. */
+  readonly backend?: "qemu" | undefined
 }
 
 /**
@@ -311,6 +315,58 @@ export interface RunOptions {
  */
 export const run: (scenario: Scenario, options?: RunOptions) => Effect.Effect<RunRecord> = (scenario, options) =>
   internal.run(scenario, options)
+
+/**
+ * What keeps a scenario off QEMU (`runOnQemu`), each problem with its field: a device kind
+ * QEMU has no model of (QEMU has `edu` and `pci-testdev`), fault rules (the simulator's). Empty
+ * when the scenario can run there.
+ *
+ * @example
+ * ```ts
+ * import { Either } from "effect"
+ * import { Runner, Scenario } from "@devscope/cli"
+ *
+ * const scenario = Either.getOrThrow(Scenario.decode({
+ *   name: "one sensor", duration: 20, devices: [{ name: "temp0", kind: "sensor" }], drivers: [{ kind: "sensor" }]
+ * }, "inline"))
+ * console.log(Runner.qemuIssues(scenario)) // [{ path: "devices[0].kind", message: "QEMU has no sensor device (it has: edu, pci-testdev)" }]
+ * ```
+ * @since 0.1.0
+ * @category running
+ */
+export const qemuIssues: (scenario: Scenario) => ReadonlyArray<Issue> = qemuRun.issues
+
+/**
+ * Runs a scenario on QEMU's own device models instead of the simulator's (`devscope run
+ * --backend qemu`): QEMU is started before the run (a q35 machine with each of the scenario's
+ * devices behind its own PCIe root port), its clock is driven from the run's virtual time, the
+ * timeline's removals are PCIe hot-unplug (orderly: `device_del` and the attention button;
+ * surprise: the slot's power cut), and QEMU is stopped when the run ends. The same record as
+ * {@link run}, with `backend: "qemu"`; trouble QEMU had (it died, a handler threw) is a failure
+ * of the run. Fails with `BackendUnavailable`, having run nothing, when the scenario cannot run
+ * there ({@link qemuIssues}) or QEMU cannot start (not installed, no qtest accelerator:
+ * `devscope doctor` says what is missing).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Either } from "effect"
+ * import { Runner, Scenario } from "@devscope/cli"
+ *
+ * const scenario = Either.getOrThrow(Scenario.decode({
+ *   name: "edu on QEMU", duration: "300 millis",
+ *   devices: [{ name: "edu0", kind: "edu" }], drivers: [{ kind: "edu" }],
+ *   timeline: [{ at: 150, action: "surprise", device: "edu0" }]
+ * }, "inline"))
+ * const verdict = Runner.runOnQemu(scenario).pipe(
+ *   Effect.map((record) => Runner.passed(record) ? "passed" : "failed"),
+ *   Effect.catchTag("BackendUnavailable", (e) => Effect.succeed(`not run: ${e.reason}`))
+ * )
+ * ```
+ * @since 0.1.0
+ * @category running
+ */
+export const runOnQemu = (scenario: Scenario, options?: RunOptions): Effect.Effect<RunRecord, BackendUnavailable> =>
+  internal.runOn(scenario, qemuRun.start(scenario), options)
 
 /**
  * The summary table printed at the end of a run.

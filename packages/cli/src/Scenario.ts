@@ -139,6 +139,10 @@ export interface KindInfo {
   readonly irqLines: number
   /** The bugs its driver can have planted (`DriverSpec`'s `bug`). */
   readonly bugs: ReadonlyArray<Bug>
+  /** The name of its driver on the bus. */
+  readonly driver: string
+  /** QEMU's device model for it (`--backend qemu`), if QEMU has one. */
+  readonly qemu: string | undefined
 }
 
 /**
@@ -158,7 +162,7 @@ export const kinds: { readonly [K in Kind]: KindInfo } = internalKinds.kinds
  */
 export type Bug = "free-dma-before-stop" | "hang-in-remove"
 
-const KindLiteral = Schema.Literal("nic", "blk", "sensor")
+const KindLiteral = Schema.Literal("nic", "blk", "sensor", "edu", "pci-testdev")
 
 /**
  * A NIC: `cable` names a virtual cable; the two NICs on one cable exchange frames. `latency`
@@ -202,10 +206,36 @@ export const SensorDevice = Schema.Struct({
 })
 
 /**
+ * QEMU's educational PCI device (1234:11e8: factorial, interrupts, DMA through a 4 KiB
+ * buffer), driven by the edu example driver; the simulator's `Edu` model, or QEMU's own with
+ * `--backend qemu`.
  * @since 0.1.0
  * @category schemas
  */
-export const DeviceSpec = Schema.Union(NicDevice, BlkDevice, SensorDevice)
+export const EduDevice = Schema.Struct({
+  name: Name,
+  kind: Schema.Literal("edu"),
+  present: optional(Schema.Boolean)
+})
+
+/**
+ * QEMU's PCI test device (1b36:0005), driven by the port of Rust-for-Linux's
+ * `rust_driver_pci` (its tests run at probe; it has no load); the simulator's `PciTestdev`
+ * model, or QEMU's own with `--backend qemu`.
+ * @since 0.1.0
+ * @category schemas
+ */
+export const PciTestdevDevice = Schema.Struct({
+  name: Name,
+  kind: Schema.Literal("pci-testdev"),
+  present: optional(Schema.Boolean)
+})
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DeviceSpec = Schema.Union(NicDevice, BlkDevice, SensorDevice, EduDevice, PciTestdevDevice).annotations({ identifier: "Device" })
 
 /**
  * @since 0.1.0
@@ -276,6 +306,14 @@ export const Workload = Schema.Struct({
   sensor: optional(Schema.Struct({
     readers: optional(PositiveInt.pipe(Schema.lessThanOrEqualTo(64))),
     /** Mean pause between readings of one reader. */
+    interval: optional(Interval)
+  })),
+  edu: optional(Schema.Struct({
+    /** Users per device, each with its own part of the device's buffer: a factorial, then a DMA round trip, in a loop. */
+    workers: optional(PositiveInt.pipe(Schema.lessThanOrEqualTo(8))),
+    /** Bytes of each DMA transfer (a worker's part of the 4 KiB buffer holds it). */
+    dmaBytes: optional(PositiveInt.pipe(Schema.lessThanOrEqualTo(448))),
+    /** Mean pause between rounds of one worker. */
     interval: optional(Interval)
   }))
 })

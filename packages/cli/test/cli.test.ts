@@ -169,7 +169,7 @@ describe("the devscope command", () => {
   it.effect("an unknown or repeated option is named as such, not taken for the file", () =>
     Effect.gen(function*() {
       const cases = [
-        [["run", "--frobnicate", "examples/scenarios/demo.json"], "devscope: run: unknown option --frobnicate (run takes --seed, --trace, --report, --junit, --timeout, --json, --quiet, -q, --allow-large and --help)"],
+        [["run", "--frobnicate", "examples/scenarios/demo.json"], "devscope: run: unknown option --frobnicate (run takes --seed, --trace, --report, --junit, --timeout, --backend, --json, --quiet, -q, --allow-large and --help)"],
         [["validate", "--seed", "3", "examples/scenarios/demo.json"], "devscope: validate: unknown option --seed (validate takes --allow-large and --help)"],
         [["run", "--seed", "1", "--seed", "2", "examples/scenarios/demo.json"], "devscope: run: --seed is given twice"],
         [["demo", "-q", "--quiet"], "devscope: demo: --quiet is given twice"]

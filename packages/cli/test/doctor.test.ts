@@ -111,13 +111,13 @@ describe("devscope doctor: the checks", () => {
         name: "node",
         status: "missing",
         detail: "Node 18.19.0 is older than engines.node >=20: devscope does not run on it",
-        fix: "install Node 20 or later (https://nodejs.org)"
+        fix: "install Node 20 or later"
       })
       expect(render(r, { ansi: false })).toContain("simulator: cannot run here")
-      // Cli.exitCode turns a GuaranteesBroken into exit code 1 (`devscope: FAILED: <message>`).
+      // Cli.exitCode turns a MachineUnfit into exit code 1.
       const e = yield* Effect.flip(report(facts({ node: "18.19.0" }), { json: true }))
-      expect(e._tag).toBe("GuaranteesBroken")
-      expect(e.message).toBe("Node 18.19.0 is older than engines.node >=20: devscope does not run on it; install Node 20 or later (https://nodejs.org)")
+      expect(e._tag).toBe("MachineUnfit")
+      expect(e.message).toBe("Node 18.19.0 is older than engines.node >=20: devscope does not run on it; install Node 20 or later")
       expect(diagnose(facts({ node: "20.0.0" })).exitCode).toBe(0)
       expect(diagnose(facts({ node: "24.1.0", engines: ">=20.5" })).exitCode).toBe(0)
       expect(diagnose(facts({ node: "20.4.9", engines: ">=20.5" })).exitCode).toBe(1)

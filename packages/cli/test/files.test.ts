@@ -59,7 +59,7 @@ describe("scenario files on the command line", () => {
       expect(mixed.code).toBe(2)
       // Sorted, each named: the valid ones on stdout, the invalid ones with every problem.
       expect(mixed.stdout.indexOf(okA)).toBeLessThan(mixed.stdout.indexOf(okB))
-      expect(mixed.stderr).toContain(`invalid scenario ${broken}:\n  devices[0].kind: expected one of "nic", "blk", "sensor", got "floppy"\n  timeline[0].device: unknown device "x"`)
+      expect(mixed.stderr).toContain(`invalid scenario ${broken}:\n  devices[0].kind: expected one of "nic", "blk", "sensor", "edu", "pci-testdev", got "floppy"\n  timeline[0].device: unknown device "x"`)
       expect(mixed.stderr).toMatch(new RegExp(`invalid scenario ${tenYears}:\\n {2}duration: about 2\\.8e12 simulator events .*, limit 7\\.5e5 \\(--allow-large`))
       expect(mixed.stderr).toContain("devscope: 2 of 4 scenario files are invalid")
       const none = yield* devscope(["validate", path.join(dir, "*.yaml")])

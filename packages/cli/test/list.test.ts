@@ -95,7 +95,7 @@ describe("devscope list", () => {
     const unload = c.actions.find((a) => a.action === "unload")!.params
     expect(unload).toEqual([
       { name: "at", required: true, type: `time (ms or "150 millis")` },
-      { name: "driver", required: true, type: `"nic" | "blk" | "sensor"` }
+      { name: "driver", required: true, type: `"nic" | "blk" | "sensor" | "edu" | "pci-testdev"` }
     ])
     for (const p of [...c.faults, ...c.actions, ...c.deviceKinds].flatMap((x) => x.params)) expect(p.type, p.name).not.toBe("value")
   })
@@ -110,6 +110,9 @@ describe("devscope list", () => {
       for (const p of f.params) expect(text).toContain(`${p.name}${p.required ? "" : "?"}: ${p.type}`)
     }
     for (const a of c.actions) expect(text).toContain(`  ${a.action} `)
-    expect(text).toContain("sensor  platform bus, 1 interrupt line")
+    expect(text).toMatch(/sensor +platform bus, 1 interrupt line \(irq-storm line 0\); simulator only/)
+    expect(text).toMatch(/edu +pci bus, 1 interrupt line \(irq-storm line 0\); also on QEMU \(--backend qemu: its edu\)/)
+    expect(text).toMatch(/pci-testdev +pci bus, no interrupt line \(no irq-storm\); also on QEMU/)
+    expect(text).toMatch(/pci-testdev +registers on the pci bus as "rust_driver_pci"; bugs: hang-in-remove/)
   })
 })

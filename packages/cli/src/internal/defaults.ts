@@ -20,8 +20,17 @@ export const workloadDefaults = (workload: Workload | undefined) => ({
     interval: workload?.blk?.interval ?? 0.1,
     flushEvery: workload?.blk?.flushEvery ?? 16
   },
-  sensor: { readers: workload?.sensor?.readers ?? 2, interval: workload?.sensor?.interval ?? 2 }
+  sensor: { readers: workload?.sensor?.readers ?? 2, interval: workload?.sensor?.interval ?? 2 },
+  edu: {
+    workers: workload?.edu?.workers ?? 2,
+    dmaBytes: workload?.edu?.dmaBytes ?? 256,
+    interval: workload?.edu?.interval ?? 5
+  }
 })
+
+/** The simulator's edu: a factorial's time, and a DMA transfer's (QEMU's edu takes 100 ms; the simulator is given the same). */
+export const EDU_FACTORIAL = 1
+export const EDU_DMA = 100
 
 /** A NIC's or disk's time for one batch when the scenario gives no `latency` (20 µs, the models' default). */
 export const DEVICE_LATENCY = 0.02

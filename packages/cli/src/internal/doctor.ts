@@ -20,7 +20,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { GuaranteesBroken } from "../Errors.js"
+import { MachineUnfit } from "../Errors.js"
 import { ansiAllowed } from "./ansi.js"
 
 /** What a check found: `ok`, `missing` (something needed is absent: see `fix`), `warning` (works, with a caveat). */
@@ -177,7 +177,7 @@ export const diagnose = (facts: Facts, env: Install.Env = process.env): Report =
   const nodeOk = satisfies(facts.node, facts.engines)
   if (nodeOk === true) add("node", "ok", `Node ${facts.node} (engines.node ${facts.engines})`)
   else if (nodeOk === false) {
-    add("node", "missing", `Node ${facts.node} is older than engines.node ${facts.engines}: devscope does not run on it`, `install Node ${facts.engines.replace(/^>=\s*/, "")} or later (https://nodejs.org)`)
+    add("node", "missing", `Node ${facts.node} is older than engines.node ${facts.engines}: devscope does not run on it`, `install Node ${facts.engines.replace(/^>=\s*/, "")} or later`)
   } else add("node", "warning", `Node ${facts.node}; engines.node is ${facts.engines}, which this check cannot compare`)
 
   const linux = facts.platform === "linux"
@@ -257,25 +257,14 @@ export const render = (report: Report, options: { readonly ansi: boolean }): str
   return lines.join("\n")
 }
 
-/**
- * Exit code 1 for a Node too old to run devscope. The command's exit-code mapping (Cli.ts)
- * turns a `GuaranteesBroken` into 1, printing `devscope: FAILED: <message>`; this one's
- * message is the check's.
- */
-class NodeTooOld extends GuaranteesBroken {
-  override get message() {
-    return this.verdict
-  }
-}
-
 /** Prints the report of `facts` and fails (exit code 1) when the simulator cannot run. */
-export const report = (facts: Facts, flags: { readonly json: boolean }): Effect.Effect<Report, GuaranteesBroken> =>
+export const report = (facts: Facts, flags: { readonly json: boolean }): Effect.Effect<Report, MachineUnfit> =>
   Effect.gen(function*() {
     const r = diagnose(facts)
     yield* Console.log(flags.json ? JSON.stringify(r, null, 2) : render(r, { ansi: ansiAllowed(process.stdout) }))
     if (r.exitCode !== 0) {
       const node = r.checks[0]!
-      return yield* Effect.fail(new NodeTooOld({ scenario: "doctor", violations: 0, failures: 0, verdict: `${node.detail}; ${node.fix ?? ""}` }))
+      return yield* new MachineUnfit({ reason: `${node.detail}; ${node.fix ?? ""}` })
     }
     return r
   })
@@ -292,7 +281,7 @@ export const doctorCommand = Command.make(
   (flags) => Effect.flatMap(Effect.sync(() => gather({ probe: flags.probe })), (facts) => report(facts, flags))
 ).pipe(
   Command.withDescription(
-    "Say what this machine can do: Node version, platform, CPUs for --workers; for the QEMU backend (optional) QEMU, its qtest " +
+    "Say what this machine can do: Node version, platform, CPUs for the workers of explore and fuzz; for the QEMU backend (optional) QEMU, its qtest " +
       "accelerator, setpriv and /dev/shm, each missing piece with its fix. Exit code 0 when the simulator can run (even without QEMU), " +
       "1 when Node is too old"
   )

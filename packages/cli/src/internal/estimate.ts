@@ -10,7 +10,7 @@
  * @internal
  */
 import type { Estimate, Issue, Limits, Scenario } from "../Scenario.js"
-import { DEVICE_LATENCY, REMOVE_TIMEOUT, SECTORS, SENSOR_CONVERSION, workloadDefaults } from "./defaults.js"
+import { DEVICE_LATENCY, EDU_DMA, EDU_FACTORIAL, REMOVE_TIMEOUT, SECTORS, SENSOR_CONVERSION, workloadDefaults } from "./defaults.js"
 
 /**
  * Simulator events (register accesses, DMA, interrupts, completions) per workload operation.
@@ -81,7 +81,7 @@ export const estimateWithSources = (scenario: Scenario): Estimate & { readonly s
     )
   const sources: Array<Source> = []
   const kindSource = (
-    kind: "nic" | "blk" | "sensor",
+    kind: "nic" | "blk" | "sensor" | "edu",
     unitsField: string,
     units: number,
     ordinaryUnits: number,
@@ -110,6 +110,9 @@ export const estimateWithSources = (scenario: Scenario): Estimate & { readonly s
     per(config.blk.workers * 1000 / (config.blk.interval + latencyOf(d) + delay(d.name))) * EVENTS_PER_OPERATION)
   kindSource("sensor", "readers", config.sensor.readers, ordinary.sensor.readers, config.sensor.interval, ordinary.sensor.interval, () =>
     (per(config.sensor.readers * 1000 / config.sensor.interval) + 1000 / SENSOR_CONVERSION) * EVENTS_PER_OPERATION)
+  // Each edu worker's round: a factorial and two DMA transfers, one at a time on the device.
+  kindSource("edu", "workers", config.edu.workers, ordinary.edu.workers, config.edu.interval, ordinary.edu.interval, () =>
+    per(3 * config.edu.workers * 1000 / (config.edu.interval + EDU_FACTORIAL + 2 * EDU_DMA)) * EVENTS_PER_OPERATION)
 
   // Interrupt storms: `count` interrupts from each plug of the device, one per `interval`.
   const plugs = (device: string) => {

@@ -15,6 +15,7 @@ import { GuaranteesBroken, RunInterrupted, UsageError } from "../Errors.js"
 import { oneLine } from "./input.js"
 import type { RunFlags } from "./options.js"
 import * as Perfetto from "./perfetto.js"
+import * as QemuRun from "./qemuRun.js"
 import * as Display from "./progress.js"
 import { passed, type RunRecord } from "./record.js"
 import * as Report from "./report.js"
@@ -83,6 +84,15 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
       }
     }
     // With --json, stdout carries the JSON document only: the human output goes to stderr.
+    const onQemu = flags.backend === "qemu"
+    if (onQemu) {
+      const issues = QemuRun.issues(scenario)
+      if (issues.length > 0) {
+        return yield* new UsageError({
+          reason: `${source}: cannot run on QEMU:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join("\n")}`
+        })
+      }
+    }
     const out = flags.json ? process.stderr : process.stdout
     const say = (text: string) => Effect.sync(() => void out.write(`${text}\n`))
     const tty = out.isTTY === true
@@ -91,7 +101,7 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
     const shown = Display.display(out, { live: tty && !flags.quiet, plain: !tty && !flags.quiet, ansi: ansiAllowed(out) })
     const seedUsed = Option.getOrElse(flags.seed, () => scenario.seed ?? 1)
     if (!flags.quiet) {
-      yield* say(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time)`)
+      yield* say(`devscope: scenario "${scenario.name}" (seed ${seedUsed}, ${scenario.duration} ms of virtual time${onQemu ? ", on QEMU" : ""})`)
       if (scenario.description) yield* say(`  ${oneLine(scenario.description)}`)
       yield* say(
         `  devices: ${scenario.devices.map((d) => `${d.name} (${d.kind})`).join(", ")}; drivers: ${
@@ -113,7 +123,7 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
       ),
       (stopper) => Effect.sync(() => stopper.dispose())
     )
-    const record: RunRecord = yield* Runner.run(scenario, {
+    const runOptions: Parameters<typeof Runner.run>[1] = {
       seed: seedUsed,
       signal: stopper.signal,
       onProgress: flags.quiet ? undefined : shown.progress,
@@ -123,7 +133,13 @@ export const execute = (scenario: Scenario.Scenario, flags: RunFlags, source = "
         else out.write(`    ${Summary.progressLine(p)}\n`)
       },
       onNote: flags.quiet ? undefined : (note) => shown.print(`  ! ${note}`)
-    })
+    }
+    const record: RunRecord = onQemu
+      ? yield* Runner.runOn(scenario, QemuRun.start(scenario), runOptions).pipe(
+        Effect.tapError(() => Effect.sync(() => shown.clear())),
+        Effect.mapError((error) => new UsageError({ reason: `${error.message} (devscope doctor says what this machine has)` }))
+      )
+      : yield* Runner.run(scenario, runOptions)
     stopper.ran()
     shown.clear()
     if (record.interrupted !== undefined) {

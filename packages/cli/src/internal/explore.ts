@@ -89,7 +89,7 @@ const exploreScenario = (scenario: Scenario.Scenario, device: string, settings: 
   run: ({ oracle, sim }) =>
     Effect.gen(function*() {
       yield* Machine.logInto(book)
-      const machine = Machine.make(scenario, sim, settings.seed)
+      const machine = Machine.make(scenario, Machine.onSimulator(sim), settings.seed)
       const registered: Array<Scenario.Kind> = []
       for (const driver of scenario.drivers) {
         yield* Effect.orDie(machine.load(driver.kind))
@@ -101,7 +101,7 @@ const exploreScenario = (scenario: Scenario.Scenario, device: string, settings: 
       // The end, as a run's: no new operations, every driver unloaded (the operations in
       // flight resolve), then a bounded time for them to come back.
       oracle.ops.stopping = true
-      for (const kind of registered) yield* Effect.ignore(sim[Machine.busOf(kind)].unregisterDriver(kind))
+      for (const kind of registered) yield* Effect.ignore(sim[Machine.busOf(kind)].unregisterDriver(Machine.driverOf(kind)))
       const drained = yield* Fiber.join(workload).pipe(Effect.timeout(DRAIN), Effect.option)
       if (Option.isNone(drained)) yield* Fiber.interrupt(workload)
       const failure = Machine.driverFailure(book)

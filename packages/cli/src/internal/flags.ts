@@ -15,7 +15,7 @@ interface CommandFlags {
 /** The sub-commands and their options (kept in step with Cli.ts; a test checks both). */
 export const commands: Readonly<Record<string, CommandFlags>> = {
   demo: { valued: ["--seed", "--trace", "--report", "--junit", "--timeout"], switches: ["--json", "--quiet", "-q"] },
-  run: { valued: ["--seed", "--trace", "--report", "--junit", "--timeout"], switches: ["--json", "--quiet", "-q", "--allow-large"] },
+  run: { valued: ["--seed", "--trace", "--report", "--junit", "--timeout", "--backend"], switches: ["--json", "--quiet", "-q", "--allow-large"] },
   validate: { valued: [], switches: ["--allow-large"] },
   schema: { valued: [], switches: [] },
   list: { valued: [], switches: ["--json"] },

@@ -65,6 +65,16 @@ export const make = (scenario: Scenario.Scenario, seed: number): Fuzzing => {
             if (Option.isSome(handle)) yield* oracle.track(spec.name, "readTemperature", handle.value.readTemperature())
             return
           }
+          case "edu": {
+            const edu = current().edus.lookup(spec.name)
+            if (Option.isNone(edu)) return
+            const computed = yield* oracle.track(spec.name, "factorial", edu.value.factorial(n % 13))
+            if (Option.isSome(computed)) yield* oracle.track(spec.name, "dmaToDevice", edu.value.dmaToDevice(new Uint8Array(64).fill(n & 0xff)))
+            return
+          }
+          case "pci-testdev":
+            // rust_driver_pci has nothing for user code to call.
+            return
         }
       })
   })
@@ -75,13 +85,13 @@ export const make = (scenario: Scenario.Scenario, seed: number): Fuzzing => {
       Effect.zipRight(
         Machine.logInto(book),
         Effect.sync(() => {
-          machine = Machine.make(scenario, sim, seed)
+          machine = Machine.make(scenario, Machine.onSimulator(sim), seed)
           round = 0
         })
       ),
     devices: scenario.devices.map(device),
     drivers: scenario.drivers.map((d): Fuzz.DriverSpec => ({
-      name: d.kind,
+      name: Machine.driverOf(d.kind),
       bus: Machine.busOf(d.kind),
       register: () => current().load(d.kind)
     }))

@@ -22,11 +22,15 @@ export interface Catalogue {
     readonly kind: Scenario.Kind
     readonly bus: "pci" | "platform"
     readonly irqLines: number
+    /** QEMU's model of it (`run --backend qemu`), or `null` if QEMU has none. */
+    readonly qemu: string | null
     readonly params: ReadonlyArray<Param>
   }>
   readonly drivers: ReadonlyArray<{
     readonly kind: Scenario.Kind
     readonly bus: "pci" | "platform"
+    /** Its name on the bus. */
+    readonly name: string
     readonly bugs: ReadonlyArray<Scenario.Bug>
   }>
   readonly bugs: ReadonlyArray<{
@@ -155,9 +159,10 @@ export const catalogue = (): Catalogue => {
       kind,
       bus: kinds[kind].bus,
       irqLines: kinds[kind].irqLines,
+      qemu: kinds[kind].qemu ?? null,
       params: devices.find((d) => d.value === kind)?.params ?? []
     })),
-    drivers: kindNames.map((kind) => ({ kind, bus: kinds[kind].bus, bugs: kinds[kind].bugs })),
+    drivers: kindNames.map((kind) => ({ kind, bus: kinds[kind].bus, name: kinds[kind].driver, bugs: kinds[kind].bugs })),
     bugs: bugs.map((bug) => ({
       bug,
       drivers: kindNames.filter((kind) => (kinds[kind].bugs as ReadonlyArray<Scenario.Bug>).includes(bug)),
@@ -189,13 +194,17 @@ export const catalogueText = (c: Catalogue = catalogue()): string => {
     section(
       "Device kinds (devices[].kind), with their fields (? = optional):",
       c.deviceKinds.map((k) => [k.kind, [
-        `${k.bus} bus, ${k.irqLines} interrupt line${k.irqLines === 1 ? "" : "s"} (irq-storm line 0${k.irqLines > 1 ? `..${k.irqLines - 1}` : ""})`,
+        `${k.bus} bus, ${
+          k.irqLines === 0
+            ? "no interrupt line (no irq-storm)"
+            : `${k.irqLines} interrupt line${k.irqLines === 1 ? "" : "s"} (irq-storm line 0${k.irqLines > 1 ? `..${k.irqLines - 1}` : ""})`
+        }; ${k.qemu === null ? "simulator only" : `also on QEMU (--backend qemu: its ${k.qemu})`}`,
         params(k.params)
       ]])
     ),
     section(
       "Drivers (drivers[].kind), with the bugs they can have planted (drivers[].bug):",
-      c.drivers.map((d) => [d.kind, [`registers on the ${d.bus} bus; bugs: ${d.bugs.join(", ") || "none"}`]])
+      c.drivers.map((d) => [d.kind, [`registers on the ${d.bus} bus as "${d.name}"; bugs: ${d.bugs.join(", ") || "none"}`]])
     ),
     section(
       "Planted bugs (drivers[].bug):",

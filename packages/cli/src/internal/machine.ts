@@ -1,24 +1,28 @@
 /**
- * The machine a scenario file describes, built on a given simulator: the class registries,
- * its drivers (with their planted bugs), its devices (cables, ports and media as the runner
- * makes them) and its workload. Shared by exploration and fuzzing, which make a fresh machine
- * for every case.
+ * The machine a scenario file describes, built on a given host (the simulator, or QEMU for
+ * `run --backend qemu`): the class registries, its drivers (with their planted bugs), its
+ * devices (cables, ports and media as the runner makes them) and its workload. Shared by
+ * exploration and fuzzing, which make a fresh machine for every case.
  * @internal
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import { type DeviceError, type Driver, Hardware } from "@devscope/core"
+import { type Bus, type DeviceError, type Driver, Hardware } from "@devscope/core"
 import { BlkModel, BlockDevices, driver as blkDriver, makeBlockDevices } from "@devscope/example-blk"
+import { driver as eduDriver, EduDevices, makeEduDevices } from "@devscope/example-edu"
 import { driver as nicDriver, makeNetDevices, NetDevices, NicModel } from "@devscope/example-nic"
+import { RustDriverPci } from "@devscope/example-rust-samples"
 import { driver as sensorDriver, Hwmon, makeHwmon, SensorModel } from "@devscope/example-sensor"
-import type { Simulator } from "@devscope/sim"
+import type { Qemu } from "@devscope/qemu"
+import { Edu, type Iommu, PciTestdev, type Simulator, type Trace } from "@devscope/sim"
 import type { Oracle } from "@devscope/testing"
 import * as Scenario from "../Scenario.js"
 import type { LogBook } from "./logbook.js"
-import { workloadDefaults } from "./defaults.js"
+import { EDU_DMA, EDU_FACTORIAL, workloadDefaults } from "./defaults.js"
 import * as Workloads from "./workloads.js"
 
 /** Never resumes, and holds no timer: a wait for an interrupt that never comes. */
@@ -42,43 +46,116 @@ export const plant = <D extends Driver.Any>(driver: D, bug: Scenario.Bug | undef
 /** The bus a kind of device sits on (and its driver registers on). */
 export const busOf = (kind: Scenario.Kind): "pci" | "platform" => Scenario.kinds[kind].bus
 
-/** A scenario's machine on one simulator. */
+/** The name of a kind's driver on its bus (what `unload` unregisters). */
+export const driverOf = (kind: Scenario.Kind): string => Scenario.kinds[kind].driver
+
+/** What a host refuses an action with (its message goes into the timeline). */
+export interface Refusal {
+  readonly _tag: string
+  readonly message: string
+}
+
+/**
+ * Where a scenario runs: the simulator, or QEMU's machine (whose devices are those the
+ * scenario names, in their slots; `plug` puts one on the bus, after a removal back in its
+ * slot). The runner reads evidence (the trace, the DMA faults) from it however a run ends.
+ */
+export interface Host {
+  readonly name: "sim" | "qemu"
+  readonly hardware: Hardware.Service
+  readonly pci: Bus.Service
+  /** `undefined` on QEMU (no platform devices: a scenario with one is refused before it runs). */
+  readonly platform: Bus.Service | undefined
+  readonly unplug: (name: string) => Effect.Effect<unknown, Refusal>
+  readonly surpriseRemove: (name: string) => Effect.Effect<unknown, Refusal>
+  readonly trace: Trace.Service
+  readonly iommuFaults: () => ReadonlyArray<Iommu.Fault>
+  /** What the host itself saw go wrong (QEMU lost, a handler that threw), as notes. */
+  readonly problems: () => ReadonlyArray<string>
+  /** Plugs a device of the scenario; `onSimulator` plugs the simulator's model of it (unused on QEMU). */
+  readonly plug: (spec: Scenario.DeviceSpec, onSimulator: (sim: Simulator.Service) => Effect.Effect<unknown, Refusal>) => Effect.Effect<void, Refusal>
+}
+
+/** The simulator as a host. */
+export const onSimulator = (sim: Simulator.Service): Host => ({
+  name: "sim",
+  hardware: sim.hardware,
+  pci: sim.pci,
+  platform: sim.platform,
+  unplug: sim.unplug,
+  surpriseRemove: sim.surpriseRemove,
+  trace: sim.trace,
+  iommuFaults: sim.iommuFaults,
+  problems: () => [],
+  plug: (_spec, onSimulator) => Effect.asVoid(onSimulator(sim))
+})
+
+/** QEMU's machine as a host (its devices are the scenario's, by name). */
+export const onQemu = (qemu: Qemu.Service): Host => ({
+  name: "qemu",
+  hardware: qemu.hardware,
+  pci: qemu.pci,
+  platform: undefined,
+  unplug: qemu.unplug,
+  surpriseRemove: qemu.surpriseRemove,
+  trace: qemu.trace,
+  iommuFaults: qemu.iommuFaults,
+  problems: qemu.problems,
+  plug: (spec) => Effect.asVoid(qemu.plug(spec.name))
+})
+
+/** The bus of `kind` on `host` (a platform kind on QEMU is refused before a run, so this is a defect). */
+export const busFor = (host: Host, kind: Scenario.Kind): Bus.Service => {
+  const bus = busOf(kind) === "pci" ? host.pci : host.platform
+  if (bus === undefined) throw new Error(`${kind} devices need the simulator's platform bus`)
+  return bus
+}
+
+/** A scenario's machine on one host. */
 export interface Machine {
   readonly net: ReturnType<typeof makeNetDevices>
   readonly disks: ReturnType<typeof makeBlockDevices>
   readonly hwmon: ReturnType<typeof makeHwmon>
+  readonly edus: ReturnType<typeof makeEduDevices>
   /** Registers the driver of `kind`, with the bug the scenario plants in it. */
   readonly load: (kind: Scenario.Kind) => Effect.Effect<void, DeviceError.DriverAlreadyRegistered | DeviceError.BusShutDown>
   /** Plugs a device of the scenario (a fresh model on the same cable or medium). */
-  readonly plug: (device: Scenario.DeviceSpec) => Effect.Effect<void, DeviceError.DeviceExists | DeviceError.BusShutDown | DeviceError.ParentUnbinding>
+  readonly plug: (device: Scenario.DeviceSpec) => Effect.Effect<void, Refusal>
   /** The scenario's workload on its devices (until `context.ops.stopping`). */
   readonly workload: (context: Workloads.LoadContext) => Effect.Effect<void>
 }
 
 /**
- * Builds the machine of `scenario` on `sim` (nothing registered or plugged yet). Cables and
+ * Builds the machine of `scenario` on `host` (nothing registered or plugged yet). Cables and
  * media are made here: a machine per case, so cases do not share state.
  */
-export const make = (scenario: Scenario.Scenario, sim: Simulator.Service, seed: number): Machine => {
+export const make = (scenario: Scenario.Scenario, host: Host, seed: number): Machine => {
   const net = makeNetDevices()
   const disks = makeBlockDevices()
   const hwmon = makeHwmon()
-  const context = Context.make(Hardware.Hardware, sim.hardware).pipe(
+  const edus = makeEduDevices()
+  const context = Context.make(Hardware.Hardware, host.hardware).pipe(
     Context.add(NetDevices, net),
     Context.add(BlockDevices, disks),
-    Context.add(Hwmon, hwmon)
+    Context.add(Hwmon, hwmon),
+    Context.add(EduDevices, edus)
   )
   const bugs = new Map(scenario.drivers.map((d) => [d.kind, d.bug]))
   const load = (kind: Scenario.Kind) => {
     const bug = bugs.get(kind)
     const own = bug === "free-dma-before-stop" ? bug : undefined
+    const bus = busFor(host, kind)
     switch (kind) {
       case "nic":
-        return Effect.provide(sim.pci.registerDriver(plant(nicDriver({ bug: own }), bug)), context)
+        return Effect.provide(bus.registerDriver(plant(nicDriver({ bug: own }), bug)), context)
       case "blk":
-        return Effect.provide(sim.pci.registerDriver(plant(blkDriver({ bug: own }), bug)), context)
+        return Effect.provide(bus.registerDriver(plant(blkDriver({ bug: own }), bug)), context)
       case "sensor":
-        return Effect.provide(sim.platform.registerDriver(plant(sensorDriver(), bug)), context)
+        return Effect.provide(bus.registerDriver(plant(sensorDriver(), bug)), context)
+      case "edu":
+        return Effect.provide(bus.registerDriver(plant(eduDriver(), bug)), context)
+      case "pci-testdev":
+        return Effect.provide(bus.registerDriver(plant(RustDriverPci.driver(), bug)), context)
     }
   }
   const cables = new Map<string, NicModel.Cable>()
@@ -97,31 +174,37 @@ export const make = (scenario: Scenario.Scenario, sim: Simulator.Service, seed: 
       stores.set(device.store ?? device.name, BlkModel.store(device.sectors ?? 4096))
     }
   }
-  const plug = (spec: Scenario.DeviceSpec) => {
-    switch (spec.kind) {
-      case "nic":
-        return Effect.asVoid(sim.plug({
-          bus: "pci",
-          name: spec.name,
-          ids: NicModel.ids,
-          model: NicModel.model({
-            cable: spec.cable === undefined ? undefined : cables.get(spec.cable),
-            port: ports.get(spec.name),
-            loopback: spec.loopback,
-            latency: spec.latency
+  const plug = (spec: Scenario.DeviceSpec) =>
+    host.plug(spec, (sim) => {
+      switch (spec.kind) {
+        case "nic":
+          return sim.plug({
+            bus: "pci",
+            name: spec.name,
+            ids: NicModel.ids,
+            model: NicModel.model({
+              cable: spec.cable === undefined ? undefined : cables.get(spec.cable),
+              port: ports.get(spec.name),
+              loopback: spec.loopback,
+              latency: spec.latency
+            })
           })
-        }))
-      case "blk":
-        return Effect.asVoid(sim.plug({
-          bus: "pci",
-          name: spec.name,
-          ids: BlkModel.ids,
-          model: BlkModel.model({ store: stores.get(spec.store ?? spec.name)!, latency: spec.latency })
-        }))
-      case "sensor":
-        return Effect.asVoid(sim.plug({ bus: "platform", name: spec.name, ids: SensorModel.ids, model: SensorModel.model() }))
-    }
-  }
+        case "blk":
+          return sim.plug({
+            bus: "pci",
+            name: spec.name,
+            ids: BlkModel.ids,
+            model: BlkModel.model({ store: stores.get(spec.store ?? spec.name)!, latency: spec.latency })
+          })
+        case "sensor":
+          return sim.plug({ bus: "platform", name: spec.name, ids: SensorModel.ids, model: SensorModel.model() })
+        case "edu":
+          // QEMU's timing: the scenario runs alike on both hosts.
+          return sim.plug({ bus: "pci", name: spec.name, ids: Edu.ids, model: Edu.model({ factorial: Duration.millis(EDU_FACTORIAL), dma: Duration.millis(EDU_DMA) }) })
+        case "pci-testdev":
+          return sim.plug({ bus: "pci", name: spec.name, ids: PciTestdev.ids, model: PciTestdev.model() })
+      }
+    })
   const workload = (context: Workloads.LoadContext) => {
     const config = workloadDefaults(scenario.workload)
     const loads = scenario.devices.map((device, index) => {
@@ -132,11 +215,16 @@ export const make = (scenario: Scenario.Scenario, sim: Simulator.Service, seed: 
           return Workloads.blkLoad(context, disks, device.name, seed + index, config.blk)
         case "sensor":
           return Workloads.sensorLoad(context, hwmon, device.name, seed + index, config.sensor)
+        case "edu":
+          return Workloads.eduLoad(context, edus, device.name, seed + index, config.edu)
+        case "pci-testdev":
+          // rust_driver_pci's work is its probe; user code has nothing to call.
+          return Effect.void
       }
     })
     return Effect.all(loads, { concurrency: "unbounded", discard: true })
   }
-  return { net, disks, hwmon, load, plug, workload }
+  return { net, disks, hwmon, edus, load, plug, workload }
 }
 
 /** The load context of a workload judged by `oracle` (exploration and fuzzing). */

@@ -106,6 +106,14 @@ export const timeout = Options.text("timeout").pipe(
   Options.optional
 )
 
+export const backend = Options.choice("backend", ["sim", "qemu"]).pipe(
+  Options.withDefault("sim" as const),
+  Options.withDescription(
+    "Where the devices are: the simulator's models (sim, the default) or QEMU's own device models (qemu: edu and pci-testdev " +
+      "devices, no fault rules; needs QEMU and its qtest accelerator, see devscope doctor)"
+  )
+)
+
 export interface RunFlags {
   readonly seed: Option.Option<number>
   readonly trace: Option.Option<string>
@@ -116,5 +124,7 @@ export interface RunFlags {
   readonly junit: Option.Option<string>
   /** `--timeout`: stop the run after this much wall time (exit code 124). */
   readonly timeout?: Option.Option<Timeout> | undefined
+  /** `--backend`: the simulator (default) or QEMU. */
+  readonly backend?: "sim" | "qemu" | undefined
 }
 

@@ -17,6 +17,7 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import type { Lifecycle } from "@devscope/core"
 import { type Iommu, Simulator, type Trace, VirtualTime } from "@devscope/sim"
@@ -27,7 +28,7 @@ import type { DeviceSummary, DriverFailure, Note, RunRecord, Stall, TimelineEntr
 import { describeError, describeSpan, LogBook, trackingTracer } from "./logbook.js"
 import * as Machine from "./machine.js"
 import * as Workloads from "./workloads.js"
-import { workloadDefaults } from "./defaults.js"
+import { REMOVE_TIMEOUT, workloadDefaults } from "./defaults.js"
 
 /** Virtual time the end of a run may take to resolve the operations in flight. */
 const DRAIN = 1_000
@@ -50,6 +51,23 @@ export interface InternalOptions {
   /** The simulator trace's limit (default `TRACE_LIMIT`). */
   readonly traceLimit?: number | undefined
 }
+
+/**
+ * Where a run happens. The simulator is made inside the run's virtual world; a host whose
+ * start is real I/O (QEMU) is made outside it, before the world starts, and `inWorld` (its
+ * clock) runs as a fiber of the world.
+ */
+export type Start<E> =
+  | { readonly _tag: "simulator" }
+  | {
+    readonly _tag: "outside"
+    readonly make: (
+      onLifecycle: (bus: "pci" | "platform", event: Lifecycle.LifecycleEvent) => void,
+      traceLimit: number
+    ) => Effect.Effect<{ readonly host: Machine.Host; readonly inWorld: Effect.Effect<void> }, E, Scope.Scope>
+  }
+
+const onTheSimulator: Start<never> = { _tag: "simulator" }
 
 /** The reason of an aborted signal, as the record states it: a string reason as given, else "aborted". */
 const reasonOf = (signal: AbortSignal): string =>
@@ -95,8 +113,16 @@ export const run = (
   scenario: Scenario.Scenario,
   options: RunOptions = {},
   internalOptions: InternalOptions = {}
-): Effect.Effect<RunRecord> =>
-  Effect.gen(function*() {
+): Effect.Effect<RunRecord> => runOn(scenario, onTheSimulator, options, internalOptions)
+
+/** Runs a scenario on the host `start` makes (see {@link run}); fails only if the host cannot start. */
+export const runOn = <E>(
+  scenario: Scenario.Scenario,
+  start: Start<E>,
+  options: RunOptions = {},
+  internalOptions: InternalOptions = {}
+): Effect.Effect<RunRecord, E> =>
+  Effect.scoped(Effect.gen(function*() {
     const seed = options.seed ?? scenario.seed ?? 1
     const wallStart = performance.now()
     const lifecycle: Array<{ readonly bus: "pci" | "platform"; readonly event: Lifecycle.LifecycleEvent }> = []
@@ -113,9 +139,9 @@ export const run = (
     const stalls: Array<Stall> = []
     const openSpans = new Set<Tracer.Span>()
     const book = new LogBook(options.onNote)
-    // The simulator, kept outside the program: its trace and faults are evidence however the
+    // The host, kept outside the program: its trace and faults are evidence however the
     // program ends.
-    let simulator: Simulator.Service | undefined
+    let simulator: Machine.Host | undefined
     let worldClock: Clock.Clock | undefined
     let now = 0
     let stop: Stop | undefined
@@ -173,13 +199,16 @@ export const run = (
         .filter((s) => s.status._tag === "Started" && Number(s.status.startTime) / 1e6 >= since - 1e-9)
         .map(describeSpan)
 
+    const traceLimit = internalOptions.traceLimit ?? TRACE_LIMIT
+    const outside = start._tag === "outside" ? yield* start.make(onLifecycle, traceLimit) : undefined
     const program = Effect.scoped(Effect.gen(function*() {
-      const sim = yield* Simulator.make({
-        seed,
-        faults: scenario.faults,
-        traceLimit: internalOptions.traceLimit ?? TRACE_LIMIT,
-        onLifecycle
-      })
+      let sim: Machine.Host
+      if (outside === undefined) {
+        sim = Machine.onSimulator(yield* Simulator.make({ seed, faults: scenario.faults, traceLimit, onLifecycle }))
+      } else {
+        sim = outside.host
+        yield* Effect.forkScoped(outside.inWorld)
+      }
       simulator = sim
       worldClock = yield* Effect.clock
       const machine = Machine.make(scenario, sim, seed)
@@ -215,12 +244,12 @@ export const run = (
           case "surprise":
             return Effect.tap(outcome(sim.surpriseRemove(event.device)), () => Effect.sync(() => present.delete(event.device)))
           case "unbind":
-            return outcome(sim[busOf(spec!.kind)].unbind(event.device))
+            return outcome(Machine.busFor(sim, spec!.kind).unbind(event.device))
           case "bind":
-            return outcome(sim[busOf(spec!.kind)].bind(event.device))
+            return outcome(Machine.busFor(sim, spec!.kind).bind(event.device))
           case "unload":
             return Effect.tap(
-              outcome(sim[busOf(event.driver)].unregisterDriver(event.driver)),
+              outcome(Machine.busFor(sim, event.driver).unregisterDriver(Machine.driverOf(event.driver))),
               () => Effect.sync(() => registered.delete(event.driver))
             )
           case "load":
@@ -236,8 +265,15 @@ export const run = (
       const guarded = <A>(device: string, what: string, effect: Effect.Effect<A>) =>
         Effect.gen(function*() {
           const started = yield* Clock.currentTimeMillis
-          const result = yield* Effect.timeoutOption(Effect.disconnect(effect), HANG)
+          // As Effect.disconnect does: the action is interrupted (it may not stop: an unbind
+          // holds on) without being waited for, at the deadline or when the run is stopped.
+          const running = yield* Effect.forkDaemon(effect)
+          const result = yield* Effect.timeoutOption(Fiber.join(running), HANG).pipe(
+            Effect.onInterrupt(() => Fiber.interruptFork(running))
+          )
           if (Option.isNone(result)) {
+            yield* Fiber.interruptFork(running)
+            stillRunning.add(running)
             // What opened since the action started; if nothing did (it waits on a lock held
             // by an earlier hang), every span still open.
             const since = openSince(started)
@@ -258,6 +294,8 @@ export const run = (
         return total
       }
 
+      /** Actions left running after their hang was reported. */
+      const stillRunning = new Set<Fiber.RuntimeFiber<unknown>>()
       let hung = false
       const events = [...(scenario.timeline ?? [])].map((e, i) => [e, i] as const).sort((a, b) => a[0].at - b[0].at || a[1] - b[1])
       for (const [event, _] of events) {
@@ -296,7 +334,7 @@ export const run = (
       // flight, with a result or DeviceGone), then give them a bounded time to come back.
       ops.stopping = true
       for (const kind of [...registered]) {
-        const unloaded = yield* guarded(kind, `unload ${kind} at the end`, Effect.option(sim[busOf(kind)].unregisterDriver(kind)))
+        const unloaded = yield* guarded(kind, `unload ${kind} at the end`, Effect.option(Machine.busFor(sim, kind).unregisterDriver(Machine.driverOf(kind))))
         timeline.push({
           at: now,
           action: "unload",
@@ -310,6 +348,10 @@ export const run = (
       }
       const drained = yield* Fiber.join(workload).pipe(Effect.timeout(DRAIN), Effect.option)
       if (Option.isNone(drained)) yield* Effect.timeoutOption(Fiber.interrupt(workload), HANG)
+      // A host made outside the world (QEMU) outlives it: a hung action is given the bus's
+      // deadlines to end inside the world, where its clock runs, rather than being left in a
+      // world that has ended while the host waits for it at its close.
+      if (outside !== undefined && stillRunning.size > 0) yield* Effect.timeoutOption(Fiber.awaitAll([...stillRunning]), REMOVE_TIMEOUT + HANG)
     }))
 
     // A stop (the signal aborted) comes between two tasks of the world: take what was
@@ -384,6 +426,10 @@ export const run = (
       })
     }
     const failures: Array<DriverFailure> = [...(stopped?.failures ?? book.failures.values())]
+    // What the host saw go wrong itself (QEMU lost, an interrupt handler that threw there).
+    for (const problem of simulator?.problems() ?? []) {
+      failures.push({ device: "-", where: `the ${simulator!.name === "qemu" ? "QEMU machine" : "simulator"}`, error: problem, defect: false, at: outcome.virtualMillis, count: 1 })
+    }
     if (outcome.exit !== undefined && Exit.isFailure(outcome.exit) && !Cause.isInterruptedOnly(outcome.exit.cause)) {
       // The run itself died: a defect that reached the scenario's own fiber.
       const cause = outcome.exit.cause
@@ -446,6 +492,7 @@ export const run = (
       notes: stopped?.notes ?? [...book.notes.values()],
       stalls,
       dropped: { trace: stopped?.dropped ?? simulator?.trace.dropped ?? 0 },
-      ...(stopped === undefined ? {} : { interrupted: { reason: stopped.reason, at: stopped.at } })
+      ...(stopped === undefined ? {} : { interrupted: { reason: stopped.reason, at: stopped.at } }),
+      ...(simulator?.name === "qemu" ? { backend: "qemu" as const } : {})
     } satisfies RunRecord
-  })
+  }))

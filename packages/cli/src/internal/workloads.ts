@@ -6,7 +6,8 @@
  * Each load checks what it gets back: NIC frames carry their origin and a checksummed
  * payload; block workers own disjoint sector ranges and know what every acknowledged write
  * left on the medium; sensor readings must be in the model's range, and an attribute read
- * outside the binding must say None once that binding has ended.
+ * outside the binding must say None once that binding has ended; an edu's factorials must be
+ * right, and a DMA round trip through its buffer must bring back what was sent.
  *
  * Pauses are random (exponentially distributed with the interval as mean, as the gaps of
  * Poisson arrivals, from the seed), and each sender, worker or reader starts at a random point
@@ -16,6 +17,7 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { BlockDevice, BlockDevicesRegistry } from "@devscope/example-blk"
+import type { EduDevicesRegistry } from "@devscope/example-edu"
 import type { NetDevice, NetDevicesRegistry } from "@devscope/example-nic"
 import { type HwmonRegistry, type SensorHandle, SensorModel } from "@devscope/example-sensor"
 import { Simulator } from "@devscope/sim"
@@ -335,4 +337,60 @@ export const sensorLoad = (context: LoadContext, registry: HwmonRegistry, device
       for (const r of current === undefined ? retired : [...retired, current]) readAttributes(r.handle, r.epoch)
     })
   return Effect.all(Array.from({ length: load.readers }, (_, i) => reader(i)), { concurrency: "unbounded", discard: true })
+}
+
+// ---------------------------------------------------------------------------------------
+// edu: each worker computes a factorial, then sends bytes into its part of the device's
+// buffer and reads them back.
+
+export interface EduLoad {
+  readonly workers: number
+  readonly dmaBytes: number
+  readonly interval: number
+}
+
+/** Bytes of the device's buffer each worker owns (8 workers of at most 448 bytes stay clear of its end). */
+const EDU_SLICE = 512
+
+const factorialU32 = (n: number) => {
+  let r = 1
+  for (let i = 2; i <= n; i++) r = Math.imul(r, i) >>> 0
+  return r
+}
+
+export const eduLoad = (context: LoadContext, registry: EduDevicesRegistry, device: string, seed: number, load: EduLoad) => {
+  const { busy, ops } = context
+  const lookup = () => registry.lookup(device)
+  const worker = (index: number) =>
+    Effect.gen(function*() {
+      const rand = random(seed * 1_000 + index)
+      yield* stagger(load.interval, rand)
+      const offset = index * EDU_SLICE
+      let round = 0
+      while (!ops.stopping) {
+        const found = yield* waitFor(ops, lookup, 1)
+        if (Option.isNone(found)) return
+        const edu = found.value
+        round++
+        const n = Math.floor(rand() * 13)
+        const fact = yield* busy.track(ops, device, "factorial", edu.factorial(n), isGone)
+        if (Option.isSome(fact) && fact.value !== factorialU32(n)) {
+          ops.of(device).corrupt++
+          ops.problem(device, `${n}! came back as ${fact.value} (expected ${factorialU32(n)})`)
+        }
+        const data = Uint8Array.from({ length: load.dmaBytes }, (_, i) => (seed * 7 + index * 31 + round * 13 + i) & 0xff)
+        // The round trip is checked only within one binding: a re-plugged device's buffer is new.
+        const epoch = context.bindingsEnded(device)
+        const sent = yield* busy.track(ops, device, "dmaToDevice", Effect.as(edu.dmaToDevice(data, { offset }), true), isGone)
+        if (Option.isSome(sent)) {
+          const back = yield* busy.track(ops, device, "dmaFromDevice", edu.dmaFromDevice(load.dmaBytes, { offset }), isGone)
+          if (Option.isSome(back) && context.bindingsEnded(device) === epoch && !equalBytes(back.value, data)) {
+            ops.of(device).corrupt++
+            ops.problem(device, `a DMA round trip of ${load.dmaBytes} bytes at offset ${offset} came back different`)
+          }
+        }
+        yield* pause(load.interval, rand)
+      }
+    })
+  return Effect.all(Array.from({ length: load.workers }, (_, i) => worker(i)), { concurrency: "unbounded", discard: true })
 }

@@ -8,8 +8,10 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { Bus, type Device, DeviceError, Hardware, type Lifecycle } from "@devscope/core"
 import { type Iommu, Trace } from "@devscope/sim"
 import { type Booted, boot, type BootOptions, MachineInvalid } from "./boot.js"
@@ -20,6 +22,9 @@ import { type QemuExit, QemuStartFailed } from "./process.js"
 import * as Hotplug from "./hotplug.js"
 import * as Msi from "./msi.js"
 import { deviceLine, type Entry, guarded, lost, pollMessages, QemuLost, regionOf, type State } from "./state.js"
+
+/** How long closing the backend waits for its bus's unbinds before it stops QEMU anyway. */
+const CLOSE_DEADLINE = Duration.seconds(10)
 
 /** Options of {@link make}. */
 export interface Options extends BootOptions {
@@ -116,7 +121,18 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       options.bus?.onEvent?.(event)
       options.onLifecycle?.("pci", event)
     }
-    const pci = yield* Bus.make({ ...options.bus, name: "pci", onEvent })
+    // The bus's own scope, closed (its devices unbound) before QEMU stops, with a deadline: an
+    // unbind left running in a world that has ended (a VirtualTime run over, a driver's remove
+    // still waiting there) never ends, and must not keep QEMU and the caller forever.
+    const busScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const pci = yield* Scope.extend(Bus.make({ ...options.bus, name: "pci", onEvent }), busScope)
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Effect.timeoutOption(Effect.disconnect(Scope.close(busScope, Exit.void)), CLOSE_DEADLINE), (closed) =>
+        Effect.sync(() => {
+          if (Option.isNone(closed)) {
+            state.problems.push(`the bus's unbinds did not end within ${Duration.format(CLOSE_DEADLINE)} of the backend's close; QEMU was stopped anyway`)
+          }
+        })))
     const state: State = {
       booted,
       entries: new Map(),
