@@ -10,6 +10,9 @@ import { Hardware } from "@devscope/core"
 import { RustDma, RustDriverPci } from "@devscope/example-rust-samples"
 import { Explore } from "@devscope/testing"
 import { Qemu } from "@devscope/qemu"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { skipReason } from "./qemuAvailable.js"
 
 // Without QEMU (outside CI) these are skipped, with the reason printed by qemuAvailable.ts.
@@ -63,6 +66,49 @@ describe.skipIf(skip)("the QEMU backend", () => {
       const again = yield* Effect.flip(q.plug("testdev0"))
       expect(again._tag).toBe("QemuLost")
     }).pipe(Effect.provide(machine([{ name: "testdev0", model: "pci-testdev" }]))), 60_000)
+})
+
+describe.skipIf(skip)("nothing left behind", () => {
+  it.live("the FIFOs, the socket and the /dev/shm file are gone once the machine is up; registers still work", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const q = yield* Qemu.make({ devices: [{ name: "edu0", model: "edu" }] })
+      expect(fs.existsSync(q.machine.machine.dir)).toBe(false)
+      expect(fs.existsSync(q.machine.machine.memPath)).toBe(false)
+      const device = yield* q.plug("edu0")
+      const bar = yield* q.hardware.region(device, 0)
+      expect(bar.read32(0) & 0xff).toBe(0xed)
+    })), 60_000)
+
+  it.live("the Node process that started QEMU killed with SIGKILL: QEMU dies too, no file is left", () =>
+    Effect.gen(function*() {
+      const root = path.resolve(__dirname, "../../..")
+      // Node itself (tsx's loader in it), not the tsx command, which would be a parent of its own.
+      const child = spawn(process.execPath, ["--import", "tsx", "--conditions=@devscope/source", path.join(__dirname, "fixtures/orphan.ts")], {
+        cwd: root,
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      const started = yield* Effect.async<{ readonly pid: number; readonly dir: string; readonly memPath: string }>((resume) => {
+        let out = ""
+        child.stdout!.on("data", (chunk: Buffer) => {
+          out += chunk.toString()
+          if (out.includes("\n")) resume(Effect.succeed(JSON.parse(out.split("\n")[0]!)))
+        })
+      }).pipe(Effect.timeout("30 seconds"))
+      // Running, not a zombie waiting for a reaper that is not there (PID 1 of a container).
+      const alive = (pid: number) => {
+        try {
+          return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"))
+        } catch {
+          return false
+        }
+      }
+      expect(alive(started.pid)).toBe(true)
+      child.kill("SIGKILL")
+      for (let i = 0; i < 100 && alive(started.pid); i++) yield* Effect.sleep("20 millis")
+      expect(alive(started.pid)).toBe(false)
+      expect(fs.existsSync(started.dir)).toBe(false)
+      expect(fs.existsSync(started.memPath)).toBe(false)
+    }), 60_000)
 })
 
 describe.skipIf(skip)("rust_dma on QEMU's pci-testdev", () => {

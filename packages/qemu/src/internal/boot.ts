@@ -210,5 +210,7 @@ export const boot = (
       (fd) => Effect.sync(() => fs.closeSync(fd))
     )
     const memory = new GuestMemory(fd, machine.memoryBytes, RESERVED)
+    // Every channel and the guest RAM are open on both sides: their names can go.
+    machine.unlinkFiles()
     return { machine, qtest, qmp, qmpSync, cfg, memory, slots, functions, resources, mailboxes: { base: PAGE * 16, count: PAGE / 4 } }
   })

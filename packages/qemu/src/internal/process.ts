@@ -125,6 +125,12 @@ export interface Machine {
   /** The last 64 KiB of stderr so far. */
   stderr(): string
   /** Sends a signal (no-op once QEMU has exited). */
+  /**
+   * Removes the FIFOs, the socket, the temp dir and the /dev/shm file once every end is open
+   * (QEMU and this process keep their descriptors and mapping): a Node process killed with
+   * SIGKILL then leaves nothing behind (QEMU dies with it, and the guest RAM with QEMU).
+   */
+  unlinkFiles(): void
   kill(signal: NodeJS.Signals): void
 }
 
@@ -263,7 +269,8 @@ const start = (options: LaunchOptions) =>
       stderr: () => stderr.text(),
       kill: (signal) => {
         if (status === undefined) child.kill(signal)
-      }
+      },
+      unlinkFiles: cleanup
     }
     return machine
   })
