@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { cacheDir, locate, MODULE, parseVersion, probe, readStamp, type Env } from "../src/internal/install.js"
+import { cacheDir, locate, locateCached, MODULE, parseVersion, probe, readStamp, type Env } from "../src/internal/install.js"
 import { qemu, skipReason } from "./qemuAvailable.js"
 
 const stampA = `qemu_stamp_${"a".repeat(40)}`
@@ -80,6 +80,32 @@ describe("install: locate", () => {
       expect(a.reason).toContain(stampB)
       expect(a.hint).toContain("pnpm qemu:setup")
       expect(a.module).toBe(path.join(cacheDir("1:7.2+fake-1+b1", f.env), MODULE))
+    } finally {
+      f.cleanup()
+    }
+  })
+
+  it("locateCached: remembered while the binary and the module are the same files; a change or a missing module is looked at again", () => {
+    const f = fake(stampA, stampA)
+    try {
+      const first = locateCached(f.env)
+      expect(first.available).toBe(true)
+      expect(locateCached(f.env)).toBe(first)
+      // The module rebuilt (other bytes): located again, and now stale.
+      const module = path.join(cacheDir("1:7.2+fake-1+b1", f.env), MODULE)
+      fs.writeFileSync(module, Buffer.concat([Buffer.alloc(5000, 0x7f), Buffer.from(`\0${stampB}\0`)]))
+      const stale = locateCached(f.env)
+      expect(stale.available).toBe(false)
+      // Not available: never remembered (a setup run meanwhile is seen at once).
+      fs.writeFileSync(module, Buffer.concat([Buffer.alloc(6000, 0x7f), Buffer.from(`\0${stampA}\0`)]))
+      const again = locateCached(f.env)
+      expect(again.available).toBe(true)
+      expect(again).not.toBe(first)
+      // The binary replaced: located again.
+      fs.writeFileSync(f.binary, fs.readFileSync(f.binary, "utf8") + "# upgraded\n")
+      const upgraded = locateCached(f.env)
+      expect(upgraded.available).toBe(true)
+      expect(upgraded).not.toBe(again)
     } finally {
       f.cleanup()
     }

@@ -9,7 +9,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
-import { locate } from "./install.js"
+import { locateCached } from "./install.js"
 import { GuestMemory, PAGE } from "./memory.js"
 import * as Pci from "./pci.js"
 import { launch, type Machine, type QemuError } from "./process.js"
@@ -174,7 +174,7 @@ export const boot = (
   Effect.gen(function*() {
     const problem = problemOf(options.devices)
     if (problem !== undefined) return yield* new MachineInvalid({ reason: problem })
-    const found = locate()
+    const found = locateCached()
     if (!found.available) return yield* new QemuUnavailable({ reason: found.reason, hint: found.hint })
     const machine = yield* launch({
       binary: found.binary,

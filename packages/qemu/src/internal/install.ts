@@ -287,6 +287,41 @@ export const locate = (env: Env = process.env): Availability => {
   )
 }
 
+/** A file's identity for the cache below: path, inode, size and modification time (`undefined`: absent). */
+const identity = (file: string): string | undefined => {
+  try {
+    const st = fs.statSync(file)
+    return `${file}:${st.ino}:${st.size}:${st.mtimeMs}`
+  } catch {
+    return undefined
+  }
+}
+
+/** What `locate` found available, by binary and environment (see {@link locateCached}). */
+const located = new Map<string, { readonly found: Extract<Availability, { available: true }>; readonly module: string | undefined }>()
+
+/**
+ * `locate`, remembered for the process while the binary and the module it accepted are the same
+ * files (inode, size and mtime): `locate` runs `--version` and reads both binaries' stamps
+ * (about 25 ms), which every machine started would otherwise pay. Only an available result is
+ * kept, so a setup run meanwhile is seen at the next call.
+ *
+ * @internal
+ */
+export const locateCached = (env: Env = process.env): Availability => {
+  const override = env.DEVSCOPE_QEMU
+  const binary = override !== undefined && override !== "" ? which(override, env) : which(BINARY, env)
+  const binaryId = binary === undefined ? undefined : identity(binary)
+  const key = [binaryId, cacheRoot(env), env.PATH].join("\u0000")
+  const hit = binaryId === undefined ? undefined : located.get(key)
+  if (hit !== undefined && (hit.module === undefined || identity(path.join(hit.found.moduleDir, MODULE)) === hit.module)) return hit.found
+  const found = locate(env)
+  if (found.available && binaryId !== undefined) {
+    located.set(key, { found, module: found.stamp === "" ? undefined : identity(path.join(found.moduleDir, MODULE)) })
+  }
+  return found
+}
+
 /**
  * Starts QEMU once with `-accel qtest -qtest stdio` (QEMU_MODULE_DIR set, 10 s at most) and
  * sends `clock_step 1000`: the accelerator loaded if the answer is `OK` (`clock_step` is the
