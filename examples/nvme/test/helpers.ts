@@ -52,11 +52,12 @@ export interface World {
   readonly file: string
 }
 
-/** Runs `f` with a machine whose nvme0 is bound. */
-export const withNvme = <A, E>(f: (w: World) => Effect.Effect<A, E>, options: Options = {}) =>
+/** Runs `f` with a machine whose nvme0 is bound (`before`, given, runs first, and the clock is `manual`). */
+export const withNvme = <A, E>(f: (w: World) => Effect.Effect<A, E>, options: Options = {}, before?: (q: Qemu.Service) => Effect.Effect<void>) =>
   Effect.scoped(Effect.gen(function*() {
     const file = yield* image
-    const q = yield* Qemu.make({ devices: [nvmeSpec(file)] })
+    const q = yield* Qemu.make({ devices: [nvmeSpec(file)], clock: before === undefined ? "auto" : "manual" })
+    if (before !== undefined) yield* before(q)
     const devices = makeNvmeDevices()
     let probed: Probed | undefined
     const log: Array<string> = []

@@ -3,7 +3,7 @@
  * and three blocks through a PRP list page), flush, and the controller's own errors.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import { BLOCK, failedWith, IMAGE_BLOCKS, nvme, pattern, withNvme } from "./helpers.js"
 import { skipReason } from "./qemuAvailable.js"
 
@@ -65,4 +65,32 @@ describe.skipIf(skip)("the nvme driver on QEMU's nvme", () => {
         yield* d.write(0, pattern(BLOCK, 4))
         expect(d.stats()).toMatchObject({ statusErrors: 2, pending: 0 })
       })), 60_000)
+
+  it.live("a request with no completion by its deadline: NvmeTimeout; its command id stays held until the controller completes it", () => {
+    let clock: Fiber.RuntimeFiber<never> | undefined
+    return withNvme((w) =>
+      Effect.gen(function*() {
+        const d = nvme(w)
+        yield* d.write(9, pattern(BLOCK, 9))
+        // QEMU's clock stops: the backend no longer steps it, nor reads guest RAM back, so the
+        // controller's completions are not seen. (QEMU's block layer completes I/O in wall time,
+        // outside the virtual clock: a completion that lands before the backend's mailbox poll
+        // after the doorbell write is seen all the same, so a read may still complete; a few
+        // tries find one that does not.)
+        yield* Fiber.interrupt(clock!)
+        let exit: Exit.Exit<Uint8Array, unknown> = Exit.succeed(new Uint8Array())
+        let tries = 0
+        while (Exit.isSuccess(exit) && tries++ < 10) exit = yield* Effect.exit(d.read(9, 1))
+        expect(failedWith(exit, "NvmeTimeout")).toBe(true)
+        expect(d.stats()).toMatchObject({ timedOut: 1, pending: 0, onController: 1 })
+        // The clock runs again: the completion comes, late; the id and the buffer are freed.
+        clock = yield* Effect.forkDaemon(w.q.runClock)
+        for (let i = 0; i < 200 && d.stats().onController > 0; i++) yield* Effect.sleep("5 millis")
+        expect(d.stats()).toMatchObject({ timedOut: 1, late: 1, onController: 0, pending: 0 })
+        expect([...(yield* d.read(9, 1))]).toEqual([...pattern(BLOCK, 9)])
+      }).pipe(Effect.ensuring(Effect.suspend(() => (clock === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(clock)))))), { ioTimeout: "200 millis" }, (q) =>
+      Effect.sync(() => {
+        clock = Effect.runFork(q.runClock)
+      }))
+  }, 60_000)
 })
