@@ -326,7 +326,7 @@ export interface Probed {
 export interface Options {
   /** Commands in flight at once on the I/O queue (command ids). Default 16. */
   readonly queueDepth?: number | undefined
-  /** Deadline of one read, write, flush or passthrough, waiting for its id included. Default 5 s. */
+  /** Deadline of one read, write, flush or passthrough, from its submission (a wait for a free id is not counted). Default 5 s. */
   readonly ioTimeout?: Duration.DurationInput | undefined
   /** Deadline of one admin command. Default 2 s. */
   readonly adminTimeout?: Duration.DurationInput | undefined
