@@ -73,6 +73,8 @@ export interface RunVerdict {
   }
   /** The seed the run used. */
   readonly seed: number
+  /** `"qemu"` for a run on QEMU's device models (`--backend qemu`); absent on the simulator. */
+  readonly backend?: "qemu" | undefined
   /** How to run it again. */
   readonly replay: Replay
   /** Virtual time at the end of the run. */

@@ -58,6 +58,15 @@ describe("scenarios of QEMU's kinds on the simulator", () => {
       { path: "faults", message: "fault rules are the simulator's; QEMU's devices do not take them" }
     ])
     expect(Runner.qemuIssues(fromFile())).toEqual([])
+    // A platform driver (and its timeline events) would have no bus on QEMU; a machine has at most 30 devices.
+    const drivers = scenarioOf({
+      name: "platform driver",
+      duration: 50,
+      devices: Array.from({ length: 31 }, (_, i) => ({ name: `edu${i}`, kind: "edu" })),
+      drivers: [{ kind: "edu" }, { kind: "sensor" }],
+      timeline: [{ at: 10, action: "unload", driver: "sensor" }]
+    })
+    expect(Runner.qemuIssues(drivers).map((i) => i.path)).toEqual(["devices", "drivers[1].kind", "timeline[0].driver"])
   })
 })
 
@@ -119,11 +128,35 @@ describe.skipIf(noQemu)("run on QEMU's own edu and pci-testdev", () => {
       expect(record.violations.some((v) => v.guarantee === "G4" && /planted bug hang-in-remove/.test(v.message))).toBe(true)
     }), 60_000)
 
-  it.live("devscope run --backend qemu: the header says so, exit code 0", () =>
+  it.live("devscope run --backend qemu --json: passed, backend qemu, the replay command names the backend", () =>
     Effect.gen(function*() {
-      const ran = yield* devscope(["run", "--backend", "qemu", "--quiet", file])
-      expect(ran.stderr).toBe("")
+      const ran = yield* devscope(["run", "--backend", "qemu", "--json", file])
       expect(ran.code).toBe(0)
-      expect(ran.stdout).toMatch(/All guarantees held/)
+      expect(ran.stderr).toMatch(/of virtual time, on QEMU\)/)
+      const verdict = JSON.parse(ran.stdout)
+      expect(verdict).toMatchObject({ verdict: "passed", exitCode: 0, backend: "qemu" })
+      expect(verdict.replay.command).toMatch(/^devscope run .*qemu\.json --seed 7 --backend qemu$/)
+    }), 60_000)
+
+  it.live("stopped (--timeout) while an unplug hangs in a driver's remove on QEMU: exit 124 within seconds, the summary printed", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(root, "node_modules/.cache-devscope-test-"))
+      try {
+        const hang = path.join(dir, "hang.json")
+        fs.writeFileSync(hang, JSON.stringify({
+          name: "edu hang, stopped",
+          duration: 200,
+          devices: [{ name: "edu0", kind: "edu" }],
+          drivers: [{ kind: "edu", bug: "hang-in-remove" }],
+          timeline: [{ at: 100, action: "unplug", device: "edu0" }]
+        }))
+        const started = performance.now()
+        const ran = yield* devscope(["run", "--backend", "qemu", "--timeout", "400ms", hang])
+        expect(ran.code).toBe(124)
+        expect(performance.now() - started).toBeLessThan(20_000)
+        expect(ran.stdout + ran.stderr).toMatch(/interrupted at .* ms of virtual time/)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
     }), 60_000)
 })

@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Hardware, type Lifecycle } from "@devscope/core"
+import * as boot from "./internal/boot.js"
 import * as backend from "./internal/backend.js"
 import type { MachineInvalid, QemuUnavailable } from "./internal/boot.js"
 import type { QemuError } from "./internal/process.js"
@@ -67,6 +68,20 @@ export {
  * @category models
  */
 export type DeviceSpec = import("./internal/boot.js").DeviceSpec
+
+/**
+ * The most devices one machine has (each behind its own root port, bus 0 slots 2-31).
+ *
+ * @example
+ * ```ts
+ * import { Qemu } from "@devscope/qemu"
+ *
+ * const fits = (devices: ReadonlyArray<Qemu.DeviceSpec>) => devices.length <= Qemu.MAX_DEVICES
+ * ```
+ * @since 0.1.0
+ * @category constants
+ */
+export const MAX_DEVICES: number = boot.MAX_DEVICES
 
 /**
  * @since 0.1.0

@@ -21,6 +21,18 @@ export const issues = (scenario: Scenario.Scenario): ReadonlyArray<Scenario.Issu
       found.push({ path: `devices[${i}].kind`, message: `QEMU has no ${device.kind} device (it has: ${have.join(", ")})` })
     }
   })
+  if (scenario.devices.length > Qemu.MAX_DEVICES) {
+    found.push({ path: "devices", message: `${scenario.devices.length} devices; a QEMU machine has at most ${Qemu.MAX_DEVICES} (one root port each)` })
+  }
+  // A driver QEMU has no device for would have no bus to register on.
+  scenario.drivers.forEach((driver, i) => {
+    if (Scenario.kinds[driver.kind].qemu === undefined) found.push({ path: `drivers[${i}].kind`, message: `QEMU has no ${driver.kind} device for this driver` })
+  })
+  for (const [i, event] of (scenario.timeline ?? []).entries()) {
+    if ("driver" in event && Scenario.kinds[event.driver].qemu === undefined) {
+      found.push({ path: `timeline[${i}].driver`, message: `QEMU has no ${event.driver} device for this driver` })
+    }
+  }
   if ((scenario.faults ?? []).length > 0) {
     found.push({ path: "faults", message: "fault rules are the simulator's; QEMU's devices do not take them" })
   }

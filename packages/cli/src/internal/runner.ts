@@ -17,7 +17,7 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import type { Lifecycle } from "@devscope/core"
 import { type Iommu, Simulator, type Trace, VirtualTime } from "@devscope/sim"
@@ -200,7 +200,12 @@ export const runOn = <E>(
         .map(describeSpan)
 
     const traceLimit = internalOptions.traceLimit ?? TRACE_LIMIT
-    const outside = start._tag === "outside" ? yield* start.make(onLifecycle, traceLimit) : undefined
+    // A host made outside the world lives in a scope of its own, closed once the world has
+    // ended and before the record is made: what its close does and sees (its bus's last
+    // events, a close that had to give up) is part of the record, as the simulator's is.
+    const hostScope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(hostScope, Exit.void))
+    const outside = start._tag === "outside" ? yield* Scope.extend(start.make(onLifecycle, traceLimit), hostScope) : undefined
     const program = Effect.scoped(Effect.gen(function*() {
       let sim: Machine.Host
       if (outside === undefined) {
@@ -394,6 +399,7 @@ export const runOn = <E>(
           }
         }
       )).pipe(Effect.ensuring(Effect.sync(() => options.signal?.removeEventListener("abort", onAbort))))
+    yield* Scope.close(hostScope, Exit.void)
     // A stop that came after the program ended changes nothing.
     const stopped = outcome._tag === "Interrupted" ? stop : undefined
 

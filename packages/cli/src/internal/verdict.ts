@@ -32,9 +32,11 @@ const guarantees = Object.keys(guaranteeTitles) as ReadonlyArray<Guarantee>
 export const shellWord = (word: string): string =>
   /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
 
-/** The command line that replays a run. */
-export const replayCommand = (source: string, seed: number): string =>
-  source === "demo" ? `devscope demo --seed ${seed}` : `devscope run ${shellWord(source)} --seed ${seed}`
+/** The command line that replays a run (on QEMU when it ran there). */
+export const replayCommand = (source: string, seed: number, backend?: "qemu" | undefined): string =>
+  source === "demo"
+    ? `devscope demo --seed ${seed}`
+    : `devscope run ${shellWord(source)} --seed ${seed}${backend === "qemu" ? " --backend qemu" : ""}`
 
 export const verdictOf = (record: RunRecord): RunVerdict["verdict"] =>
   record.interrupted !== undefined ? "interrupted" : passed(record) ? "passed" : "failed"
@@ -64,7 +66,8 @@ export const toJson = (record: RunRecord, source: RunSource): RunVerdict => {
       duration: source.duration
     },
     seed: record.seed,
-    replay: { seed: record.seed, source: source.source, command: replayCommand(source.source, record.seed) },
+    ...(record.backend === undefined ? {} : { backend: record.backend }),
+    replay: { seed: record.seed, source: source.source, command: replayCommand(source.source, record.seed, record.backend) },
     endedAt: record.endedAt,
     wallMillis: record.wallMillis,
     guarantees: guaranteeResults(record),
@@ -130,7 +133,7 @@ interface Case {
 }
 
 const cases = (record: RunRecord, source: RunSource): Array<Case> => {
-  const replay = replayCommand(source.source, record.seed)
+  const replay = replayCommand(source.source, record.seed, record.backend)
   const names = new Set(record.devices.map((d) => d.device))
   const out: Array<Case> = []
   for (const g of guarantees) {
@@ -219,7 +222,7 @@ export const junitXml = (runs: ReadonlyArray<{ readonly record: RunRecord; reado
     const properties = [
       ["source", source.source],
       ["seed", String(record.seed)],
-      ["replay", replayCommand(source.source, record.seed)],
+      ["replay", replayCommand(source.source, record.seed, record.backend)],
       ["verdict", verdictOf(record)],
       ["violations", String(record.violationCount)],
       ["virtual-ms", String(record.endedAt)]

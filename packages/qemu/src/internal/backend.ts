@@ -23,8 +23,20 @@ import * as Hotplug from "./hotplug.js"
 import * as Msi from "./msi.js"
 import { deviceLine, type Entry, guarded, lost, pollMessages, QemuLost, regionOf, type State } from "./state.js"
 
-/** How long closing the backend waits for its bus's unbinds before it stops QEMU anyway. */
-const CLOSE_DEADLINE = Duration.seconds(10)
+/** How long (wall time) closing the backend waits for its bus's unbinds before it stops QEMU anyway. */
+const CLOSE_DEADLINE = Duration.seconds(3)
+
+/** A clock whose time is QEMU's (ms from its start); its sleeps are `sleeps`'. */
+const qemuClockOf = (millis: () => number, sleeps: Clock.Clock): Clock.Clock => {
+  return {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: millis,
+    currentTimeMillis: Effect.sync(millis),
+    unsafeCurrentTimeNanos: () => BigInt(Math.round(millis() * 1e6)),
+    currentTimeNanos: Effect.sync(() => BigInt(Math.round(millis() * 1e6))),
+    sleep: (duration) => sleeps.sleep(duration)
+  }
+}
 
 /** Options of {@link make}. */
 export interface Options extends BootOptions {
@@ -113,26 +125,6 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
     const { qtest, cfg, memory } = booted
     // At least 1 µs: a smaller quantum would cost a qtest round trip per few ns of virtual time.
     const quantumNs = BigInt(Math.max(1000, Math.round(Duration.toMillis(Duration.decode(options.quantum ?? "100 micros")) * 1e6)))
-    let qemuMillis = () => 0
-    const trace = Trace.make({ now: () => qemuMillis(), limit: options.traceLimit })
-    // Bus events go into the trace synchronously, in order with the DMA events.
-    const onEvent = (event: Lifecycle.LifecycleEvent) => {
-      trace.record({ _tag: "Lifecycle", device: "device" in event ? event.device.name : "leak" in event ? event.leak.device : "-", event: event._tag, detail: lifecycleDetail(event) })
-      options.bus?.onEvent?.(event)
-      options.onLifecycle?.("pci", event)
-    }
-    // The bus's own scope, closed (its devices unbound) before QEMU stops, with a deadline: an
-    // unbind left running in a world that has ended (a VirtualTime run over, a driver's remove
-    // still waiting there) never ends, and must not keep QEMU and the caller forever.
-    const busScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    const pci = yield* Scope.extend(Bus.make({ ...options.bus, name: "pci", onEvent }), busScope)
-    yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Effect.timeoutOption(Effect.disconnect(Scope.close(busScope, Exit.void)), CLOSE_DEADLINE), (closed) =>
-        Effect.sync(() => {
-          if (Option.isNone(closed)) {
-            state.problems.push(`the bus's unbinds did not end within ${Duration.format(CLOSE_DEADLINE)} of the backend's close; QEMU was stopped anyway`)
-          }
-        })))
     const state: State = {
       booted,
       entries: new Map(),
@@ -142,7 +134,21 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       lost: undefined,
       qemuNs: 0n
     }
-    qemuMillis = () => Number(state.qemuNs) / 1e6
+    const qemuMillis = () => Number(state.qemuNs) / 1e6
+    const trace = Trace.make({ now: qemuMillis, limit: options.traceLimit })
+    // Bus events go into the trace synchronously, in order with the DMA events.
+    const onEvent = (event: Lifecycle.LifecycleEvent) => {
+      trace.record({ _tag: "Lifecycle", device: "device" in event ? event.device.name : "leak" in event ? event.leak.device : "-", event: event._tag, detail: lifecycleDetail(event) })
+      options.bus?.onEvent?.(event)
+      options.onLifecycle?.("pci", event)
+    }
+    // The bus's own scope, closed (its devices unbound) before QEMU stops, with a deadline: an
+    // unbind left running in a world that has ended (a VirtualTime run over, a driver's remove
+    // still waiting there) never ends, and must not keep QEMU and the caller forever. The wait
+    // is a callback: a finalizer cannot be interrupted, so a timeout would wait for the close.
+    const busScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    // The bus stamps its events with QEMU's clock, as the trace and the DMA faults are.
+    const pci = yield* Scope.extend(Effect.withClock(Bus.make({ ...options.bus, name: "pci", onEvent }), qemuClockOf(qemuMillis, yield* Effect.clock)), busScope)
     // Faults are stamped with QEMU's clock: the virtual time of the machine, in ms.
     const onFault = (fault: Iommu.Fault) => void state.dmaFaults.push({ ...fault, at: Number(state.qemuNs) / 1e6 })
 
@@ -265,6 +271,22 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       }
     })
     if ((options.clock ?? "auto") === "auto") yield* Effect.forkScoped(runClock)
+    // Registered after the clock fiber, so it runs before that fiber is stopped: the drivers'
+    // remove (a DMA to wait for, a command to complete) still has QEMU's clock at close.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Effect.forkDaemon(Scope.close(busScope, Exit.void)), (unbinding) =>
+        Effect.async<void>((resume) => {
+          let settled = false
+          const settle = (ended: boolean) => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            if (!ended) state.problems.push(`the bus's unbinds did not end within ${Duration.format(CLOSE_DEADLINE)} of the backend's close; QEMU was stopped anyway`)
+            resume(Effect.void)
+          }
+          const timer = setTimeout(() => settle(false), Duration.toMillis(CLOSE_DEADLINE))
+          unbinding.addObserver(() => settle(true))
+        })))
 
     // --- QEMU going away unasked -----------------------------------------------------------
     let closing = false
@@ -303,12 +325,15 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
           }
           entry.status = "present"
           const fn = entry.fn!
-          const device = yield* pci.addDevice({
-            name,
-            ids: { vendor: fn.vendorId, device: fn.deviceId, class: fn.classCode, revision: fn.revision, subsystemVendor: fn.subsystemVendorId, subsystem: fn.subsystemId }
-          })
-          entry.device = device
-          return device
+          // On the bus and in the entry together: an interruption between the two would leave
+          // a bound device that removals no longer find.
+          return yield* Effect.uninterruptible(Effect.tap(
+            pci.addDevice({
+              name,
+              ids: { vendor: fn.vendorId, device: fn.deviceId, class: fn.classCode, revision: fn.revision, subsystemVendor: fn.subsystemVendorId, subsystem: fn.subsystemId }
+            }),
+            (device) => Effect.sync(() => void (entry.device = device))
+          ))
         }),
       unplug: (name) =>
         Effect.gen(function*() {

@@ -140,6 +140,9 @@ export const regionOf = (state: State, entry: Entry, base: number, size: number)
       else if (width === 2) qtest.writew(addr, value & 0xffff)
       else qtest.writeb(addr, value & 0xff)
     })
+    // A write can make the device signal at once (edu's IRQ_RAISE, a doorbell): delivered
+    // before the write returns, as INTx is.
+    if (entry.messages !== undefined) pollMessages(entry)
   }
   return {
     size,
