@@ -12,14 +12,12 @@
  *
  * @since 0.1.0
  */
-import * as fs from "node:fs"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import { type Machine, type QemuError, QemuExited, QemuStartFailed } from "./process.js"
-import { type Address, closeQuietly, Encoder, fitsAddressSpace, type IrqEvent, isAddress, LineReader, openFifo } from "./qtestWire.js"
+import { type Address, closeQuietly, Encoder, fitsAddressSpace, type IrqEvent, isAddress, LineReader, openFifoPair } from "./qtestWire.js"
 import { QtestBadArgument, QtestClosed, type QtestError, QtestFailed, QtestProtocolError, QtestTimeout } from "./qtestWire.js"
 import { startWatchdog, type Watchdog } from "./watchdog.js"
 
@@ -52,25 +50,8 @@ export const open = (machine: Machine, options: OpenOptions = {}): Effect.Effect
       if (!Number.isInteger(deadlineMs) || deadlineMs < 1 || deadlineMs > 2 ** 31 - 1) {
         return yield* new QemuStartFailed({ reason: `deadlineMs must be an integer in 1..2^31-1, got ${deadlineMs}`, stderr: "" })
       }
-      const exited = Deferred.await(machine.exited).pipe(Effect.flatMap((exit) => new QemuExited(exit)))
-      const opened: Array<number> = []
-      const [input, output] = yield* Effect.all([
-        openFifo(`${machine.qtestBase}.in`, fs.constants.O_WRONLY, opened),
-        openFifo(`${machine.qtestBase}.out`, fs.constants.O_RDONLY, opened)
-      ], { concurrency: 2 }).pipe(
-        Effect.raceFirst(exited),
-        // Acquisition is uninterruptible; the race and the deadline must be able to interrupt.
-        Effect.interruptible,
-        Effect.timeoutFail({
-          duration: startTimeout,
-          onTimeout: () =>
-            new QemuStartFailed({
-              reason: `QEMU did not open its qtest FIFOs within ${Duration.format(startTimeout)}`,
-              stderr: machine.stderr()
-            })
-        }),
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => opened.forEach(closeQuietly)))
-      )
+      const [input, output] = yield* openFifoPair(machine, machine.qtestBase, "qtest", startTimeout)
+      const opened = [input, output]
       const watchdog = yield* Effect.promise(() =>
         startWatchdog({ pid: machine.pid, deadlineMs })
       ).pipe(Effect.onError(() => Effect.sync(() => opened.forEach(closeQuietly))))
