@@ -68,6 +68,21 @@ describe.skipIf(skip)("the QEMU backend", () => {
     }).pipe(Effect.provide(machine([{ name: "testdev0", model: "pci-testdev" }]))), 60_000)
 })
 
+describe.skipIf(skip)("removing an empty slot", () => {
+  it.live("unplug and surprise removal of a device not in its slot fail with DeviceNotFound, as on the simulator", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const q = yield* Qemu.make({ devices: [{ name: "t0", model: "pci-testdev", present: false }, { name: "t1", model: "pci-testdev" }] })
+      expect((yield* Effect.flip(q.unplug("t0")))._tag).toBe("DeviceNotFound")
+      expect((yield* Effect.flip(q.surpriseRemove("t0")))._tag).toBe("DeviceNotFound")
+      yield* q.plug("t1")
+      yield* q.surpriseRemove("t1")
+      expect((yield* Effect.flip(q.unplug("t1")))._tag).toBe("DeviceNotFound")
+      yield* q.plug("t0")
+      expect(yield* q.unplug("t0")).toBeUndefined() // no driver bound: no report
+      expect(q.problems()).toEqual([])
+    })), 60_000)
+})
+
 describe.skipIf(skip)("nothing left behind", () => {
   it.live("the FIFOs, the socket and the /dev/shm file are gone once the machine is up; registers still work", () =>
     Effect.scoped(Effect.gen(function*() {

@@ -110,9 +110,11 @@ export const estimateWithSources = (scenario: Scenario): Estimate & { readonly s
     per(config.blk.workers * 1000 / (config.blk.interval + latencyOf(d) + delay(d.name))) * EVENTS_PER_OPERATION)
   kindSource("sensor", "readers", config.sensor.readers, ordinary.sensor.readers, config.sensor.interval, ordinary.sensor.interval, () =>
     (per(config.sensor.readers * 1000 / config.sensor.interval) + 1000 / SENSOR_CONVERSION) * EVENTS_PER_OPERATION)
-  // Each edu worker's round: a factorial and two DMA transfers, one at a time on the device.
+  // Each edu worker's round: a factorial and two DMA transfers; the device has one DMA engine,
+  // so however many workers there are, it completes at most one round per two transfers.
   kindSource("edu", "workers", config.edu.workers, ordinary.edu.workers, config.edu.interval, ordinary.edu.interval, () =>
-    per(3 * config.edu.workers * 1000 / (config.edu.interval + EDU_FACTORIAL + 2 * EDU_DMA)) * EVENTS_PER_OPERATION)
+    3 * Math.min(per(config.edu.workers * 1000 / (config.edu.interval + EDU_FACTORIAL + 2 * EDU_DMA)), 1000 / (2 * EDU_DMA)) *
+    EVENTS_PER_OPERATION)
 
   // Interrupt storms: `count` interrupts from each plug of the device, one per `interval`.
   const plugs = (device: string) => {

@@ -303,6 +303,10 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       const entry = state.entries.get(name)
       return entry === undefined ? Effect.fail(new DeviceError.DeviceNotFound({ device: name })) : Effect.succeed(entry)
     }
+    /** A device in its slot or on the bus: removing an empty slot is refused, as the simulator refuses an unknown device. */
+    const findPresent = (name: string) =>
+      Effect.filterOrFail(find(name), (entry) => entry.status !== "absent" || entry.device !== undefined || entry.removal !== undefined, () =>
+        new DeviceError.DeviceNotFound({ device: name }))
     const alive = Effect.suspend(() => state.lost === undefined ? Effect.void : Effect.fail(state.lost))
 
     const service: Service = {
@@ -337,13 +341,13 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         }),
       unplug: (name) =>
         Effect.gen(function*() {
-          const entry = yield* find(name)
+          const entry = yield* findPresent(name)
           yield* alive
           return yield* Hotplug.orderlyRemoval(state, entry, pci)
         }),
       surpriseRemove: (name) =>
         Effect.gen(function*() {
-          const entry = yield* find(name)
+          const entry = yield* findPresent(name)
           yield* alive
           return yield* Hotplug.surpriseRemoval(state, entry, pci)
         }),

@@ -155,6 +155,7 @@ export const surpriseRemoval = (
 ): Effect.Effect<Lifecycle.UnbindReport | undefined> =>
   Effect.uninterruptible(Effect.gen(function*() {
     if (entry.status === "present") {
+      entry.deleting = state.booted.qmpSync.lastSeq()
       guarded(state, "the slot power cut", () => Pcie.powerOffSlot(state.booted.cfg, entry.slot.port.address))
       gone(entry)
     }
@@ -174,6 +175,20 @@ export const plugIn = (state: State, entry: Entry): Effect.Effect<void, HotplugF
     const { qmpSync, cfg } = state.booted
     const name = entry.slot.spec.name
     const port = entry.slot.port.address
+    // After a surprise removal QEMU may still be deleting the device: a device_add before its
+    // DEVICE_DELETED finds the old device holding its backends (a block node's write permission).
+    const deleting = entry.deleting
+    if (deleting !== undefined) {
+      const deleted = guarded(state, "DEVICE_DELETED", () =>
+        state.booted.qmpSync.waitForEvent("DEVICE_DELETED", {
+          after: deleting,
+          where: (e) => (e.data as { readonly device?: unknown } | undefined)?.device === entry.slot.qemuId,
+          drainRcu: true
+        }))
+      if (lostOf(state) !== undefined) return yield* lostOf(state)!
+      if (deleted === undefined) return yield* new HotplugFailed({ device: name, step: "DEVICE_DELETED", reason: "QEMU did not report the surprise-removed device deleted" })
+      entry.deleting = undefined
+    }
     const powered = guarded(state, "the slot power-on", () => Pcie.slotState(cfg, port).powered || Pcie.powerOnSlot(cfg, port).powered)
     if (lostOf(state) !== undefined) return yield* lostOf(state)!
     if (powered !== true) return yield* new HotplugFailed({ device: name, step: "slot power-on", reason: "the slot stayed off" })

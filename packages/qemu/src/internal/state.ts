@@ -56,6 +56,12 @@ export interface Entry {
   device: Device.Device | undefined
   /** Set while an orderly removal runs (completed when it ends). */
   removal?: Deferred.Deferred<void> | undefined
+  /**
+   * After a surprise removal: QMP's event sequence number before the power cut. QEMU finishes
+   * deleting the device (and lets go of its block nodes) in an RCU callback; the next plug
+   * waits for its `DEVICE_DELETED` first.
+   */
+  deleting?: number | undefined
 }
 
 /** The backend's state. */
