@@ -68,6 +68,31 @@ describe.skipIf(skip)("the QEMU backend", () => {
     }).pipe(Effect.provide(machine([{ name: "testdev0", model: "pci-testdev" }]))), 60_000)
 })
 
+describe.skipIf(skip)("QEMU lost under a manual clock", () => {
+  it.live("QEMU killed while a VirtualTime world drives it: the device is unbound by surprise from inside the world, on its clock", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const unbinds: Array<string> = []
+      const q = yield* Qemu.make({
+        devices: [{ name: "testdev0", model: "pci-testdev" }],
+        clock: "manual",
+        onLifecycle: (_, e) => void (e._tag === "Unbound" && unbinds.push(e.cause))
+      })
+      yield* q.pci.registerDriver(RustDriverPci.driver()).pipe(Effect.provideService(Hardware.Hardware, q.hardware))
+      yield* q.plug("testdev0")
+      const outcome = yield* VirtualTime.run(Effect.gen(function*() {
+        yield* Effect.fork(q.runClock)
+        yield* Effect.sleep("1 millis")
+        q.machine.machine.kill("SIGKILL")
+        // The next clock step finds QEMU gone; the unbind follows in this world.
+        for (let i = 0; i < 2_000 && unbinds.length === 0; i++) yield* Effect.sleep("1 millis")
+      }), { until: 10_000 })
+      expect(outcome._tag).toBe("Done")
+      expect(unbinds).toEqual(["surprise"])
+      // Found by the clock step's request; how QEMU ended is added when its exit is seen.
+      expect(q.lost()?._tag).toBe("QemuLost")
+    })), 60_000)
+})
+
 describe.skipIf(skip)("removing an empty slot", () => {
   it.live("unplug and surprise removal of a device not in its slot fail with DeviceNotFound, as on the simulator", () =>
     Effect.scoped(Effect.gen(function*() {

@@ -262,12 +262,24 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
         }
       })
     }
+    // Once QEMU is lost, every device on the bus is unbound as a surprise removal (once). With a
+    // manual clock this runs from the clock fiber, in the world that drives it (a VirtualTime
+    // run), so the unbinds' waits are on that world's clock; otherwise from the exit watcher.
+    let unboundAfterLoss = false
+    const unbindAfterLoss = Effect.suspend(() => {
+      if (unboundAfterLoss || state.lost === undefined) return Effect.void
+      unboundAfterLoss = true
+      return Effect.forEach([...state.entries.values()].filter((e) => e.device !== undefined), (e) =>
+        Effect.ignore(pci.removeDevice(e.device!, { cause: "surprise" })), { discard: true })
+    })
+    const manual = options.clock === "manual"
     const runClock = Effect.gen(function*() {
       // QEMU's clock 0 is the caller's clock now (a VirtualTime world's, a TestClock's, the real one).
       const epoch = (yield* Clock.currentTimeNanos) - state.qemuNs
       for (;;) {
         yield* Effect.sleep(Duration.nanos(quantumNs))
         stepTo((yield* Clock.currentTimeNanos) - epoch)
+        if (manual && state.lost !== undefined && !unboundAfterLoss) yield* Effect.fork(unbindAfterLoss)
       }
     })
     if ((options.clock ?? "auto") === "auto") yield* Effect.forkScoped(runClock)
@@ -295,8 +307,7 @@ export const make = (options: Options): Effect.Effect<Service, import("./boot.js
       closing ? Effect.void : Effect.suspend(() => {
         // (A request may have found QEMU gone first: then this only adds how it ended.)
         lost(state, new QemuLost({ code: exit.code, signal: exit.signal, stderr: exit.stderr.slice(-4000), during: "the run" }))
-        return Effect.forEach([...state.entries.values()].filter((e) => e.device !== undefined), (e) =>
-          Effect.ignore(pci.removeDevice(e.device!, { cause: "surprise" })), { discard: true })
+        return manual ? Effect.void : unbindAfterLoss
       })))
 
     const find = (name: string) => {
