@@ -177,17 +177,29 @@ export const plugIn = (state: State, entry: Entry): Effect.Effect<void, HotplugF
     const port = entry.slot.port.address
     // After a surprise removal QEMU may still be deleting the device: a device_add before its
     // DEVICE_DELETED finds the old device holding its backends (a block node's write permission).
+    // The wait is bounded (QEMU does not always report it): then device_add says what is wrong.
     const deleting = entry.deleting
+    entry.deleting = undefined
     if (deleting !== undefined) {
-      const deleted = guarded(state, "DEVICE_DELETED", () =>
-        state.booted.qmpSync.waitForEvent("DEVICE_DELETED", {
-          after: deleting,
-          where: (e) => (e.data as { readonly device?: unknown } | undefined)?.device === entry.slot.qemuId,
-          drainRcu: true
-        }))
+      const deleted = (after: number) =>
+        guarded(state, "DEVICE_DELETED", () =>
+          qmpSync.waitForEvent("DEVICE_DELETED", {
+            after,
+            where: (e) => (e.data as { readonly device?: unknown } | undefined)?.device === entry.slot.qemuId,
+            drainRcu: true,
+            maxPolls: 20
+          }))
+      if (deleted(deleting) === undefined && lostOf(state) === undefined) {
+        // QEMU 7.2 now and then keeps the device through the power cut: power the slot on and
+        // off once more, which it does act on.
+        const again = qmpSync.lastSeq()
+        guarded(state, "the slot power cycle", () => {
+          Pcie.powerOnSlot(cfg, port)
+          Pcie.powerOffSlot(cfg, port)
+        })
+        deleted(again)
+      }
       if (lostOf(state) !== undefined) return yield* lostOf(state)!
-      if (deleted === undefined) return yield* new HotplugFailed({ device: name, step: "DEVICE_DELETED", reason: "QEMU did not report the surprise-removed device deleted" })
-      entry.deleting = undefined
     }
     const powered = guarded(state, "the slot power-on", () => Pcie.slotState(cfg, port).powered || Pcie.powerOnSlot(cfg, port).powered)
     if (lostOf(state) !== undefined) return yield* lostOf(state)!

@@ -184,7 +184,11 @@ export interface Port extends Hardware.DmaPort {
   refresh(): void
   /** Live windows. */
   readonly windows: () => ReadonlyArray<Iommu.Window>
-  /** Stops the device's DMA as seen from here: nothing is copied to or from guest RAM any more. */
+  /**
+   * Stops the device's DMA as seen from here: nothing the CPU writes reaches guest RAM any more,
+   * and coherent memory is no longer refreshed; a streaming buffer synced for the CPU still reads
+   * what the device put in guest RAM before it went.
+   */
   disconnect(): void
 }
 
@@ -223,9 +227,9 @@ export const makePort = (options: PortOptions): Port => {
   const copyIn = (m: Mapping) => {
     if (connected) memory.write(m.iova, m.memory)
   }
-  const copyOut = (m: Mapping) => {
-    if (connected) memory.read(m.iova, m.memory.length, m.memory)
-  }
+  // Guest RAM outlives the device: what it wrote before it went (a read's data, whose completion
+  // the driver found in coherent memory) is still there to sync for the CPU.
+  const copyOut = (m: Mapping) => memory.read(m.iova, m.memory.length, m.memory)
   const flushCoherent = (m: Mapping) => {
     if (!connected) return
     const { memory: cpu, shadow, views } = m
