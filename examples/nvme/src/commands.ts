@@ -138,12 +138,6 @@ export const createIoSq = (qid: number, entries: number, prp1: number, cqid: num
   cdw11: ((cqid << 16) | 1) >>> 0
 })
 
-/** Delete I/O Submission Queue (section 5.7). @since 0.1.0 */
-export const deleteIoSq = (qid: number): Command => ({ opcode: AdminOp.DELETE_IO_SQ, cdw10: qid })
-
-/** Delete I/O Completion Queue (section 5.6). @since 0.1.0 */
-export const deleteIoCq = (qid: number): Command => ({ opcode: AdminOp.DELETE_IO_CQ, cdw10: qid })
-
 /**
  * Read or Write (NVM Command Set, sections 3.2.4 and 3.2.6): starting LBA in CDW10/11, the
  * number of logical blocks (0's based) in CDW12.
